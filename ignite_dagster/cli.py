@@ -1,0 +1,270 @@
+"""`ignite`: the command line of the course factory.
+
+argparse keeps start-up light (every heavy import happens inside the command that needs it), which
+matters because the same package is re-imported by every Dagster run process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from uuid import UUID
+
+from ignite_dagster.config import ConfigError, Settings, load_settings
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def _database_url(settings: Settings) -> str:
+    from ignite_dagster.embedded import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def _queue(settings: Settings, check: bool = True):
+    from ignite_dagster import db
+    from ignite_dagster.queue import JobQueue
+
+    url = _database_url(settings)
+    if check:
+        db.check(url)
+    return JobQueue(url)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table_arg(kind: str) -> str:
+    return {"course": "ai_course_jobs", "media": "ai_media_jobs"}[kind]
+
+
+# -- db ---------------------------------------------------------------------------------------------
+def cmd_db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from ignite_dagster import db
+
+    applied = db.migrate(_database_url(settings))
+    print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_db_check(settings: Settings, args: argparse.Namespace) -> int:
+    from ignite_dagster import db
+
+    db.check(_database_url(settings))
+    print("schema is up to date")
+    return 0
+
+
+# -- orgs -------------------------------------------------------------------------------------------
+def cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    with psycopg.connect(_database_url(settings), autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO organizations (name, slug) VALUES (%s, %s) "
+            "ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+            (args.name, args.slug),
+        ).fetchone()
+    print(row[0])
+    return 0
+
+
+def cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    with psycopg.connect(_database_url(settings), autocommit=True) as conn:
+        for oid, name, slug in conn.execute("SELECT id, name, slug FROM organizations ORDER BY created_at"):
+            print(f"{oid}  {slug or '-':20}  {name}")
+    return 0
+
+
+# -- enqueue / jobs ---------------------------------------------------------------------------------
+def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from ignite_dagster.generation.types import CourseRequest
+    from ignite_dagster.requests import submit_course_request
+    from ignite_dagster.storage import open_store
+
+    fields = {
+        "course_id": args.course_id,
+        "subject": args.subject,
+        "grade_band": args.grade_band,
+        "grade": args.grade,
+        "items_per_group": args.items_per_group,
+        "mode": args.mode,
+        "notes": args.notes,
+        "levels_count": args.levels,
+        "study_texts_count": args.study_texts,
+        "wants_images": args.images,
+        "strategy": args.strategy,
+    }
+    try:
+        request = CourseRequest(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise CliError("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    queue = _queue(settings)
+    result = submit_course_request(
+        queue,
+        open_store(settings),
+        request,
+        organization_id=args.org,
+        idempotency_key=args.idempotency_key,
+        requested_by=args.requested_by,
+        priority=args.priority,
+        max_retries=args.max_retries,
+    )
+    if args.json:
+        _print_json({"jobId": str(result.job.id), "status": result.job.status, "replayed": result.replayed})
+    else:
+        print(result.job.id)
+        if result.replayed:
+            print(f"(replayed: existing job, status {result.job.status})", file=sys.stderr)
+    return 0
+
+
+def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
+    queue = _queue(settings)
+    jobs = queue.list(_table_arg(args.kind), organization_id=args.org, status=args.status,
+                      course_id=args.course_id, limit=args.limit)
+    if args.json:
+        _print_json([j.model_dump(mode="json") for j in jobs])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "course", "status", "attempt", "retries", "stage", "%", "reason", "updated")
+    for j in jobs:
+        table.add_row(str(j.id), j.course_id, j.status, str(j.attempt), f"{j.retry_count}/{j.max_retries}",
+                      j.progress_stage or "", str(j.progress_percent or 0), j.reason_code or "",
+                      j.updated_at.strftime("%H:%M:%S"))
+    Console().print(table)
+    return 0
+
+
+def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
+    queue = _queue(settings)
+    job = queue.get(args.job_id, _table_arg(args.kind))
+    if job is None:
+        raise CliError(f"no {args.kind} job {args.job_id}")
+    _print_json({"job": job.model_dump(mode="json"),
+                 "events": [e.model_dump(mode="json") for e in queue.events(args.job_id)]})
+    return 0
+
+
+def cmd_jobs_requeue(settings: Settings, args: argparse.Namespace) -> int:
+    queue = _queue(settings)
+    if not queue.requeue(args.job_id, _table_arg(args.kind)):
+        job = queue.get(args.job_id, _table_arg(args.kind))
+        state = "does not exist" if job is None else f"is {job.status}"
+        raise CliError(f"not requeued: job {args.job_id} {state} (only failed, stale and dead_letter jobs requeue)")
+    print(f"requeued {args.job_id}")
+    return 0
+
+
+def cmd_jobs_depth(settings: Settings, args: argparse.Namespace) -> int:
+    _print_json(_queue(settings).depth())
+    return 0
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    from ignite_dagster.config import settings_table
+
+    for row in settings_table():
+        print(f"{row['env']:32} default={row['default'] or '-':24} {row['doc']}")
+    return 0
+
+
+def _lazy(module: str, func: str) -> Callable[[Settings, argparse.Namespace], int]:
+    """Commands implemented elsewhere are imported only when run (keeps `ignite --help` fast)."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), func)(settings, args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ignite", description="ignite-dagster: the course factory on Dagster.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    dbp.add_parser("migrate", help="apply pending sql/ migrations (each once, under an advisory lock)").set_defaults(func=cmd_db_migrate)
+    dbp.add_parser("check", help="fail when the schema is missing or behind").set_defaults(func=cmd_db_check)
+
+    orgs = sub.add_parser("orgs", help="organizations").add_subparsers(dest="orgs_command", required=True)
+    oc = orgs.add_parser("create", help="create (or rename) an organization; prints its id")
+    oc.add_argument("name")
+    oc.add_argument("--slug", required=True, help="unique short name, ^[a-z0-9-]{1,64}$")
+    oc.set_defaults(func=cmd_orgs_create)
+    orgs.add_parser("list", help="list organizations").set_defaults(func=cmd_orgs_list)
+
+    e = sub.add_parser("enqueue", help="queue a course request; prints the job id")
+    e.add_argument("--org", type=UUID, required=True, help="organization id (see `ignite orgs list`)")
+    e.add_argument("--course-id", required=True, help="^[a-z0-9-]{1,64}$")
+    e.add_argument("--subject", required=True)
+    e.add_argument("--grade-band", help="K-2, 3-5, 6-8 ...")
+    e.add_argument("--grade", help="a single grade, e.g. 4")
+    e.add_argument("--items-per-group", type=int, default=12)
+    e.add_argument("--mode", default="options", help="options | numeric")
+    e.add_argument("--notes", help="special requests (forces the model path unless --strategy deterministic)")
+    e.add_argument("--levels", type=int)
+    e.add_argument("--study-texts", type=int)
+    e.add_argument("--images", action="store_true", help="generate study-text images")
+    e.add_argument("--strategy", choices=["deterministic", "llm"])
+    e.add_argument("--priority", type=int, default=100, help="lower runs first")
+    e.add_argument("--max-retries", type=int, default=3)
+    e.add_argument("--idempotency-key")
+    e.add_argument("--requested-by", help="audit text (who asked)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_enqueue)
+
+    jobs = sub.add_parser("jobs", help="inspect and requeue jobs").add_subparsers(dest="jobs_command", required=True)
+    jl = jobs.add_parser("list", help="recent jobs")
+    jl.add_argument("--kind", choices=["course", "media"], default="course")
+    jl.add_argument("--org", type=UUID)
+    jl.add_argument("--status")
+    jl.add_argument("--course-id")
+    jl.add_argument("--limit", type=int, default=50)
+    jl.add_argument("--json", action="store_true")
+    jl.set_defaults(func=cmd_jobs_list)
+    js = jobs.add_parser("show", help="one job with its events")
+    js.add_argument("job_id", type=UUID)
+    js.add_argument("--kind", choices=["course", "media"], default="course")
+    js.set_defaults(func=cmd_jobs_show)
+    jr = jobs.add_parser("requeue", help="send a failed, stale or dead_letter job back to pending")
+    jr.add_argument("job_id", type=UUID)
+    jr.add_argument("--kind", choices=["course", "media"], default="course")
+    jr.set_defaults(func=cmd_jobs_requeue)
+    jobs.add_parser("depth", help="job counts by status").set_defaults(func=cmd_jobs_depth)
+
+    sub.add_parser("config", help="list every setting with its default").set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.func(settings, args)
+    except (CliError, ConfigError) as exc:
+        print(f"ignite: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from ignite_dagster.db import SchemaError
+
+        if isinstance(exc, SchemaError):
+            print(f"ignite: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

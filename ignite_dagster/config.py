@@ -1,0 +1,166 @@
+"""Settings from the environment.
+
+Every setting is read in one place so the README's configuration table has a single source. Required
+settings are checked per purpose (``require``) and *all* missing names are reported together in one
+error: an operator fixing a deployment should see the whole list at once, not one name per restart.
+Nothing here invents a secret, a token or an organization id: a value is either configured or missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message names every offending variable."""
+
+    def __init__(self, purpose: str, missing: list[str], invalid: list[str] | None = None):
+        self.purpose = purpose
+        self.missing = missing
+        self.invalid = invalid or []
+        parts = []
+        if missing:
+            parts.append("missing: " + ", ".join(missing))
+        if self.invalid:
+            parts.append("invalid: " + "; ".join(self.invalid))
+        super().__init__(f"configuration for {purpose} is incomplete ({' | '.join(parts)})")
+
+
+def _env_field(env: str, default: Any = None, doc: str = "", secret: bool = False, kind: str = "str"):
+    return field(default=default, metadata={"env": env, "doc": doc, "secret": secret, "kind": kind})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All runtime settings; see ``settings_table()`` for the documented list."""
+
+    env: str = _env_field("IGNITE_ENV", "dev", "dev | test | production. Production never falls back to embedded services.")
+    home: Path = _env_field("IGNITE_HOME", REPO_ROOT / ".ignite", "Folder for embedded Postgres, local storage and the Dagster home in dev/demo/test.", kind="path")
+    database_url: str | None = _env_field("DATABASE_URL", None, "Postgres URL for queues, metadata and Dagster storage. Unset in dev: embedded Postgres under IGNITE_HOME.", secret=True)
+    db_pool_max: int = _env_field("IGNITE_DB_POOL_MAX", 10, "Max connections per process pool (count it in the connection budget).", kind="int")
+
+    storage_backend: str = _env_field("STORAGE_BACKEND", "local", "local | s3")
+    storage_root: Path | None = _env_field("IGNITE_STORAGE_ROOT", None, "Root folder of the local storage backend (default IGNITE_HOME/storage outside production).", kind="path")
+    s3_endpoint_url: str | None = _env_field("S3_ENDPOINT_URL", None, "S3 endpoint (Supabase Storage S3, MinIO, AWS). Unset = AWS default.")
+    s3_region: str | None = _env_field("S3_REGION", None, "S3 region (required with STORAGE_BACKEND=s3).")
+    s3_access_key_id: str | None = _env_field("S3_ACCESS_KEY_ID", None, "S3 access key id.", secret=True)
+    s3_secret_access_key: str | None = _env_field("S3_SECRET_ACCESS_KEY", None, "S3 secret key.", secret=True)
+    s3_bucket_prefix: str = _env_field("S3_BUCKET_PREFIX", "", "Prefix added to the two bucket names (courses, media-library).")
+    public_media_base_url: str | None = _env_field("PUBLIC_MEDIA_BASE_URL", None, "Base URL under which stored media is public, e.g. https://x.supabase.co/storage/v1/object/public. Default for local storage: file:// URL of the storage root.")
+
+    openai_api_key: str | None = _env_field("OPENAI_API_KEY", None, "Key for the OpenAI-compatible provider. Unset: only deterministic packs run.", secret=True)
+    openai_base_url: str | None = _env_field("OPENAI_BASE_URL", None, "Base URL of any OpenAI-compatible server (unset = api.openai.com).")
+    text_model: str | None = _env_field("IGNITE_TEXT_MODEL", None, "Model for skeleton fill and repair (required when a model path runs).")
+    image_model: str | None = _env_field("IGNITE_IMAGE_MODEL", None, "Image model for media jobs (required when images are generated).")
+    image_size: str = _env_field("IGNITE_IMAGE_SIZE", "1024x1024", "Image size passed to the image API.")
+    llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Concurrent model calls per course fill.", kind="int")
+    llm_timeout_seconds: float = _env_field("IGNITE_LLM_TIMEOUT_SECONDS", 60.0, "Per-request timeout for model calls.", kind="float")
+    llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call (429/5xx/timeouts) inside the engine's retry layer.", kind="int")
+    llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Initial output budget per call; doubled once on truncation.", kind="int")
+    llm_prices: str | None = _env_field("IGNITE_LLM_PRICES", None, 'JSON price table, USD per 1M tokens: {"model": {"input": 0.15, "output": 0.6}}; image models: {"model": {"image": 0.04}}.')
+    repair_rounds: int = _env_field("IGNITE_REPAIR_ROUNDS", 2, "Bounded repair rounds.", kind="int")
+
+    agent_token: str | None = _env_field("AGENT_TOKEN", None, "Shared token for agent auth (x-agent-token). Unset: agent auth disabled.", secret=True)
+    jwt_secret: str | None = _env_field("JWT_SECRET", None, "HS256 secret for user JWTs (or use JWT_JWKS_URL).", secret=True)
+    jwt_jwks_url: str | None = _env_field("JWT_JWKS_URL", None, "JWKS URL for RS256/ES256 user JWTs.")
+    jwt_audience: str | None = _env_field("JWT_AUDIENCE", None, "Required `aud` of user JWTs (Supabase: authenticated).")
+    enqueue_rate_per_minute: int = _env_field("IGNITE_ENQUEUE_RATE_PER_MINUTE", 120, "Per-caller enqueue rate limit.", kind="int")
+    api_host: str = _env_field("IGNITE_API_HOST", "127.0.0.1", "Bind address of `ignite api`.")
+    api_port: int = _env_field("IGNITE_API_PORT", 8787, "Port of `ignite api`.", kind="int")
+
+    heartbeat_seconds: float = _env_field("IGNITE_HEARTBEAT_SECONDS", 30.0, "Heartbeat interval of a running job.", kind="float")
+    stale_timeout_seconds: float = _env_field("IGNITE_STALE_TIMEOUT_SECONDS", 300.0, "A processing job without heartbeat this long becomes stale.", kind="float")
+    backoff_base_seconds: float = _env_field("IGNITE_BACKOFF_BASE_SECONDS", 30.0, "Base of the exponential retry backoff.", kind="float")
+    backoff_cap_seconds: float = _env_field("IGNITE_BACKOFF_CAP_SECONDS", 900.0, "Cap of the retry backoff.", kind="float")
+    sensor_interval_seconds: int = _env_field("IGNITE_SENSOR_INTERVAL_SECONDS", 5, "How often the queue sensors look for claimable jobs.", kind="int")
+    max_concurrent_runs: int = _env_field("IGNITE_MAX_CONCURRENT_RUNS", 4, "Run queue limit; sensors claim no more than this allows to start soon.", kind="int")
+    courses_per_run: int = _env_field("IGNITE_COURSES_PER_RUN", 8, "Max course jobs one run works (amortises run start-up).", kind="int")
+
+    def local_storage_root(self) -> Path:
+        return self.storage_root or (self.home / "storage")
+
+    def prices(self) -> dict[str, dict[str, Decimal]]:
+        """The price table, parsed; an unparsable table is a configuration error, not zero cost."""
+        if not self.llm_prices:
+            return {}
+        try:
+            raw = json.loads(self.llm_prices)
+            return {m: {k: Decimal(str(v)) for k, v in p.items()} for m, p in raw.items()}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ConfigError("pricing", [], [f"IGNITE_LLM_PRICES is not a JSON price table: {exc}"]) from exc
+
+    def require(self, purpose: str, *names: str) -> None:
+        """Raise one ConfigError naming every unset variable among ``names`` (env var names)."""
+        by_env = {f.metadata["env"]: f.name for f in fields(self)}
+        missing = [n for n in names if getattr(self, by_env[n]) in (None, "")]
+        if missing:
+            raise ConfigError(purpose, missing)
+
+    def require_production(self) -> None:
+        """Production never uses embedded services: storage and database must be explicit."""
+        names = ["DATABASE_URL"]
+        if self.storage_backend == "s3":
+            names += ["S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "PUBLIC_MEDIA_BASE_URL"]
+        else:
+            names += ["IGNITE_STORAGE_ROOT", "PUBLIC_MEDIA_BASE_URL"]
+        self.require("production", *names)
+
+    @property
+    def model_configured(self) -> bool:
+        return bool(self.openai_api_key and self.text_model)
+
+
+def _parse(kind: str, env: str, raw: str, errors: list[str]) -> Any:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "path":
+            return Path(raw).expanduser()
+    except ValueError:
+        errors.append(f"{env}={raw!r} is not a valid {kind}")
+        return None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``environ`` (default ``os.environ``); malformed values are reported together."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        raw = environ.get(env)
+        if raw is None or raw == "":
+            continue
+        values[f.name] = _parse(f.metadata["kind"], env, raw, errors)
+    if values.get("env", "dev") not in ("dev", "test", "production"):
+        errors.append(f"IGNITE_ENV={values['env']!r} must be dev, test or production")
+    if values.get("storage_backend", "local") not in ("local", "s3"):
+        errors.append(f"STORAGE_BACKEND={values['storage_backend']!r} must be local or s3")
+    if errors:
+        raise ConfigError("settings", [], errors)
+    settings = Settings(**values)
+    if settings.env == "production":
+        settings.require_production()
+    return settings
+
+
+def settings_table() -> list[dict[str, str]]:
+    """Rows for the README's configuration table and `ignite config`."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, Path):
+            default = str(default).replace(str(REPO_ROOT), ".")
+        rows.append({"env": f.metadata["env"], "default": "" if default is None else str(default), "doc": f.metadata["doc"]})
+    return rows

@@ -1,0 +1,329 @@
+"""A thin async client for structured answers from any OpenAI-compatible server.
+
+Decisions, and why:
+
+* **One retry layer, ours.** The SDK client is built with ``max_retries=0``; this module retries. Only
+  here do we see every attempt, so every attempt's tokens are counted (a truncated or malformed answer
+  is billed too), ``retry-after``/``retry-after-ms`` are honoured exactly, and each failure ends in one of
+  the coded reasons the job records (``GenerationFailed.reason_code``). Two layers would multiply the
+  attempts and hide the ones the SDK swallowed.
+* **Chat Completions structured outputs** via ``chat.completions.parse(response_format=Model)``, called
+  through ``with_raw_response`` so the HTTP body (and its ``usage``) is in hand *before* the SDK parses
+  it: when parsing fails (truncation, malformed JSON) the attempt's usage is still recorded. Chat
+  Completions is the API "OpenAI-compatible" servers (vLLM, Ollama, LiteLLM, Azure …) actually share;
+  the Responses API is not implemented by most of them. The output budget is sent as
+  ``max_completion_tokens``.
+* **Failure policy** (each bound is a setting or a constructor argument; sleeps are injectable):
+
+  ===========================================  =========================================================
+  429 with code ``insufficient_quota``          fail at once: ``provider_quota``, not retryable
+  429 otherwise                                 wait ``retry-after-ms``/``retry-after`` (else backoff),
+                                                at most ``llm_max_retries`` times → ``provider_rate_limited``
+                                                (retryable). A requested wait above ``max_retry_after`` is
+                                                not sat out inside a run: ``provider_rate_limited`` at once.
+  5xx, 408, 409, timeout, connection error      exponential backoff with jitter, at most
+                                                ``llm_max_retries`` times → ``provider_unavailable`` (retryable)
+  other 4xx (bad request, auth, unknown model)  ``provider_error``, not retryable (the same request fails again)
+  ``finish_reason: length``                     once more with the output budget doubled → ``output_truncated``
+  refusal / ``content_filter``                  ``content_refused``, not retryable
+  malformed JSON / schema mismatch / empty      at most ``malformed_retries`` more attempts → ``provider_error``
+  ===========================================  =========================================================
+
+* **Concurrency**: a semaphore of ``llm_concurrency`` is held per HTTP attempt only, never across a
+  backoff sleep, so one throttled call does not starve the others.
+* The client and the semaphore belong to one event loop: open the client with ``async with`` inside
+  the coroutine that uses it (the filler does so per fill / repair call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel
+
+from ignite_dagster.config import Settings
+from ignite_dagster.generation.llm.cache import LLMCache, cache_key
+from ignite_dagster.generation.llm.pricing import token_cost
+from ignite_dagster.generation.types import GenerationFailed
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAME = "openai-compatible"
+
+T = TypeVar("T", bound=BaseModel)
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class UsageMeter:
+    """Everything one fill (or repair) spent, summed over every attempt, failed ones included.
+
+    ``calls`` counts HTTP attempts made; ``cache_hits`` counts answers served from the cache instead.
+    ``cost_usd`` becomes ``None`` (unknown) as soon as one billed attempt cannot be priced — the model
+    has no price row, or the response had no ``usage`` — and stays unknown: a partial sum would
+    under-report.
+    """
+
+    model: str
+    prices: Mapping[str, Mapping[str, Decimal]]
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached_tokens: int = 0
+    cache_hits: int = 0
+    failed_attempts: int = 0
+    cost_usd: Decimal | None = field(default_factory=Decimal)
+    served_models: set[str] = field(default_factory=set)
+
+    def record_response(self, usage: Mapping[str, Any] | None, served_model: str | None) -> None:
+        """Add one answered attempt (HTTP 200) and its cost."""
+        if served_model:
+            self.served_models.add(served_model)
+        if not usage:
+            self.cost_usd = None
+            return
+        tokens_in = int(usage.get("prompt_tokens") or 0)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        cached = int(details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.cached_tokens += cached
+        cost = token_cost(self.prices, self.model, tokens_in, tokens_out, cached_in=cached, served_model=served_model)
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What the client needs, taken from Settings (``from_settings``) or given directly in tests."""
+
+    api_key: str
+    model: str
+    base_url: str | None = None
+    timeout_seconds: float = 60.0
+    max_retries: int = 3
+    max_output_tokens: int = 4000
+    concurrency: int = 8
+    prices: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 8.0
+    max_retry_after_seconds: float = 120.0
+    malformed_retries: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ProviderConfig:
+        """Fail loudly (ConfigError naming every missing variable) when no model is configured."""
+        settings.require("model", "OPENAI_API_KEY", "IGNITE_TEXT_MODEL")
+        assert settings.openai_api_key and settings.text_model  # narrowed by require()
+        values: dict[str, Any] = {
+            "api_key": settings.openai_api_key,
+            "model": settings.text_model,
+            "base_url": settings.openai_base_url,
+            "timeout_seconds": settings.llm_timeout_seconds,
+            "max_retries": settings.llm_max_retries,
+            "max_output_tokens": settings.llm_max_output_tokens,
+            "concurrency": settings.llm_concurrency,
+            "prices": settings.prices(),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds the server asks us to wait: ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    value = headers.get("retry-after")
+    if value:
+        try:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is not None:
+                return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return None
+
+
+def _failed(reason: str, retryable: bool, message: str) -> GenerationFailed:
+    return GenerationFailed(reason, message, retryable=retryable)
+
+
+class StructuredClient:
+    """Structured calls with our retry policy; ``async with StructuredClient(config) as client: …``."""
+
+    def __init__(self, config: ProviderConfig, *, cache: LLMCache | None = None, sleep: Sleep | None = None) -> None:
+        self.config = config
+        self.cache = cache
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._client: openai.AsyncOpenAI | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> StructuredClient:
+        self._client = openai.AsyncOpenAI(
+            api_key=self.config.api_key,
+            base_url=self.config.base_url,
+            timeout=self.config.timeout_seconds,
+            max_retries=0,
+        )
+        self._semaphore = asyncio.Semaphore(max(1, self.config.concurrency))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
+        self._semaphore = None
+
+    def new_meter(self) -> UsageMeter:
+        return UsageMeter(model=self.config.model, prices=self.config.prices)
+
+    def _backoff(self, retry_number: int) -> float:
+        base = self.config.backoff_base_seconds * (2**retry_number)
+        return min(self.config.backoff_cap_seconds, base) * (1 - 0.25 * random.random())
+
+    async def parse(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        *,
+        meter: UsageMeter,
+        prompt_version: str,
+        purpose: str = "call",
+    ) -> T:
+        """One structured answer parsed into ``schema``, or GenerationFailed with a reason code."""
+        if self._client is None or self._semaphore is None:
+            raise RuntimeError("StructuredClient used outside 'async with'")
+        key = cache_key(self.config.model, prompt_version, schema, messages) if self.cache else None
+        if self.cache is not None and key is not None:
+            entry = await self.cache.get(key)
+            if entry is not None:
+                try:
+                    parsed = schema.model_validate(entry.parsed)
+                except ValueError:
+                    parsed = None
+                if parsed is not None:
+                    meter.cache_hits += 1
+                    log.debug("llm cache hit for %s (%s)", purpose, key)
+                    return parsed
+
+        budget = self.config.max_output_tokens
+        transient = 0
+        malformed = 0
+        truncated = False
+        while True:
+            meter.calls += 1
+            try:
+                async with self._semaphore:
+                    raw = await self._client.chat.completions.with_raw_response.parse(
+                        model=self.config.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        response_format=schema,
+                        max_completion_tokens=budget,
+                    )
+            except openai.APIStatusError as exc:
+                meter.failed_attempts += 1
+                status = exc.status_code
+                if status == 429 and exc.code == "insufficient_quota":
+                    raise _failed("provider_quota", False, f"{purpose}: provider quota exhausted: {exc.message}") from exc
+                transient_kind = "provider_rate_limited" if status == 429 else "provider_unavailable"
+                if status not in (408, 409, 429) and status < 500:
+                    raise _failed("provider_error", False, f"{purpose}: provider rejected the request (HTTP {status}): {exc.message}") from exc
+                wait = parse_retry_after(exc.response.headers)
+                if transient >= self.config.max_retries:
+                    raise _failed(transient_kind, True, f"{purpose}: HTTP {status} after {transient + 1} attempts: {exc.message}") from exc
+                if wait is not None and wait > self.config.max_retry_after_seconds:
+                    raise _failed(transient_kind, True, f"{purpose}: provider asks to wait {wait:.0f}s (HTTP {status})") from exc
+                delay = wait if wait is not None else self._backoff(transient)
+                transient += 1
+                log.info("%s: HTTP %s, retry %d in %.2fs", purpose, status, transient, delay)
+                await self._sleep(delay)
+                continue
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                meter.failed_attempts += 1
+                if transient >= self.config.max_retries:
+                    raise _failed("provider_unavailable", True, f"{purpose}: {type(exc).__name__} after {transient + 1} attempts") from exc
+                delay = self._backoff(transient)
+                transient += 1
+                log.info("%s: %s, retry %d in %.2fs", purpose, type(exc).__name__, transient, delay)
+                await self._sleep(delay)
+                continue
+
+            body = _json_body(raw.http_response)
+            meter.record_response(body.get("usage") if body else None, body.get("model") if body else None)
+            try:
+                completion = raw.parse()
+                choice = completion.choices[0]
+            except openai.LengthFinishReasonError as exc:
+                meter.failed_attempts += 1
+                if not truncated:
+                    truncated = True
+                    budget *= 2
+                    log.info("%s: output truncated, retrying with max_completion_tokens=%d", purpose, budget)
+                    continue
+                raise _failed("output_truncated", False, f"{purpose}: output truncated even with {budget} output tokens") from exc
+            except openai.ContentFilterFinishReasonError as exc:
+                meter.failed_attempts += 1
+                raise _failed("content_refused", False, f"{purpose}: the provider's content filter stopped the answer") from exc
+            except (ValueError, TypeError, IndexError, openai.APIResponseValidationError) as exc:
+                # pydantic.ValidationError is a ValueError: malformed JSON or a schema mismatch.
+                meter.failed_attempts += 1
+                malformed += 1
+                if malformed > self.config.malformed_retries:
+                    raise _failed("provider_error", False, f"{purpose}: malformed structured output after {malformed} attempts: {_short(exc)}") from exc
+                log.info("%s: malformed output (%s), retry %d", purpose, _short(exc), malformed)
+                continue
+
+            message = choice.message
+            if message.refusal:
+                meter.failed_attempts += 1
+                raise _failed("content_refused", False, f"{purpose}: the model refused: {message.refusal[:300]}")
+            parsed = message.parsed
+            if parsed is None:
+                meter.failed_attempts += 1
+                malformed += 1
+                if malformed > self.config.malformed_retries:
+                    raise _failed("provider_error", False, f"{purpose}: empty answer after {malformed} attempts")
+                continue
+            if self.cache is not None and key is not None:
+                usage = (body or {}).get("usage") or {}
+                await self.cache.put(
+                    key, parsed,
+                    tokens_in=int(usage.get("prompt_tokens") or 0),
+                    tokens_out=int(usage.get("completion_tokens") or 0),
+                    model=str((body or {}).get("model") or self.config.model),
+                )
+            return parsed
+
+
+def _json_body(response: Any) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.content)
+    except (ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"

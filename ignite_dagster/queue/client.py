@@ -1,0 +1,288 @@
+"""A thin Python manager over the queue's SQL functions (sql/002_queue_functions.sql).
+
+The state machine lives in SQL; this module only names calls, converts rows into typed models and adds
+the one thing SQL cannot do for us: computing the deterministic job id of an idempotent request before
+anything is written, so side files (special requests) can be stored under the job's id first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ignite_dagster.queue.models import (
+    JOB_TABLES,
+    CourseJob,
+    EnqueueResult,
+    JobEvent,
+    JobTable,
+    MediaJob,
+    NewCourseJob,
+    NewMediaJob,
+    SweepRow,
+)
+
+log = logging.getLogger(__name__)
+
+# Fixed namespace: the same (organization, Idempotency-Key) always maps to the same job id.
+IDEMPOTENCY_NAMESPACE = UUID("6f1d3c52-8a8e-4d1b-9b53-3f7c1f0a2e11")
+
+
+def idempotent_job_id(organization_id: UUID, key: str) -> UUID:
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{organization_id}:{key}")
+
+
+def _check_table(table: str) -> JobTable:
+    if table not in JOB_TABLES:
+        raise ValueError(f"invalid job table {table!r}: expected one of {', '.join(JOB_TABLES)}")
+    return table  # type: ignore[return-value]
+
+
+_MODELS: dict[str, type[CourseJob] | type[MediaJob]] = {"ai_course_jobs": CourseJob, "ai_media_jobs": MediaJob}
+
+
+class JobQueue:
+    """Queue operations for both job tables. Accepts a pool (services) or a URL (CLI, tests)."""
+
+    def __init__(self, pool_or_url: ConnectionPool | str):
+        self._pool = pool_or_url if isinstance(pool_or_url, ConnectionPool) else None
+        self._url = pool_or_url if isinstance(pool_or_url, str) else None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        if self._pool is not None:
+            with self._pool.connection() as conn:
+                yield conn
+        else:
+            with psycopg.connect(self._url, autocommit=True, row_factory=dict_row) as conn:
+                yield conn
+
+    def _rows(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _value(self, sql: str, params: tuple | dict = ()) -> Any:
+        rows = self._rows(sql, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    # -- enqueue ------------------------------------------------------------------------------------
+    def enqueue_course(
+        self,
+        job: NewCourseJob,
+        *,
+        organization_id: UUID,
+        idempotency_key: str | None = None,
+        created_by: UUID | None = None,
+        requested_by: str | None = None,
+        before_insert: Callable[[UUID], None] | None = None,
+    ) -> EnqueueResult:
+        """Insert a pending course job, or return the existing one for a replayed idempotency key.
+
+        ``before_insert(job_id)`` runs before the row exists (e.g. to store special requests); if it
+        raises, nothing is inserted, so no claimable job is left without its side files.
+        """
+        if idempotency_key is not None:
+            existing = self.find_by_idempotency_key(organization_id, idempotency_key)
+            if existing is not None:
+                return EnqueueResult(job=existing, replayed=True)
+            job_id = idempotent_job_id(organization_id, idempotency_key)
+        else:
+            job_id = uuid.uuid4()
+        if before_insert is not None:
+            before_insert(job_id)
+        cols = job.model_dump()
+        cols.update(
+            id=job_id,
+            organization_id=organization_id,
+            idempotency_key=idempotency_key,
+            created_by=created_by,
+            requested_by=requested_by,
+        )
+        names = ", ".join(cols)
+        values = ", ".join(f"%({k})s" for k in cols)
+        rows = self._rows(
+            f"INSERT INTO ai_course_jobs ({names}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING *", cols
+        )
+        if rows:
+            return EnqueueResult(job=CourseJob(**rows[0]), replayed=False)
+        # Lost an insert race on the same key: the winner's row is the answer.
+        existing = self.find_by_idempotency_key(organization_id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise RuntimeError(f"course job {job_id} conflicted on insert but cannot be found")
+        return EnqueueResult(job=existing, replayed=True)
+
+    def find_by_idempotency_key(self, organization_id: UUID, key: str) -> CourseJob | None:
+        rows = self._rows(
+            "SELECT * FROM ai_course_jobs WHERE organization_id = %s AND idempotency_key = %s",
+            (organization_id, key),
+        )
+        return CourseJob(**rows[0]) if rows else None
+
+    def enqueue_media(
+        self,
+        job: NewMediaJob,
+        *,
+        organization_id: UUID,
+        idempotency_key: str | None = None,
+        created_by: UUID | None = None,
+        requested_by: str | None = None,
+    ) -> EnqueueResult:
+        """Insert a pending media job; a key that is live (pending/processing) returns that job."""
+        cols = job.model_dump(exclude={"target_ref"})
+        cols.update(
+            target_ref=Jsonb(job.target_ref.model_dump(exclude_none=True)),
+            organization_id=organization_id,
+            idempotency_key=idempotency_key,
+            created_by=created_by,
+            requested_by=requested_by,
+        )
+        names = ", ".join(cols)
+        values = ", ".join(f"%({k})s" for k in cols)
+        rows = self._rows(
+            f"INSERT INTO ai_media_jobs ({names}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING *", cols
+        )
+        if rows:
+            return EnqueueResult(job=MediaJob(**rows[0]), replayed=False)
+        live = self._rows(
+            "SELECT * FROM ai_media_jobs WHERE organization_id = %s AND idempotency_key = %s "
+            "AND status IN ('pending', 'processing')",
+            (organization_id, idempotency_key),
+        )
+        if not live:
+            raise RuntimeError("media job conflicted on insert but no live job holds its key")
+        return EnqueueResult(job=MediaJob(**live[0]), replayed=True)
+
+    # -- claims and fenced writes -------------------------------------------------------------------
+    def claim_course_jobs(self, worker_id: str | None, limit: int = 1) -> list[CourseJob]:
+        if limit == 1:
+            rows = self._rows("SELECT * FROM get_next_pending_job(%s)", (worker_id,))
+        else:
+            rows = self._rows("SELECT * FROM claim_course_jobs(%s, %s)", (limit, worker_id))
+        return [CourseJob(**r) for r in rows]
+
+    def claim_media_jobs(self, worker_id: str | None, limit: int = 1) -> list[MediaJob]:
+        if limit == 1:
+            rows = self._rows("SELECT * FROM get_next_pending_media_job(%s)", (worker_id,))
+        else:
+            rows = self._rows("SELECT * FROM claim_media_jobs(%s, %s)", (limit, worker_id))
+        return [MediaJob(**r) for r in rows]
+
+    def heartbeat(self, job_id: UUID, table: str, attempt: int | None) -> bool:
+        return bool(self._value("SELECT update_job_heartbeat(%s, %s, %s)", (job_id, table, attempt)))
+
+    def progress(
+        self, job_id: UUID, table: str, attempt: int, stage: str, percent: int, message: str | None = None
+    ) -> bool:
+        return bool(
+            self._value(
+                "SELECT update_job_progress(%s, %s, %s, %s, %s, %s)",
+                (job_id, _check_table(table), attempt, stage, percent, message),
+            )
+        )
+
+    def event(
+        self,
+        job_id: UUID,
+        table: str,
+        attempt: int | None,
+        step: str,
+        status: str = "info",
+        progress: int | None = None,
+        message: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Best effort: an event that cannot be written is logged, never raised into the job."""
+        try:
+            self._value(
+                "SELECT add_job_event(%s, %s, %s, %s, %s, %s, %s, %s)",
+                (job_id, table, attempt, step, status, progress, message, Jsonb(meta) if meta else None),
+            )
+        except Exception as exc:  # noqa: BLE001 - events must never fail a job
+            log.warning("job event %s/%s not recorded: %s", job_id, step, exc)
+
+    def complete(self, job_id: UUID, table: str, attempt: int, result: dict[str, Any] | None = None) -> bool:
+        payload = json.loads(json.dumps(result or {}, default=str))
+        return bool(
+            self._value("SELECT complete_job(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, Jsonb(payload)))
+        )
+
+    def fail(
+        self,
+        job_id: UUID,
+        table: str,
+        attempt: int,
+        error: str,
+        reason_code: str,
+        retryable: bool = True,
+        backoff_base: timedelta = timedelta(seconds=30),
+        backoff_cap: timedelta = timedelta(minutes=15),
+    ) -> str | None:
+        """Returns the new status (``failed`` or ``dead_letter``), or None when the attempt is fenced."""
+        return self._value(
+            "SELECT fail_job(%s, %s, %s, %s, %s, %s, %s, %s)",
+            (job_id, _check_table(table), attempt, error[:4000], reason_code, retryable, backoff_base, backoff_cap),
+        )
+
+    def requeue(self, job_id: UUID, table: str) -> bool:
+        return bool(self._value("SELECT requeue_job(%s, %s)", (job_id, _check_table(table))))
+
+    # -- sweeps -------------------------------------------------------------------------------------
+    def mark_stale(self, timeout: timedelta = timedelta(minutes=5)) -> list[SweepRow]:
+        return [SweepRow(**r) for r in self._rows("SELECT * FROM mark_stale_jobs(%s)", (timeout,))]
+
+    def move_to_dead_letter(self) -> list[SweepRow]:
+        return [SweepRow(**r) for r in self._rows("SELECT * FROM move_to_dead_letter()")]
+
+    # -- reads --------------------------------------------------------------------------------------
+    def get(self, job_id: UUID, table: str = "ai_course_jobs", organization_id: UUID | None = None):
+        """One job; with ``organization_id`` a job of another organization reads as absent."""
+        sql = f"SELECT * FROM {_check_table(table)} WHERE id = %s"
+        params: tuple = (job_id,)
+        if organization_id is not None:
+            sql += " AND organization_id = %s"
+            params += (organization_id,)
+        rows = self._rows(sql, params)
+        return _MODELS[table](**rows[0]) if rows else None
+
+    def list(
+        self,
+        table: str = "ai_course_jobs",
+        *,
+        organization_id: UUID | None = None,
+        status: str | None = None,
+        course_id: str | None = None,
+        limit: int = 50,
+    ) -> list[CourseJob] | list[MediaJob]:
+        where, params = [], []
+        for col, val in (("organization_id", organization_id), ("status", status), ("course_id", course_id)):
+            if val is not None:
+                where.append(f"{col} = %s")
+                params.append(val)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(
+            f"SELECT * FROM {_check_table(table)} {clause} ORDER BY created_at DESC LIMIT %s", (*params, limit)
+        )
+        model = _MODELS[table]
+        return [model(**r) for r in rows]
+
+    def events(self, job_id: UUID) -> list[JobEvent]:
+        return [JobEvent(**r) for r in self._rows("SELECT * FROM job_events WHERE job_id = %s ORDER BY seq", (job_id,))]
+
+    def depth(self) -> dict[str, dict[str, int]]:
+        """Row counts by status for both tables (the runbook's first look)."""
+        out: dict[str, dict[str, int]] = {}
+        for table in JOB_TABLES:
+            rows = self._rows(f"SELECT status, count(*) AS n FROM {table} GROUP BY status ORDER BY status")
+            out[table] = {r["status"]: r["n"] for r in rows}
+        return out

@@ -1,0 +1,350 @@
+"""A scripted OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
+
+Why a real server: the ``openai`` SDK sends through its own HTTP stack (httpx2), so transport mocks
+never see its requests; and a real socket exercises what production meets — status codes, headers
+(``retry-after``), latency, timeouts, dropped connections, concurrency. The server runs in a thread
+(``ThreadingHTTPServer``, one thread per connection), binds ``127.0.0.1:0`` and records every request.
+
+Scripting, per route (``"/v1/chat/completions"``, ``"/v1/responses"``, ``"/v1/images/generations"``,
+any other path):
+
+* ``server.enqueue(route, reply, ...)`` — replies served first, in order, one per request;
+* ``server.respond_with(route, responder)`` — the fallback once the queue is empty: a ``Reply`` served
+  every time, or a callable ``(RecordedRequest) -> Reply`` that builds an answer from the request
+  (a "model" that reads the prompt);
+* ``server.latency`` — a fixed delay added to every reply (``Reply.delay`` adds per reply).
+
+``/v1/images/generations`` answers with a small valid base64 PNG unless scripted otherwise. An
+unscripted route answers 404 with an OpenAI-style error body, so a test sees what it forgot.
+
+Reply builders (``chat_json``, ``chat_text``, ``chat_refusal``, ``chat_truncated``, ``api_error``,
+``rate_limited``, ``quota_exceeded``, ``server_error``, ``image_png``) produce the bodies the real API
+sends, including ``usage``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+IMAGES = "/v1/images/generations"
+
+
+@dataclass
+class Reply:
+    """One scripted HTTP answer. ``drop`` closes the connection without answering (a network fault)."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    raw: bytes | None = None
+    drop: bool = False
+
+    def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.body if self.body is not None else {}).encode()
+
+
+@dataclass
+class RecordedRequest:
+    """What the server received: enough for tests to assert on prompts, budgets and headers."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError:
+            return None
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The output budget the client asked for (either spelling of the parameter)."""
+        data = self.json or {}
+        return data.get("max_completion_tokens") or data.get("max_tokens") or data.get("max_output_tokens")
+
+    def text(self) -> str:
+        """All message contents joined: what a scripted "model" reads."""
+        data = self.json or {}
+        parts = []
+        for message in data.get("messages", []):
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):
+                parts.extend(c.get("text", "") for c in content if isinstance(c, dict))
+        return "\n".join(parts)
+
+
+Responder = Reply | Callable[[RecordedRequest], Reply]
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, cached: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def chat_completion(
+    content: str | None,
+    *,
+    finish_reason: str = "stop",
+    refusal: str | None = None,
+    model: str = "test-model",
+    prompt_tokens: int = 100,
+    completion_tokens: int = 50,
+    cached_tokens: int = 0,
+) -> dict[str, Any]:
+    """A ``chat.completion`` body with one choice and usage, as the real API returns it."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(prompt_tokens, completion_tokens, cached_tokens),
+    }
+
+
+def chat_json(obj: Any, *, delay: float = 0.0, **kw: Any) -> Reply:
+    """A successful structured answer: ``obj`` serialised as the message content."""
+    return Reply(body=chat_completion(json.dumps(obj), **kw), delay=delay)
+
+
+def chat_text(content: str, *, delay: float = 0.0, **kw: Any) -> Reply:
+    """An answer whose content is arbitrary text (e.g. malformed JSON)."""
+    return Reply(body=chat_completion(content, **kw), delay=delay)
+
+
+def chat_refusal(message: str = "I can't help with that.", **kw: Any) -> Reply:
+    """A structured-output refusal: ``content`` null and ``refusal`` set."""
+    return Reply(body=chat_completion(None, refusal=message, **kw))
+
+
+def chat_truncated(partial: str = '{"items": [{"id": 1, "text": "cut', **kw: Any) -> Reply:
+    """Output cut at the token budget: ``finish_reason: length`` and partial JSON."""
+    kw.setdefault("completion_tokens", 4000)
+    return Reply(body=chat_completion(partial, finish_reason="length", **kw))
+
+
+def api_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    type_: str = "server_error",
+    headers: dict[str, str] | None = None,
+    delay: float = 0.0,
+) -> Reply:
+    """An OpenAI-style error body ``{"error": {message, type, code, param}}``."""
+    body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
+    return Reply(status=status, body=body, headers=dict(headers or {}), delay=delay)
+
+
+def rate_limited(retry_after: float | None = None, retry_after_ms: int | None = None) -> Reply:
+    """A transient 429 with the headers a real provider sends."""
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    if retry_after_ms is not None:
+        headers["retry-after-ms"] = str(retry_after_ms)
+    return api_error(429, "Rate limit reached", code="rate_limit_exceeded", type_="requests", headers=headers)
+
+
+def quota_exceeded() -> Reply:
+    """The 429 that no wait cures: the account has no quota left."""
+    return api_error(
+        429, "You exceeded your current quota, please check your plan and billing details.",
+        code="insufficient_quota", type_="insufficient_quota",
+    )
+
+
+def server_error(status: int = 500) -> Reply:
+    return api_error(status, "The server had an error while processing your request.")
+
+
+def tiny_png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A real, decodable PNG made with zlib (no imaging dependency)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + bytes(rgb) * width
+    raw = row * height
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def image_png(n: int = 1, png: bytes | None = None) -> Reply:
+    """An ``images.generate`` answer with ``b64_json`` data."""
+    data = base64.b64encode(png or tiny_png()).decode()
+    return Reply(body={
+        "created": int(time.time()),
+        "data": [{"b64_json": data, "revised_prompt": None} for _ in range(n)],
+        "usage": {"input_tokens": 10, "output_tokens": 100, "total_tokens": 110},
+    })
+
+
+def _default_image_responder(request: RecordedRequest) -> Reply:
+    n = int((request.json or {}).get("n") or 1)
+    return image_png(n)
+
+
+class OpenAICompatServer:
+    """The scripted server; use as a context manager or call ``start()``/``stop()``."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._queues: dict[str, deque[Responder]] = defaultdict(deque)
+        self._fallback: dict[str, Responder] = {IMAGES: _default_image_responder}
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> OpenAICompatServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+                return
+
+            def _handle(self) -> None:
+                server._serve(self)
+
+            do_GET = _handle
+            do_POST = _handle
+            do_PUT = _handle
+            do_DELETE = _handle
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-compat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> OpenAICompatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What ``OPENAI_BASE_URL`` should be set to."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- scripting ------------------------------------------------------------------------------
+    def enqueue(self, route: str, *replies: Responder) -> None:
+        """Serve these replies, one per request on ``route``, before the fallback."""
+        with self._lock:
+            self._queues[route].extend(replies)
+
+    def respond_with(self, route: str, responder: Responder) -> None:
+        """The answer once the queue is empty: a fixed Reply or a callable of the request."""
+        with self._lock:
+            self._fallback[route] = responder
+
+    def requests_to(self, route: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == route]
+
+    def reset(self) -> None:
+        """Forget requests and counters (scripts stay)."""
+        with self._lock:
+            self.requests.clear()
+            self.in_flight = 0
+            self.max_in_flight = 0
+
+    # -- serving --------------------------------------------------------------------------------
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        path = handler.path.split("?", 1)[0]
+        request = RecordedRequest(
+            method=handler.command,
+            path=path,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+            received_at=time.monotonic(),
+        )
+        with self._lock:
+            self.requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            queue = self._queues.get(path)
+            responder = queue.popleft() if queue else self._fallback.get(path)
+        try:
+            if responder is None:
+                reply = api_error(404, f"no script for {handler.command} {path}", type_="invalid_request_error")
+            elif isinstance(responder, Reply):
+                reply = responder
+            else:
+                reply = responder(request)
+            delay = self.latency + reply.delay
+            if delay > 0:
+                time.sleep(delay)
+            if reply.drop:
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            payload = reply.encode()
+            handler.send_response(reply.status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(payload)))
+            handler.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            try:
+                handler.wfile.write(payload)
+                handler.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                handler.close_connection = True
+        finally:
+            with self._lock:
+                self.in_flight -= 1
