@@ -172,6 +172,39 @@ def cmd_jobs_depth(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from ignite_dagster.stack import Stack, prepare_instance
+
+    if args.stop:
+        from ignite_dagster.embedded import stop_embedded
+
+        print("embedded Postgres stopped" if stop_embedded(settings.home) else "embedded Postgres was not running")
+        return 0
+    env = prepare_instance(settings)
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with Stack(env, log_dir=log_dir) as stack:
+        stack.start_daemon()
+        stack.start_webserver(args.host, args.port)
+        print(f"Dagster UI:   http://{args.host}:{args.port}")
+        print(f"DATABASE_URL: {env['DATABASE_URL']}")
+        print(f"DAGSTER_HOME: {env['DAGSTER_HOME']}   logs: {log_dir}")
+        print("enqueue with: ignite orgs create 'My school' --slug my-school; "
+              "ignite enqueue --org <id> --course-id addition-demo --subject addition --grade-band 3-5")
+        print("Ctrl-C stops the stack.")
+        try:
+            while all(p.poll() is None for p in stack.procs.values()):
+                time.sleep(1)
+            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+            print(f"ignite dev: {', '.join(dead)} exited; see {log_dir}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("stopping...")
+            return 0
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     from ignite_dagster.config import settings_table
 
@@ -244,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--kind", choices=["course", "media"], default="course")
     jr.set_defaults(func=cmd_jobs_requeue)
     jobs.add_parser("depth", help="job counts by status").set_defaults(func=cmd_jobs_depth)
+
+    dev = sub.add_parser("dev", help="the whole local stack: Postgres (embedded without DATABASE_URL), "
+                         "migrations, Dagster daemon and webserver")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--stop", action="store_true", help="stop the embedded Postgres and exit")
+    dev.set_defaults(func=cmd_dev)
 
     sub.add_parser("config", help="list every setting with its default").set_defaults(func=cmd_config)
     return p

@@ -36,7 +36,7 @@ def normalize_blanks(text: str) -> str:
 
 def _expression_re(meta: ArithmeticMeta) -> re.Pattern[str]:
     symbols = "|".join(re.escape(s) for s in _OP_SYMBOLS[meta.op])
-    return re.compile(rf"(?<![\d.]){re.escape(str(meta.a))}\s*(?:{symbols})\s*{re.escape(str(meta.b))}(?![\d.])")
+    return re.compile(rf"(?<![\d.]){re.escape(str(meta.a))}\s*(?:{symbols})\s*{re.escape(str(meta.b))}(?!\d|[.,]\d)")
 
 
 def insert_missing_blank(text: str, meta: ArithmeticMeta | None) -> str:

@@ -129,7 +129,7 @@ def _banned_regex(terms: list[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-def _course_level_checks(course: Course, issues: list[Issue]) -> None:
+def _course_level_checks(course: Course, skeleton: Skeleton | None, issues: list[Issue]) -> None:
     if not _ID_RE.match(course.id):
         issues.append(_err("schema_error", f"course id {course.id!r} must match ^[a-z0-9-]{{1,64}}$", field="id"))
     _length(issues, course.title, 1, 120, "title")
@@ -145,7 +145,9 @@ def _course_level_checks(course: Course, issues: list[Issue]) -> None:
         if group.id < 0:
             issues.append(_err("schema_error", f"group id {group.id} must be >= 0", field=f"groups[{i}].id"))
         _length(issues, group.name, 1, 120, f"groups[{i}].name")
-    n_items = len(course.items)
+    # Against the skeleton's item count when there is one: a missing item is reported (repairably) on
+    # the item, not again as an unrepairable level range.
+    n_items = len(skeleton.items) if skeleton is not None else len(course.items)
     for i, level in enumerate(course.levels):
         if level.end < level.start:
             issues.append(_err("schema_error", f"level {level.id}: end {level.end} < start {level.start}", field=f"levels[{i}]"))
@@ -312,7 +314,7 @@ def _banned_checks(course: Course, gates: ContentGates | None, issues: list[Issu
 def validate_course(course: Course, skeleton: Skeleton | None = None, gates: ContentGates | None = None) -> list[Issue]:
     """Every coded issue of ``course``: structure, items, arithmetic (with a skeleton), study texts, gates."""
     issues: list[Issue] = []
-    _course_level_checks(course, issues)
+    _course_level_checks(course, skeleton, issues)
     _item_checks(course, skeleton, issues)
     _study_text_checks(course, skeleton, gates, issues)
     _banned_checks(course, gates, issues)

@@ -49,7 +49,10 @@ def update_json(
 
     ``mutate`` receives a freshly parsed copy of the current document (``None`` when the key is absent)
     and returns the document to store; it may modify its argument in place. It can run more than once
-    (once per conflict), so it must be a pure function of its input: no side effects outside it.
+    (once per conflict), so it must be a pure function of its input: no side effects outside it. Prefer
+    idempotent changes ("attach this URL if absent") over blind ones ("append", "+1"): if the network
+    drops the reply to a write that did land, the transport retry sees a conflict and the change is
+    re-applied on top of itself.
 
     If the result equals what is stored, nothing is written and the current version is returned, so an
     idempotent change (attach a URL that is already attached) does not churn versions.

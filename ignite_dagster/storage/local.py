@@ -128,9 +128,10 @@ class LocalObjectStore:
     # --- helpers -----------------------------------------------------------------------------------
 
     @staticmethod
-    def _write_temp(directory: Path, name: str, data: bytes) -> tuple[Path, os.stat_result]:
+    def _write_temp(directory: Path, data: bytes) -> tuple[Path, os.stat_result]:
         """Write ``data`` to a fresh hidden temp file in ``directory``, fsynced; return it and its stat."""
-        tmp = directory / f"{_TMP_PREFIX}{secrets.token_hex(8)}-{name}"[:255]
+        # The name is random only: appending the target's name could exceed NAME_MAX (255 bytes).
+        tmp = directory / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -180,13 +181,13 @@ class LocalObjectStore:
 
         version = f"{time.time_ns():x}-{secrets.token_hex(6)}"
         try:
-            tmp_data, st = self._write_temp(path.parent, path.name, bytes(data))
+            tmp_data, st = self._write_temp(path.parent, bytes(data))
         except OSError as exc:
             raise StorageError(f"cannot store {key!r}: {exc}") from exc
         tmp_meta: Path | None = None
         try:
             meta = {"key": key, "version": version, "content_type": content_type, "identity": self._identity(st)}
-            tmp_meta, _ = self._write_temp(meta_path.parent, meta_path.name, json.dumps(meta).encode())
+            tmp_meta, _ = self._write_temp(meta_path.parent, json.dumps(meta).encode())
             # Only the check and the two renames are under the lock: the slow part (writing and fsyncing
             # the bytes) is done, so a writer holds other writers and readers up for microseconds.
             with self._locked(key, exclusive=True):

@@ -13,12 +13,14 @@ read-modify-write loop needs (re-read, re-apply).
 Server support, as verified or known:
 
 * AWS S3: If-None-Match since 2024-08, If-Match since 2024-11; atomic.
-* moto 5.x (the tests' real HTTP server): enforces both headers (412, and 404 for If-Match on a missing
-  key). But it checks the condition and then stores the object as two separate steps with no lock in
-  between, and ``ThreadedMotoServer`` serves each request on its own thread. In practice the GIL
-  makes the window small, and the contract test's cross-process counter (several OS processes racing
-  conditional writes over HTTP) comes out exact; it is not a guarantee moto makes, so do not read that
-  test as proof of moto's atomicity, only of this client's handling.
+* moto 5.x (the tests' real HTTP server): enforces both headers on PutObject (412, and 404 for
+  If-Match on a missing key), but checks the condition and stores the object in two unlocked steps,
+  and ``ThreadedMotoServer`` runs each request on its own thread. So moto's conditional write is not
+  atomic under concurrency: with frequent forced GIL switches, 8 processes x 50 CAS increments lost
+  2-4 of 400 updates, and concurrent GET/PUT of one key produced sporadic 500s. (At default GIL
+  settings 2,400 increments lost none, which is luck, not a guarantee.) The tests therefore serve moto
+  with one request at a time (``tests/test_storage_contract.py::SerializedMotoServer``), giving it the
+  per-request atomicity real S3 has; no lost update was seen that way under the same forced switching.
 * MinIO: documents conditional PutObject. Supabase Storage's S3 endpoint: not verified here. A server
   that silently *ignores* the headers would turn every conditional put into a blind overwrite (lost
   updates, no error), so ``check_conditional_writes()`` probes the real endpoint and raises if it does.

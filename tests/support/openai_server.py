@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import struct
 import threading
 import time
@@ -239,6 +240,11 @@ class OpenAICompatServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                # Without this, Nagle's algorithm and the client's delayed ACK add ~40 ms per reply.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
                 return
 
@@ -250,9 +256,14 @@ class OpenAICompatServer:
             do_PUT = _handle
             do_DELETE = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-compat", daemon=True)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog (5) drops SYNs under a burst: 1 s stalls
+            daemon_threads = True
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-compat", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -324,7 +335,10 @@ class OpenAICompatServer:
             elif isinstance(responder, Reply):
                 reply = responder
             else:
-                reply = responder(request)
+                try:
+                    reply = responder(request)
+                except Exception as exc:  # a broken script shows up as a 500 naming it, not a hang
+                    reply = api_error(500, f"scripted responder failed: {exc!r}")
             delay = self.latency + reply.delay
             if delay > 0:
                 time.sleep(delay)
@@ -339,12 +353,137 @@ class OpenAICompatServer:
             handler.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
             for name, value in reply.headers.items():
                 handler.send_header(name, value)
-            handler.end_headers()
+            # headers and body in one write (end_headers() would send the headers on their own)
+            handler._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
             try:
-                handler.wfile.write(payload)
-                handler.wfile.flush()
+                handler.flush_headers()
             except (BrokenPipeError, ConnectionResetError):
                 handler.close_connection = True
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+# --- a scripted course-writing "model" ---------------------------------------------------------------
+# Answers the structured calls of ignite_dagster.generation.llm from what the prompt says, the way a
+# real model would: it reads the response schema's name and the JSON item specs embedded in the
+# prompt. Faults are injected per item id to drive validation and repair.
+
+FAULTS = ("two_options", "expected_absent", "wrong_index", "wrong_numeric", "no_blank", "omit")
+
+
+def _json_arrays(text: str) -> list[list[Any]]:
+    """Every JSON array embedded in ``text`` (the item specs the prompt carries)."""
+    decoder = json.JSONDecoder()
+    found: list[list[Any]] = []
+    pos = text.find("[")
+    while pos != -1:
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except ValueError:
+            pos = text.find("[", pos + 1)
+            continue
+        if isinstance(value, list):
+            found.append(value)
+        pos = text.find("[", max(end, pos + 1))
+    return found
+
+
+def _fmt(n: float) -> str:
+    return str(int(n)) if float(n).is_integer() else str(n)
+
+
+class ScriptedCourseModel:
+    """A responder for ``/v1/chat/completions`` that writes courses.
+
+    ``faults``: item id → fault kind used in *fill* answers (see FAULTS). ``repair_faults``: the same for
+    repair answers (default: repairs come back correct). ``calls`` counts answers per schema name.
+    """
+
+    def __init__(
+        self,
+        faults: dict[int, str] | None = None,
+        repair_faults: dict[int, str] | None = None,
+        model: str = "test-model",
+    ) -> None:
+        self.faults = dict(faults or {})
+        self.repair_faults = dict(repair_faults or {})
+        self.model = model
+        self.calls: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        data = request.json or {}
+        schema = ((data.get("response_format") or {}).get("json_schema") or {}).get("name", "")
+        prompt = request.text()
+        with self._lock:
+            self.calls[schema] += 1
+        if schema == "CourseOverview":
+            out: Any = {"title": "Practice course", "description": "Short practice items with hints."}
+        elif schema == "StudyTextOut":
+            out = self._study_text(prompt)
+        elif schema == "ItemBatch":
+            specs = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "mode" in a[0]), [])
+            out = {"items": [i for s in specs if (i := self.item(s, self.faults.get(s["id"]))) is not None]}
+        elif schema == "RepairedItems":
+            blocks = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "spec" in a[0]), [])
+            out = {"items": [i for b in blocks if (i := self.item(b["spec"], self.repair_faults.get(b["spec"]["id"]))) is not None]}
+        else:
+            return api_error(400, f"unexpected response_format {schema!r}", type_="invalid_request_error")
+        content = json.dumps(out)
+        return Reply(body=chat_completion(
+            content, model=self.model, prompt_tokens=max(1, len(prompt) // 4), completion_tokens=max(1, len(content) // 4),
+        ))
+
+    @staticmethod
+    def _study_text(prompt: str) -> dict[str, Any]:
+        image = "\n[IMAGE:a number line from 0 to 20 with jumps drawn as arcs]\n" if "Include exactly one [IMAGE:" in prompt else "\n"
+        content = (
+            "[SECTION:What it means]\nAdding puts two groups together. We count all of them.\n"
+            + image
+            + "[SECTION:How to do it]\nStart at the bigger number and count on. Check by counting again."
+        )
+        return {
+            "title": "Putting numbers together",
+            "content": content,
+            "learningObjectives": ["Add two numbers", "Check an answer"],
+            "keywords": ["add", "sum", "count on"],
+            "estimatedReadingTime": 3,
+            "difficulty": "easy",
+        }
+
+    @staticmethod
+    def item(spec: dict[str, Any], fault: str | None = None) -> dict[str, Any] | None:
+        """A correct item for ``spec``, or one with the given fault."""
+        if fault == "omit":
+            return None
+        iid = spec["id"]
+        arithmetic = spec.get("arithmetic")
+        expr = arithmetic["expression"] if arithmetic else f"the idea of item {iid}"
+        text = f"Item {iid}: {expr} = [blank]" if arithmetic else f"Item {iid}: the word for {expr} is [blank]."
+        if fault == "no_blank":
+            text = f"Item {iid}: think about {expr} and answer"
+        item: dict[str, Any] = {
+            "id": iid, "text": text, "options": None, "correctIndex": None, "answer": None,
+            "hint": "Count on from the bigger number.", "explain": "Putting both groups together gives the total.",
+            "wrongExplanations": None, "relatedStudyTextIds": None,
+        }
+        if spec["mode"] == "numeric":
+            answer = float(arithmetic["answer"]) if arithmetic else 42.0
+            item["answer"] = answer + 1 if fault == "wrong_numeric" else answer
+            return item
+        if arithmetic:
+            e = float(arithmetic["answer"])
+            values = [e + 1, e + 2, e + 3, e + 4] if fault == "expected_absent" else [e + 1, e, e + 2, e + 3]
+            options = [_fmt(v) for v in values]
+            correct = 0 if fault == "wrong_index" else (1 if fault != "expected_absent" else 0)
+        else:
+            options = [f"choice {k} of item {iid}" for k in "ABCD"]
+            correct = 1
+        if fault == "two_options":
+            options = options[:2]
+            correct = min(correct, 1)
+        item["options"] = options
+        item["correctIndex"] = correct
+        item["wrongExplanations"] = ["" if k == correct else "Count again." for k in range(len(options))]
+        return item

@@ -10,8 +10,10 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
+import psycopg.conninfo
 
 from ignite_dagster import db
 
@@ -50,7 +52,14 @@ class TestPostgres:
         return "embedded" if self._embedded else "server"
 
     def url_for(self, name: str) -> str:
-        return psycopg.conninfo.make_conninfo(self.admin_url, dbname=name)
+        """A URL (not a key=value conninfo): Dagster's storage parses it with SQLAlchemy."""
+        parts = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        user = quote(parts.get("user") or "postgres")
+        password = f":{quote(parts['password'])}" if parts.get("password") else ""
+        host = parts.get("host") or ""
+        if host.startswith("/"):  # unix socket (embedded pgserver)
+            return f"postgresql://{user}{password}@/{name}?host={quote(host)}"
+        return f"postgresql://{user}{password}@{host}:{parts.get('port') or 5432}/{name}"
 
     def create_database(self, migrate: bool = True, name: str | None = None, template: str | None = None) -> str:
         name = name or f"ignite_t_{self.run_tag}_{uuid.uuid4().hex[:8]}"

@@ -13,42 +13,52 @@ Decisions, and why:
   Completions is the API "OpenAI-compatible" servers (vLLM, Ollama, LiteLLM, Azure …) actually share;
   the Responses API is not implemented by most of them. The output budget is sent as
   ``max_completion_tokens``.
-* **Failure policy** (each bound is a setting or a constructor argument; sleeps are injectable):
+* **Failure policy** (each bound is a setting or a constructor argument; sleeps are injectable). Whether
+  the *queue* retries a failed job follows the shared table ``types.RETRYABLE_REASONS`` (rate limited,
+  unavailable, truncated: yes; the rest: no), so there is one source of truth for it.
 
   ===========================================  =========================================================
-  429 with code ``insufficient_quota``          fail at once: ``provider_quota``, not retryable
+  429 with code ``insufficient_quota``          fail at once: ``provider_quota``
   429 otherwise                                 wait ``retry-after-ms``/``retry-after`` (else backoff),
-                                                at most ``llm_max_retries`` times → ``provider_rate_limited``
-                                                (retryable). A requested wait above ``max_retry_after`` is
-                                                not sat out inside a run: ``provider_rate_limited`` at once.
-  5xx, 408, 409, timeout, connection error      exponential backoff with jitter, at most
-                                                ``llm_max_retries`` times → ``provider_unavailable`` (retryable)
-  other 4xx (bad request, auth, unknown model)  ``provider_error``, not retryable (the same request fails again)
+                                                at most ``llm_max_retries`` times → ``provider_rate_limited``.
+                                                A requested wait above ``max_retry_after_seconds`` is not
+                                                sat out inside a run: ``provider_rate_limited`` at once.
+  5xx, 408, 409, timeout, connection error      exponential backoff with jitter (``retry-after`` honoured
+                                                when sent), at most ``llm_max_retries`` times →
+                                                ``provider_unavailable``
+  other 4xx (bad request, auth, unknown model)  ``provider_error`` at once (the same request fails again)
   ``finish_reason: length``                     once more with the output budget doubled → ``output_truncated``
-  refusal / ``content_filter``                  ``content_refused``, not retryable
+  refusal / ``content_filter``                  ``content_refused``
   malformed JSON / schema mismatch / empty      at most ``malformed_retries`` more attempts → ``provider_error``
   ===========================================  =========================================================
 
 * **Concurrency**: a semaphore of ``llm_concurrency`` is held per HTTP attempt only, never across a
   backoff sleep, so one throttled call does not starve the others.
+* **Account-wide failures stop the client**: after ``insufficient_quota`` or a 401/403/404 no further
+  request is sent by this client (calls still waiting fail with the same reason), so a fill with no
+  quota left makes exactly one request, not one per batch.
 * The client and the semaphore belong to one event loop: open the client with ``async with`` inside
-  the coroutine that uses it (the filler does so per fill / repair call).
+  the coroutine that uses it (the filler does so per fill / repair call). The TLS context (loading the
+  CA bundle costs ~40 ms) is built once per process and shared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import math
 import random
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx2
 import openai
 from pydantic import BaseModel
 
@@ -62,6 +72,7 @@ log = logging.getLogger(__name__)
 PROVIDER_NAME = "openai-compatible"
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -84,6 +95,8 @@ class UsageMeter:
     cache_hits: int = 0
     failed_attempts: int = 0
     cost_usd: Decimal | None = field(default_factory=Decimal)
+    priced_cost_usd: Decimal = field(default_factory=Decimal)
+    unpriced_models: set[str] = field(default_factory=set)
     served_models: set[str] = field(default_factory=set)
 
     def record_response(self, usage: Mapping[str, Any] | None, served_model: str | None) -> None:
@@ -92,6 +105,7 @@ class UsageMeter:
             self.served_models.add(served_model)
         if not usage:
             self.cost_usd = None
+            self.unpriced_models.add(f"{served_model or self.model} (no usage reported)")
             return
         tokens_in = int(usage.get("prompt_tokens") or 0)
         tokens_out = int(usage.get("completion_tokens") or 0)
@@ -101,7 +115,13 @@ class UsageMeter:
         self.tokens_out += tokens_out
         self.cached_tokens += cached
         cost = token_cost(self.prices, self.model, tokens_in, tokens_out, cached_in=cached, served_model=served_model)
-        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+        if cost is None:
+            self.cost_usd = None
+            self.unpriced_models.add(self.model)
+            return
+        self.priced_cost_usd += cost
+        if self.cost_usd is not None:
+            self.cost_usd += cost
 
 
 @dataclass(frozen=True)
@@ -165,8 +185,20 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
-def _failed(reason: str, retryable: bool, message: str) -> GenerationFailed:
-    return GenerationFailed(reason, message, retryable=retryable)
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The SDK's default TLS context, built once per process.
+
+    Building it loads the CA bundle (~40 ms); a client is opened per fill and repair round (clients
+    are bound to one event loop), so without sharing, every fill paid that before its first request.
+    An SSLContext is safe to share between clients, threads and event loops.
+    """
+    return httpx2.create_ssl_context()
+
+
+def _failed(reason: str, message: str) -> GenerationFailed:
+    """A coded failure; whether the queue retries it follows the shared table (types.RETRYABLE_REASONS)."""
+    return GenerationFailed(reason, message)
 
 
 class StructuredClient:
@@ -178,6 +210,7 @@ class StructuredClient:
         self._sleep: Sleep = sleep or asyncio.sleep
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._fatal: GenerationFailed | None = None
 
     async def __aenter__(self) -> StructuredClient:
         self._client = openai.AsyncOpenAI(
@@ -185,8 +218,10 @@ class StructuredClient:
             base_url=self.config.base_url,
             timeout=self.config.timeout_seconds,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
         self._semaphore = asyncio.Semaphore(max(1, self.config.concurrency))
+        self._fatal = None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -210,11 +245,16 @@ class StructuredClient:
         meter: UsageMeter,
         prompt_version: str,
         purpose: str = "call",
+        use_cache: bool = True,
     ) -> T:
-        """One structured answer parsed into ``schema``, or GenerationFailed with a reason code."""
+        """One structured answer parsed into ``schema``, or GenerationFailed with a reason code.
+
+        ``use_cache=False`` skips the answer cache for this call (repairs: asking again must be able
+        to give a different answer).
+        """
         if self._client is None or self._semaphore is None:
             raise RuntimeError("StructuredClient used outside 'async with'")
-        key = cache_key(self.config.model, prompt_version, schema, messages) if self.cache else None
+        key = cache_key(self.config.model, prompt_version, schema, messages) if self.cache and use_cache else None
         if self.cache is not None and key is not None:
             entry = await self.cache.get(key)
             if entry is not None:
@@ -232,9 +272,13 @@ class StructuredClient:
         malformed = 0
         truncated = False
         while True:
-            meter.calls += 1
             try:
                 async with self._semaphore:
+                    if self._fatal is not None:
+                        # An account-wide failure (no quota, bad key, unknown model) dooms every call:
+                        # waiting calls stop here instead of each paying for the same answer.
+                        raise _failed(self._fatal.reason_code, f"{purpose}: not sent: {self._fatal.message}")
+                    meter.calls += 1
                     raw = await self._client.chat.completions.with_raw_response.parse(
                         model=self.config.model,
                         messages=messages,  # type: ignore[arg-type]
@@ -244,16 +288,20 @@ class StructuredClient:
             except openai.APIStatusError as exc:
                 meter.failed_attempts += 1
                 status = exc.status_code
-                if status == 429 and exc.code == "insufficient_quota":
-                    raise _failed("provider_quota", False, f"{purpose}: provider quota exhausted: {exc.message}") from exc
+                if status == 429 and "insufficient_quota" in (exc.code, exc.type):  # code (OpenAI) or type (some proxies)
+                    self._fatal = _failed("provider_quota", f"{purpose}: provider quota exhausted: {exc.message}")
+                    raise self._fatal from exc
                 transient_kind = "provider_rate_limited" if status == 429 else "provider_unavailable"
                 if status not in (408, 409, 429) and status < 500:
-                    raise _failed("provider_error", False, f"{purpose}: provider rejected the request (HTTP {status}): {exc.message}") from exc
+                    failure = _failed("provider_error", f"{purpose}: provider rejected the request (HTTP {status}): {exc.message}")
+                    if status in (401, 403, 404):
+                        self._fatal = failure  # bad key, no access, unknown model: the same for every call
+                    raise failure from exc
                 wait = parse_retry_after(exc.response.headers)
                 if transient >= self.config.max_retries:
-                    raise _failed(transient_kind, True, f"{purpose}: HTTP {status} after {transient + 1} attempts: {exc.message}") from exc
+                    raise _failed(transient_kind, f"{purpose}: HTTP {status} after {transient + 1} attempts: {exc.message}") from exc
                 if wait is not None and wait > self.config.max_retry_after_seconds:
-                    raise _failed(transient_kind, True, f"{purpose}: provider asks to wait {wait:.0f}s (HTTP {status})") from exc
+                    raise _failed(transient_kind, f"{purpose}: provider asks to wait {wait:.0f}s (HTTP {status})") from exc
                 delay = wait if wait is not None else self._backoff(transient)
                 transient += 1
                 log.info("%s: HTTP %s, retry %d in %.2fs", purpose, status, transient, delay)
@@ -262,7 +310,7 @@ class StructuredClient:
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 meter.failed_attempts += 1
                 if transient >= self.config.max_retries:
-                    raise _failed("provider_unavailable", True, f"{purpose}: {type(exc).__name__} after {transient + 1} attempts") from exc
+                    raise _failed("provider_unavailable", f"{purpose}: {type(exc).__name__} after {transient + 1} attempts") from exc
                 delay = self._backoff(transient)
                 transient += 1
                 log.info("%s: %s, retry %d in %.2fs", purpose, type(exc).__name__, transient, delay)
@@ -281,29 +329,29 @@ class StructuredClient:
                     budget *= 2
                     log.info("%s: output truncated, retrying with max_completion_tokens=%d", purpose, budget)
                     continue
-                raise _failed("output_truncated", False, f"{purpose}: output truncated even with {budget} output tokens") from exc
+                raise _failed("output_truncated", f"{purpose}: output truncated even with {budget} output tokens") from exc
             except openai.ContentFilterFinishReasonError as exc:
                 meter.failed_attempts += 1
-                raise _failed("content_refused", False, f"{purpose}: the provider's content filter stopped the answer") from exc
+                raise _failed("content_refused", f"{purpose}: the provider's content filter stopped the answer") from exc
             except (ValueError, TypeError, IndexError, openai.APIResponseValidationError) as exc:
                 # pydantic.ValidationError is a ValueError: malformed JSON or a schema mismatch.
                 meter.failed_attempts += 1
                 malformed += 1
                 if malformed > self.config.malformed_retries:
-                    raise _failed("provider_error", False, f"{purpose}: malformed structured output after {malformed} attempts: {_short(exc)}") from exc
+                    raise _failed("provider_error", f"{purpose}: malformed structured output after {malformed} attempts: {_short(exc)}") from exc
                 log.info("%s: malformed output (%s), retry %d", purpose, _short(exc), malformed)
                 continue
 
             message = choice.message
             if message.refusal:
                 meter.failed_attempts += 1
-                raise _failed("content_refused", False, f"{purpose}: the model refused: {message.refusal[:300]}")
+                raise _failed("content_refused", f"{purpose}: the model refused: {message.refusal[:300]}")
             parsed = message.parsed
             if parsed is None:
                 meter.failed_attempts += 1
                 malformed += 1
                 if malformed > self.config.malformed_retries:
-                    raise _failed("provider_error", False, f"{purpose}: empty answer after {malformed} attempts")
+                    raise _failed("provider_error", f"{purpose}: empty answer after {malformed} attempts")
                 continue
             if self.cache is not None and key is not None:
                 usage = (body or {}).get("usage") or {}
@@ -327,3 +375,24 @@ def _json_body(response: Any) -> dict[str, Any] | None:
 def _short(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).replace("\n", " ")
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+async def run_all(calls: list[Coroutine[Any, Any, R]]) -> list[R]:
+    """Run concurrently; the first GenerationFailed cancels the rest and is raised as itself."""
+    tasks: list[asyncio.Task[R]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in calls]
+    except BaseExceptionGroup as eg:
+        failures = [e for e in _leaves(eg) if isinstance(e, GenerationFailed)]
+        if failures:
+            raise failures[0] from None
+        raise
+    return [t.result() for t in tasks]
+
+
+def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out

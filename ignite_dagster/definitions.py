@@ -1,0 +1,42 @@
+"""The one Definitions object that workspace.yaml loads."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from ignite_dagster.config import load_settings
+from ignite_dagster.defs.courses.assets import (
+    course_content,
+    course_media,
+    course_metadata,
+    course_schema_valid,
+)
+from ignite_dagster.defs.courses.jobs import generate_courses
+from ignite_dagster.defs.courses.sensors import (
+    build_course_jobs_sensor,
+    course_run_canceled_sensor,
+    course_run_failure_sensor,
+)
+from ignite_dagster.defs.maintenance.jobs import (
+    dead_letter_job,
+    reconcile_job,
+    requeue_job,
+    schedules,
+    stale_job,
+)
+from ignite_dagster.defs.resources import FactoryResource
+
+_settings = load_settings()
+
+defs = Definitions(
+    assets=[course_content, course_metadata, course_media],
+    asset_checks=[course_schema_valid],
+    jobs=[generate_courses, reconcile_job, stale_job, dead_letter_job, requeue_job],
+    sensors=[
+        build_course_jobs_sensor(_settings.sensor_interval_seconds),
+        course_run_failure_sensor,
+        course_run_canceled_sensor,
+    ],
+    schedules=schedules,
+    resources={"factory": FactoryResource()},
+)

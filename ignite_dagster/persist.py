@@ -1,0 +1,176 @@
+"""Persisting a generated course: course.json (CAS, media kept), metadata, catalog, media jobs, completion.
+
+Order matters for "never a half course" and "never a duplicate catalog row":
+1. ownership check: a course id belongs to one organization for good;
+2. course.json written by compare-and-swap, re-checking the claim before every attempt, merging media
+   URLs already attached (a regeneration never loses an image);
+3. one database transaction: complete the job (fenced by attempt) first, then metadata upsert, the
+   catalog row (unique per job) and the media jobs. A refused completion rolls the rest back.
+If the process dies between 2 and 3, reconciliation finds course.json written by this job and finishes
+step 3 (``record_course``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ignite_dagster.queue.lease import LostClaim
+from ignite_dagster.storage.base import ObjectStore
+from ignite_dagster.storage.cas import update_json
+
+IMAGE_MARKER = re.compile(r"\[IMAGE:([^\]]*)\]")
+
+
+def course_path(course_id: str) -> str:
+    return f"courses/{course_id}/course.json"
+
+
+class CourseOwnedElsewhere(RuntimeError):
+    reason_code = "course_id_conflict"
+
+
+def is_attached(marker_value: str) -> bool:
+    """A marker whose content is a URL carries an attached image; otherwise it is a description."""
+    return marker_value.startswith(("http://", "https://", "file://"))
+
+
+def merge_attached_media(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """Carry media already attached in ``old`` into ``new`` (same study-text id and marker index, same
+    item id), so regenerating a course keeps its images. ``new`` is modified and returned."""
+    if not old:
+        return new
+    old_texts = {t.get("id"): t for t in old.get("studyTexts") or []}
+    for text in new.get("studyTexts") or []:
+        prev = old_texts.get(text.get("id"))
+        if not prev:
+            continue
+        urls = [m for m in IMAGE_MARKER.findall(prev.get("content", ""))]
+        counter = iter(range(10_000))
+
+        def keep(match: re.Match, urls: list[str] = urls, counter=counter) -> str:
+            i = next(counter)
+            if not is_attached(match.group(1)) and i < len(urls) and is_attached(urls[i]):
+                return f"[IMAGE:{urls[i]}]"
+            return match.group(0)
+
+        text["content"] = IMAGE_MARKER.sub(keep, text.get("content", ""))
+    old_items = {i.get("id"): i for i in old.get("items") or []}
+    for item in new.get("items") or []:
+        prev = old_items.get(item.get("id"))
+        if not prev:
+            continue
+        for key in ("stimulus", "optionMedia"):
+            if key in prev and key not in item:
+                item[key] = prev[key]
+    return new
+
+
+def write_course_json(
+    store: ObjectStore, course_doc: dict[str, Any], *, guard: Callable[[], None] | None = None
+) -> tuple[dict[str, Any], str, int]:
+    """CAS-write course.json; ``guard`` (the claim check) runs before every attempt."""
+
+    def mutate(current: dict | None) -> dict:
+        if guard is not None:
+            guard()
+        return merge_attached_media(json.loads(json.dumps(course_doc)), current)
+
+    return update_json(store, course_path(course_doc["id"]), mutate)
+
+
+def check_course_owner(conn: psycopg.Connection, course_id: str, organization_id: UUID) -> None:
+    row = conn.execute("SELECT organization_id FROM course_metadata WHERE id = %s", (course_id,)).fetchone()
+    owner = row[0] if row and not isinstance(row, dict) else (row or {}).get("organization_id")
+    if owner is not None and owner != organization_id:
+        raise CourseOwnedElsewhere(f"course id {course_id!r} belongs to another organization")
+
+
+@dataclass
+class RecordResult:
+    catalog_action: str | None
+    media_jobs: list[UUID] = field(default_factory=list)
+
+
+def image_targets(course_doc: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(target_ref, prompt) for every study-text image marker still holding a description."""
+    out = []
+    for text in course_doc.get("studyTexts") or []:
+        for i, desc in enumerate(IMAGE_MARKER.findall(text.get("content", ""))):
+            if not is_attached(desc) and desc.strip():
+                out.append(({"type": "study_text", "sectionId": text["id"], "markerIndex": i}, desc.strip()))
+    return out
+
+
+def record_course(
+    conn: psycopg.Connection,
+    *,
+    job_id: UUID,
+    organization_id: UUID,
+    course_doc: dict[str, Any],
+    complete_sql: tuple[str, tuple] | None,
+    wants_images: bool,
+) -> RecordResult:
+    """Metadata upsert + one catalog row per job + media jobs (+ the fenced completion) in one transaction.
+
+    ``complete_sql`` is the statement that marks the job done (``complete_job`` for a worker, the
+    reconciler's function otherwise); when it returns false the claim was lost and nothing is kept.
+    """
+    course_id = course_doc["id"]
+    with conn.transaction():
+        if complete_sql is not None:
+            ok = conn.execute(*complete_sql).fetchone()
+            ok = next(iter(ok.values())) if isinstance(ok, dict) else ok[0]
+            if not ok:
+                raise LostClaim(f"job {job_id}: completion refused (claim lost)")
+        row = conn.execute(
+            """
+            INSERT INTO course_metadata (id, organization_id, title, subject, grade_band, item_count,
+                                         storage_path, latest_job_id)
+            VALUES (%(id)s, %(org)s, %(title)s, %(subject)s, %(band)s, %(items)s, %(path)s, %(job)s)
+            ON CONFLICT (id) DO UPDATE SET
+                title = EXCLUDED.title, subject = EXCLUDED.subject, grade_band = EXCLUDED.grade_band,
+                item_count = EXCLUDED.item_count, storage_path = EXCLUDED.storage_path,
+                latest_job_id = EXCLUDED.latest_job_id, etag = course_metadata.etag + 1, updated_at = now()
+            WHERE course_metadata.organization_id = EXCLUDED.organization_id
+            RETURNING (xmax = 0) AS inserted
+            """,
+            {"id": course_id, "org": organization_id, "title": course_doc.get("title"),
+             "subject": course_doc.get("subject"), "band": course_doc.get("gradeBand"),
+             "items": len(course_doc.get("items") or []), "path": course_path(course_id), "job": job_id},
+        ).fetchone()
+        if row is None:
+            raise CourseOwnedElsewhere(f"course id {course_id!r} belongs to another organization")
+        inserted = row["inserted"] if isinstance(row, dict) else row[0]
+        action = "added" if inserted else "updated"
+        cat = conn.execute(
+            """
+            INSERT INTO catalog_updates (course_id, organization_id, action, course_title, job_id)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING RETURNING id
+            """,
+            (course_id, organization_id, action, course_doc.get("title"), job_id),
+        ).fetchone()
+        media: list[UUID] = []
+        if wants_images:
+            for target, prompt in image_targets(course_doc):
+                key = f"{job_id}:st:{target['sectionId']}:{target['markerIndex']}"
+                r = conn.execute(
+                    """
+                    INSERT INTO ai_media_jobs (organization_id, course_id, course_job_id, prompt, target_ref,
+                                               idempotency_key)
+                    VALUES (%s, %s, %s, %s, %s, %s)
+                    ON CONFLICT DO NOTHING RETURNING id
+                    """,
+                    (organization_id, course_id, job_id, prompt[:4000], Jsonb(target), key),
+                ).fetchone()
+                if r:
+                    media.append(r["id"] if isinstance(r, dict) else r[0])
+    return RecordResult(catalog_action=action if cat else None, media_jobs=media)

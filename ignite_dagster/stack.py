@@ -1,0 +1,94 @@
+"""Starting the local stack: database, migrations, Dagster instance folder, daemon and webserver.
+
+Used by `ignite dev`, `ignite demo` and the end-to-end tests, so the demo and the tests go through the
+same sensors, runs and assets as production, never a shortcut.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ignite_dagster import db
+from ignite_dagster.config import REPO_ROOT, Settings
+
+WORKSPACE = REPO_ROOT / "workspace.yaml"
+INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
+
+
+def prepare_instance(settings: Settings, dagster_home: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Database up and migrated, DAGSTER_HOME holding dagster.yaml; returns the environment for children."""
+    from ignite_dagster.embedded import resolve_database_url
+
+    url = resolve_database_url(settings)
+    db.migrate(url)
+    home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(INSTANCE_YAML, home / "dagster.yaml")
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=url,
+        DAGSTER_HOME=str(home),
+        IGNITE_MAX_CONCURRENT_RUNS=str(settings.max_concurrent_runs),
+        IGNITE_HOME=str(settings.home),
+    )
+    if settings.storage_backend == "local":
+        env["IGNITE_STORAGE_ROOT"] = str(settings.local_storage_root())
+    env.update(extra_env or {})
+    return env
+
+
+def _bin(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
+        proc = subprocess.Popen(args, env=self.env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_daemon(self) -> subprocess.Popen:
+        return self._spawn("daemon", [_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)])
+
+    def start_webserver(self, host: str = "127.0.0.1", port: int = 3000) -> subprocess.Popen:
+        return self._spawn("webserver", [_bin("dagster-webserver"), "-w", str(WORKSPACE), "-h", host, "-p", str(port)])
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop every process group we started (daemon children: code server and run processes)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,301 @@
+"""Working one claimed course job, stage by stage, with progress, events, fencing and failure marking.
+
+This is plain Python (no Dagster): the Dagster ops call one method each, so every stage appears in the
+UI with its own timing and logs, while tests and benchmarks can drive the same code directly.
+
+Every stage runs inside ``CourseWorker.stage``: it checks the claim (a lost claim stops the work before
+anything is written), records progress and a ``job_events`` row, and turns an exception into the job's
+failure with a reason code and the retryable flag the queue's backoff needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from ignite_dagster.config import Settings
+from ignite_dagster.persist import CourseOwnedElsewhere, check_course_owner, record_course, write_course_json
+from ignite_dagster.queue import CourseJob, JobQueue
+from ignite_dagster.queue.lease import Claim, Lease, LostClaim
+from ignite_dagster.requests import debug_prefix, load_special_requests
+from ignite_dagster.storage.base import ObjectStore
+from ignite_dagster.storage.cas import dump_json
+
+log = logging.getLogger(__name__)
+TABLE = "ai_course_jobs"
+
+# stage name -> progress percent when it starts
+STAGES = {
+    "select_strategy": 5,
+    "build_skeleton": 10,
+    "fill": 20,
+    "validate_normalize": 70,
+    "repair": 80,
+    "persist": 90,
+}
+
+
+class JobAborted(RuntimeError):
+    """The stage failed and the job row already says why; callers stop working on this job."""
+
+    def __init__(self, job_id: UUID, reason_code: str, message: str, new_status: str | None):
+        super().__init__(f"job {job_id}: {reason_code}: {message}")
+        self.reason_code = reason_code
+        self.new_status = new_status
+
+
+@dataclass
+class CourseWork:
+    """Everything one job carries from stage to stage (kept in memory within one run)."""
+
+    job: CourseJob
+    request: Any
+    choice: Any = None
+    pack: Any = None
+    skeleton: Any = None
+    draft: Any = None
+    course: Any = None
+    issues: list[Any] = field(default_factory=list)
+    usage: Any = None
+    provider: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    repair_rounds: int = 0
+    stage_ms: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.job.course_id} (job {self.job.id}, attempt {self.job.attempt})"
+
+
+class CourseWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        store: ObjectStore,
+        lease: Lease,
+        *,
+        connection: Callable[[], Any] | None = None,
+        llm: Any = None,
+    ):
+        self.settings = settings
+        self.queue = queue
+        self.store = store
+        self.lease = lease
+        self._llm = llm
+        self._connection = connection or queue.connection
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def llm(self):
+        """The model client, built on first use: deterministic runs never import the openai SDK."""
+        if self._llm is None and self.settings.model_configured:
+            from ignite_dagster.generation.llm import LLMFiller
+
+            self._llm = LLMFiller(self.settings, self.store)
+        return self._llm
+
+    def deps(self, work: CourseWork, on_stage=None):
+        from ignite_dagster.generation.types import GenerationDeps
+
+        return GenerationDeps(
+            store=self.store,
+            debug_prefix=debug_prefix(work.job.id),
+            llm=self.llm(),
+            repair_rounds=self.settings.repair_rounds,
+            on_stage=on_stage,
+        )
+
+    def _fail(self, work: CourseWork, reason_code: str, message: str, retryable: bool) -> JobAborted:
+        status = self.queue.fail(
+            work.job.id, TABLE, work.job.attempt, message, reason_code, retryable,
+            backoff_base=timedelta(seconds=self.settings.backoff_base_seconds),
+            backoff_cap=timedelta(seconds=self.settings.backoff_cap_seconds),
+        )
+        self.lease.release(work.job.id)
+        return JobAborted(work.job.id, reason_code, message, status)
+
+    def save_artifact(self, work: CourseWork, name: str, doc: Any) -> None:
+        """Debug artifacts are best effort: losing one never fails a job."""
+        try:
+            self.store.put(f"{debug_prefix(work.job.id)}/{name}", dump_json(doc), content_type="application/json")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("artifact %s for job %s not saved: %s", name, work.job.id, exc)
+
+    @contextmanager
+    def stage(self, work: CourseWork, name: str, message: str | None = None) -> Iterator[None]:
+        job = work.job
+        self.lease.check(job.id)
+        self.queue.progress(job.id, TABLE, job.attempt, name, STAGES[name], message or name.replace("_", " "))
+        t0 = time.monotonic()
+        try:
+            yield
+        except LostClaim as exc:
+            self.queue.event(job.id, TABLE, job.attempt, name, "error", message=str(exc), meta={"reason_code": "lost_claim"})
+            self.lease.release(job.id)
+            raise
+        except Exception as exc:
+            from ignite_dagster.generation.types import GenerationFailed
+
+            if isinstance(exc, GenerationFailed):
+                codes = sorted({i.code for i in exc.issues if getattr(i, "severity", "error") == "error"})
+                msg = exc.message + (f" (codes: {', '.join(codes)})" if codes else "")
+                if exc.issues:
+                    self.save_artifact(work, "validation_issues.json", [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in exc.issues])
+                reason, retryable = exc.reason_code, exc.retryable
+            elif isinstance(exc, CourseOwnedElsewhere):
+                msg, reason, retryable = str(exc), exc.reason_code, False
+            elif isinstance(exc, JobAborted):
+                raise
+            else:
+                msg, reason, retryable = f"{type(exc).__name__}: {exc}", "internal_error", True
+            self.queue.event(job.id, TABLE, job.attempt, name, "error", STAGES[name], msg[:2000], {"reason_code": reason})
+            raise self._fail(work, reason, f"{name}: {msg}", retryable) from exc
+        ms = int((time.monotonic() - t0) * 1000)
+        work.stage_ms[name] = ms
+        self.queue.event(job.id, TABLE, job.attempt, name, "success", STAGES[name], f"{name} done in {ms} ms")
+
+    # -- stages -------------------------------------------------------------------------------------
+    def begin(self, job: CourseJob) -> CourseWork:
+        """Rebuild the request from the job row (and its stored special requests) and take the lease."""
+        from ignite_dagster.generation.types import CourseRequest
+
+        self.lease.add(Claim(job.id, TABLE, job.attempt))
+        fields = {k: getattr(job, k) for k in ("course_id", "subject", "grade_band", "grade", "items_per_group",
+                                              "mode", "levels_count", "study_texts_count", "wants_images", "strategy")}
+        work = CourseWork(job=job, request=None)
+        try:
+            if job.has_special_requests:
+                fields.update(load_special_requests(self.store, job.id))
+            work.request = CourseRequest(**{k: v for k, v in fields.items() if v is not None})
+        except Exception as exc:  # noqa: BLE001 - a job that cannot be read is failed, not retried blindly
+            reason = "special_requests_missing" if job.has_special_requests else "invalid_request"
+            raise self._fail(work, reason, f"cannot load request: {exc}", False) from exc
+        self.queue.event(job.id, TABLE, job.attempt, "claimed", "info", 0, f"worker {job.worker_id or '-'} attempt {job.attempt}")
+        return work
+
+    def select_strategy(self, work: CourseWork) -> CourseWork:
+        from ignite_dagster.generation.packs import default_index
+        from ignite_dagster.generation.strategy import select_strategy
+
+        with self.stage(work, "select_strategy"):
+            work.choice = select_strategy(work.request, default_index(), self.settings.model_configured)
+            index = default_index()
+            work.pack = index.get(work.choice.pack_id) if work.choice.pack_id else index.find_for(work.request)
+        return work
+
+    def build_skeleton(self, work: CourseWork) -> CourseWork:
+        from ignite_dagster.generation.packs import default_index
+        from ignite_dagster.generation.skeleton import build_skeleton
+
+        with self.stage(work, "build_skeleton"):
+            work.skeleton = build_skeleton(work.request, work.choice, work.pack, default_index())
+        return work
+
+    def fill(self, work: CourseWork) -> CourseWork:
+        from ignite_dagster.generation.orchestrator import fill
+
+        def on_stage(stage: str, percent: int, message: str) -> None:
+            self.queue.progress(work.job.id, TABLE, work.job.attempt, stage, percent, message)
+
+        with self.stage(work, "fill", f"fill ({work.choice.kind})"):
+            result = asyncio.run(fill(work.skeleton, work.request, work.choice, self.deps(work, on_stage), work.pack))
+            work.draft = result.course
+            work.usage = result.usage
+            work.provider, work.model, work.prompt_version = result.provider, result.model, result.prompt_version
+        return work
+
+    def validate_normalize(self, work: CourseWork) -> CourseWork:
+        from ignite_dagster.generation.orchestrator import validate_and_normalize
+
+        with self.stage(work, "validate_normalize"):
+            gates = work.pack.gates if work.pack is not None else None
+            work.course, work.issues = validate_and_normalize(work.draft, work.skeleton, gates)
+        return work
+
+    def repair(self, work: CourseWork) -> CourseWork:
+        from ignite_dagster.generation.repair_loop import repair_until_valid
+
+        with self.stage(work, "repair"):
+            gates = work.pack.gates if work.pack is not None else None
+            outcome = asyncio.run(
+                repair_until_valid(work.draft, work.course, work.issues, work.skeleton, work.request, gates,
+                                   self.deps(work))
+            )
+            work.course, work.issues, work.repair_rounds = outcome.course, outcome.issues, outcome.rounds
+            if outcome.usage is not None and work.usage is not None:
+                work.usage = work.usage + outcome.usage
+        return work
+
+    def persist(self, work: CourseWork, now: datetime | None = None) -> CourseWork:
+        from ignite_dagster.course.model import GenerationInfo
+
+        job = work.job
+        with self.stage(work, "persist"):
+            with self._connection() as conn:
+                check_course_owner(conn, job.course_id, job.organization_id)
+            work.course.generation = GenerationInfo(
+                job_id=str(job.id), attempt=job.attempt, strategy=work.choice.kind, provider=work.provider,
+                model=work.model, pack_id=work.choice.pack_id, prompt_version=work.prompt_version,
+                created_at=(now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            )
+            doc, version, conflicts = write_course_json(
+                self.store, work.course.to_dict(), guard=lambda: self.lease.check(job.id)
+            )
+            work.result = self._result(work, doc, conflicts)
+            complete = ("SELECT complete_job(%s, %s, %s, %s)", (job.id, TABLE, job.attempt, _jsonb(work.result)))
+            with self._connection() as conn:
+                recorded = record_course(conn, job_id=job.id, organization_id=job.organization_id, course_doc=doc,
+                                         complete_sql=complete, wants_images=job.wants_images)
+            work.result["catalog_action"] = recorded.catalog_action
+            work.result["media_jobs"] = [str(m) for m in recorded.media_jobs]
+        self.save_artifact(work, "summary.json", work.result)
+        self.lease.release(job.id)
+        return work
+
+    def _result(self, work: CourseWork, doc: dict, conflicts: int) -> dict[str, Any]:
+        usage = work.usage
+        warnings = [i.code for i in work.issues if getattr(i, "severity", "") == "warning"]
+        summary = {
+            "strategy": work.choice.kind, "packId": work.choice.pack_id, "reason": work.choice.reason,
+            "groups": len(doc.get("groups", [])), "levels": len(doc.get("levels", [])),
+            "items": len(doc.get("items", [])), "studyTexts": len(doc.get("studyTexts") or []),
+            "warnings": warnings, "repairRounds": work.repair_rounds, "stageMs": work.stage_ms,
+            "calls": getattr(usage, "calls", 0), "tokensIn": getattr(usage, "tokens_in", 0),
+            "tokensOut": getattr(usage, "tokens_out", 0), "cacheHits": getattr(usage, "cache_hits", 0),
+            "casConflicts": conflicts, "promptVersion": work.prompt_version,
+        }
+        tokens = (getattr(usage, "tokens_in", 0) or 0) + (getattr(usage, "tokens_out", 0) or 0)
+        cost = getattr(usage, "cost_usd", None)
+        return {
+            "result_path": f"courses/{work.job.course_id}/course.json",
+            "provider": work.provider, "model": work.model, "tokens": tokens,
+            "cost_usd": str(cost) if cost is not None else None,
+            "latency_ms": work.stage_ms.get("fill"),
+            "generation_duration_ms": sum(work.stage_ms.values()),
+            "summary": summary,
+        }
+
+    def process(self, job: CourseJob) -> CourseWork:
+        """All stages in order: what one Dagster run does per course, without Dagster."""
+        work = self.begin(job)
+        for step in (self.select_strategy, self.build_skeleton, self.fill, self.validate_normalize, self.repair,
+                     self.persist):
+            work = step(work)
+        return work
+
+
+def _jsonb(doc: dict) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(json.loads(json.dumps(doc, default=str)))

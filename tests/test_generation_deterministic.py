@@ -1,0 +1,213 @@
+"""The pipeline with deterministic packs: strategy rules, byte-identical courses, telemetry, artifacts,
+and the repair loop's refusals (the LLM helper's tests cover convergence against a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ignite_dagster.course.model import Group, Level, parse_course
+from ignite_dagster.course.validation import Issue, validate_course
+from ignite_dagster.generation.orchestrator import (
+    fill_sync,
+    generate_course_sync,
+    repair,
+    validate_and_normalize,
+)
+from ignite_dagster.generation.packs import PackIndex, default_index
+from ignite_dagster.generation.skeleton import build_skeleton
+from ignite_dagster.generation.strategy import select_strategy
+from ignite_dagster.generation.types import (
+    CourseRequest,
+    GenerationDeps,
+    GenerationFailed,
+    Skeleton,
+    SkeletonItem,
+    StrategyChoice,
+    StudyTextSlot,
+)
+from ignite_dagster.storage.local import LocalObjectStore
+
+NOW = datetime(2024, 9, 1, 8, 30, tzinfo=UTC)
+INDEX = default_index()
+
+
+def req(**kw) -> CourseRequest:
+    data = {"course_id": "add-k2", "subject": "Addition", "grade": "1"}
+    data.update(kw)
+    return CourseRequest.model_validate(data)
+
+
+# ------------------------------------------------------------------ select_strategy
+
+
+def test_matching_pack_without_notes_is_deterministic():
+    choice = select_strategy(req(), INDEX, model_configured=True)
+    assert (choice.kind, choice.pack_id) == ("deterministic", "addition.gK-2")
+
+
+def test_notes_send_the_request_to_the_model():
+    choice = select_strategy(req(notes="Use farm animals"), INDEX, model_configured=True)
+    assert choice.kind == "llm" and "notes" in choice.reason
+
+
+def test_no_pack_goes_to_the_model():
+    choice = select_strategy(req(subject="Fractions"), INDEX, model_configured=True)
+    assert choice.kind == "llm" and "no pack" in choice.reason
+
+
+def test_unsupported_pack_request_goes_to_the_model():
+    choice = select_strategy(req(subject="water cycle", mode="numeric"), INDEX, model_configured=True)
+    assert choice.kind == "llm" and "numeric" in choice.reason
+
+
+@pytest.mark.parametrize("kw", [{"subject": "Fractions"}, {"notes": "more word problems"}, {"strategy": "llm"}])
+def test_needing_the_model_without_one_fails_loudly(kw):
+    with pytest.raises(GenerationFailed) as exc:
+        select_strategy(req(**kw), INDEX, model_configured=False)
+    err = exc.value
+    assert err.reason_code == "model_not_configured" and err.retryable is False
+    assert "OPENAI_API_KEY" in err.message and "IGNITE_TEXT_MODEL" in err.message
+
+
+def test_explicit_strategy_wins():
+    assert select_strategy(req(strategy="llm"), INDEX, model_configured=True).kind == "llm"
+    choice = select_strategy(req(strategy="deterministic", notes="ignored by packs"), INDEX, model_configured=False)
+    assert (choice.kind, choice.pack_id) == ("deterministic", "addition.gK-2") and "notes" in choice.reason
+
+
+def test_explicit_deterministic_without_a_pack_is_no_pack():
+    with pytest.raises(GenerationFailed) as exc:
+        select_strategy(req(subject="Fractions", strategy="deterministic"), INDEX, model_configured=True)
+    assert exc.value.reason_code == "no_pack" and exc.value.retryable is False
+    assert "addition" in exc.value.message  # lists what exists
+
+
+def test_explicit_deterministic_that_the_pack_cannot_serve_is_invalid_request():
+    with pytest.raises(GenerationFailed) as exc:
+        select_strategy(req(subject="ancient egypt", mode="numeric", strategy="deterministic"), INDEX, True)
+    assert exc.value.reason_code == "invalid_request" and "numeric" in exc.value.message
+
+
+# ------------------------------------------------------------------ whole pipeline
+
+
+def test_same_request_gives_byte_identical_course_and_generation_block(tmp_path: Path):
+    a = generate_course_sync(req(), GenerationDeps(), job_id="job-1", attempt=2, now=NOW)
+    b = generate_course_sync(req(), GenerationDeps(), job_id="job-1", attempt=2, now=NOW)
+    assert a.course.to_json_bytes() == b.course.to_json_bytes()
+    gen = a.course.to_dict()["generation"]
+    assert gen == {"jobId": "job-1", "attempt": 2, "strategy": "deterministic", "provider": "pack",
+                   "packId": "addition.gK-2", "createdAt": "2024-09-01T08:30:00Z"}
+    assert a.issues == [] and a.strategy.kind == "deterministic"
+    course, issues = parse_course(json.loads(a.course.to_json_bytes()))
+    assert course is not None and validate_course(course) == []
+
+
+def test_options_and_numeric_courses_differ_but_each_is_stable():
+    opts = generate_course_sync(req(), GenerationDeps(), now=NOW)
+    num = generate_course_sync(req(mode="numeric"), GenerationDeps(), now=NOW)
+    assert all(i.options is None and i.answer is not None for i in num.course.items)
+    assert all(len(i.options) == 4 for i in opts.course.items)
+
+
+def test_telemetry_progress_and_artifacts(tmp_path: Path):
+    store = LocalObjectStore(tmp_path)
+    seen: list[tuple[str, int, str]] = []
+    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-7", on_stage=lambda *a: seen.append(a))
+    result = generate_course_sync(req(subject="water cycle", grade="4"), deps, job_id="job-7", now=NOW)
+    t = result.telemetry
+    assert (t.strategy, t.pack_id, t.provider, t.calls, t.tokens_in, t.repair_rounds) == (
+        "deterministic", "water-cycle", "pack", 0, 0, 0)
+    assert set(t.stage_ms) == {"select_strategy", "build_skeleton", "fill", "validate_normalize", "repair"}
+    stages = [s for s, _, _ in seen]
+    assert stages[0] == "select_strategy" and stages[-1] == "done"
+    percents = [p for _, p, _ in seen]
+    assert percents == sorted(percents)
+    for name in ("strategy.json", "skeleton.json", "draft.json"):
+        assert (tmp_path / "courses/debug/jobs/job-7" / name).exists()
+    skeleton = json.loads((tmp_path / "courses/debug/jobs/job-7/skeleton.json").read_text())
+    assert len(skeleton["items"]) == len(result.course.items)
+
+
+def test_a_dict_payload_is_validated_first():
+    with pytest.raises(GenerationFailed) as exc:
+        generate_course_sync({"course_id": "x", "subject": "", "grade": "3"}, GenerationDeps())
+    assert exc.value.reason_code == "invalid_request" and "subject" in exc.value.message
+
+
+def test_llm_strategy_without_a_filler_fails_at_fill():
+    choice = StrategyChoice(kind="llm", reason="test")
+    skeleton = build_skeleton(req(subject="Fractions"), choice, None, INDEX)
+    with pytest.raises(GenerationFailed) as exc:
+        fill_sync(skeleton, req(subject="Fractions"), choice, GenerationDeps())
+    assert exc.value.reason_code == "model_not_configured"
+
+
+def test_llm_skeleton_for_an_arithmetic_subject_carries_exact_problems():
+    choice = StrategyChoice(kind="llm", reason="notes")
+    skeleton = build_skeleton(req(notes="farm theme"), choice, INDEX.find("addition", "K-2", "1"), INDEX)
+    assert all(sk.meta is not None and sk.meta.a + sk.meta.b == sk.meta.expected for sk in skeleton.items)
+    nine_twelve = build_skeleton(req(grade="10"), choice, None, INDEX)  # no pack for 9-12: nearest band's ranges
+    assert nine_twelve.topic == "addition" and all(sk.meta is not None for sk in nine_twelve.items)
+    plain = build_skeleton(req(subject="Fractions", levels_count=5, items_per_group=2, groups_count=1), choice, None, INDEX)
+    assert all(sk.meta is None for sk in plain.items) and len(plain.levels) == 2  # levels bounded by items
+    assert [sk.variant for sk in plain.items] == ["1", "2"] and len(plain.study_text_slots) == 2
+
+
+# ------------------------------------------------------------------ repair loop refusals
+
+
+def _broken_pack_index(tmp_path: Path, where: str) -> PackIndex:
+    """A real pack file with one banned word planted in a fact's hint (item-level) or a study text (course-level)."""
+    data = json.loads(INDEX.get("water-cycle").model_dump_json())
+    if where == "item":
+        data["cloze_templates"][0]["hint"] = "Obviously the sun."
+    else:
+        data["sections"][0]["content"] += " Obviously."
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "water-cycle.json").write_text(json.dumps(data))
+    return PackIndex.from_dir(tmp_path / "packs")
+
+
+def test_item_errors_without_a_model_fail_validation_and_write_no_course(tmp_path: Path):
+    store = LocalObjectStore(tmp_path / "store")
+    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-9")
+    with pytest.raises(GenerationFailed) as exc:
+        generate_course_sync(req(subject="water cycle", grade="4"), deps, packs=_broken_pack_index(tmp_path, "item"), now=NOW)
+    err = exc.value
+    assert err.reason_code == "validation_failed" and err.retryable is False
+    assert {i.code for i in err.issues} == {"banned_term"} and all(i.item_id is not None for i in err.issues)
+    assert "banned_term" in err.message and "no text model" in err.message
+    saved = json.loads((tmp_path / "store/courses/debug/jobs/job-9/validation_issues.json").read_text())
+    assert saved["repairRounds"] == 0 and {i["code"] for i in saved["issues"]} == {"banned_term"}
+    assert not list((tmp_path / "store").rglob("course.json"))
+
+
+def test_errors_naming_no_item_fail_before_any_repair(tmp_path: Path):
+    with pytest.raises(GenerationFailed) as exc:
+        generate_course_sync(req(subject="water cycle", grade="4"), GenerationDeps(),
+                             packs=_broken_pack_index(tmp_path, "section"), now=NOW)
+    assert exc.value.reason_code == "validation_failed" and "name no item" in exc.value.message
+
+
+def test_repair_stage_refuses_non_item_errors_first():
+    skeleton = Skeleton(
+        course_id="c", subject="s", grade_band="3-5", mode="numeric",
+        groups=[Group(id=0, name="G")], levels=[Level(id=1, title="L", start=0, end=0)],
+        items=[SkeletonItem(id=0, groupId=0, clusterId="g0-c1", variant="1", mode="numeric")],
+        study_text_slots=[StudyTextSlot(id="s1", order=0)],
+    )
+    draft = {"title": "T", "items": [{"id": 0, "text": "2 + 2 = [blank]", "groupId": 0, "clusterId": "g0-c1",
+                                      "variant": "1", "mode": "numeric", "answer": 4}]}
+    course, issues = validate_and_normalize(draft, skeleton, None)
+    assert course is not None and [(i.code, i.item_id) for i in issues] == [("unfilled_content", None)]
+    with pytest.raises(GenerationFailed, match="name no item"):
+        asyncio.run(repair(course.to_dict(), issues, skeleton, req(), GenerationDeps(), 1))
+    item_issue = [Issue(code="missing_answer", severity="error", message="m", itemId=0)]
+    with pytest.raises(GenerationFailed, match="no text model"):
+        asyncio.run(repair(course.to_dict(), item_issue, skeleton, req(), GenerationDeps(), 1))

@@ -1,0 +1,91 @@
+"""The course-jobs sensor against a real Postgres queue and a real (ephemeral) Dagster instance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
+from dagster._core.test_utils import create_run_for_test
+
+from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.defs.courses.ops import decode_claims
+from ignite_dagster.defs.courses.sensors import build_course_jobs_sensor, plan_course_runs
+from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.queue import JobQueue
+from tests.support.jobs import new_course
+
+
+@pytest.fixture
+def sensor_env(db_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
+    monkeypatch.setenv("IGNITE_MAX_CONCURRENT_RUNS", "2")
+    monkeypatch.setenv("IGNITE_COURSES_PER_RUN", "3")
+    code_location_services.cache_clear()
+    yield JobQueue(db_url)
+    code_location_services.cache_clear()
+
+
+def _evaluate(instance):
+    sensor = build_course_jobs_sensor(1)
+    return sensor(build_sensor_context(instance=instance))
+
+
+def test_no_claim_when_nothing_is_claimable(sensor_env, org_id):
+    queue = sensor_env
+    job = queue.enqueue_course(new_course(), organization_id=org_id).job
+    claimed = queue.claim_course_jobs("w")[0]
+    queue.fail(claimed.id, "ai_course_jobs", claimed.attempt, "e", "provider_unavailable", True)  # backing off
+    with DagsterInstance.ephemeral() as instance:
+        result = _evaluate(instance)
+    assert isinstance(result, SkipReason) and "no claimable" in result.skip_message
+    assert queue.get(job.id).status == "failed"
+
+
+def test_claims_batches_into_runs_with_attempt_run_keys_and_partitions(sensor_env, org_id):
+    queue = sensor_env
+    ids = [queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id).job.id for i in range(5)]
+    with DagsterInstance.ephemeral() as instance:
+        result = _evaluate(instance)
+    assert isinstance(result, SensorResult)
+    assert [len(decode_claims(r.tags["ignite/jobs"])) for r in result.run_requests] == [3, 2]
+    claims = [c for r in result.run_requests for c in decode_claims(r.tags["ignite/jobs"])]
+    assert sorted(c[0] for c in claims) == sorted(ids) and {c[1] for c in claims} == {1}
+    for r in result.run_requests:
+        first_id, first_attempt = decode_claims(r.tags["ignite/jobs"])[0]
+        assert r.run_key == f"course:{first_id}:{first_attempt}"
+        assert r.run_config["ops"]["claimed_course_jobs"]["config"]["jobs"] == r.tags["ignite/jobs"]
+    assert sorted(result.dynamic_partitions_requests[0].partition_keys) == [f"c{i}" for i in range(5)]
+    assert all(queue.get(i).status == "processing" for i in ids)
+
+
+def test_retry_gets_a_new_run_key(sensor_env, org_id):
+    queue = sensor_env
+    job = queue.enqueue_course(new_course(), organization_id=org_id).job
+    with DagsterInstance.ephemeral() as instance:
+        first = _evaluate(instance).run_requests[0].run_key
+        queue.fail(job.id, "ai_course_jobs", 1, "e", "provider_unavailable", True, backoff_base=timedelta(0))
+        second = _evaluate(instance).run_requests[0].run_key
+    assert (first, second) == (f"course:{job.id}:1", f"course:{job.id}:2")
+
+
+def test_capacity_cap_claims_nothing_when_runs_are_full(sensor_env, org_id):
+    queue = sensor_env
+    ids = [queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id).job.id for i in range(5)]
+    with DagsterInstance.ephemeral() as instance:
+        create_run_for_test(instance, job_name=GENERATE_JOB, status=DagsterRunStatus.STARTING)
+        result = _evaluate(instance)  # one slot left of 2: one run of 3 jobs
+        assert len(result.run_requests) == 1
+        create_run_for_test(instance, job_name=GENERATE_JOB, status=DagsterRunStatus.STARTED)
+        full = _evaluate(instance)
+    assert isinstance(full, SkipReason) and "capacity" in full.skip_message
+    assert sorted(q.status for q in (queue.get(i) for i in ids)) == ["pending"] * 2 + ["processing"] * 3
+
+
+def test_tick_respects_its_time_budget(sensor_env, org_id):
+    queue = sensor_env
+    for i in range(4):
+        queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
+    assert plan_course_runs(queue, free_runs=4, per_run=4, worker_id="w", budget_s=0) == []
+    assert queue.depth()["ai_course_jobs"] == {"pending": 4}
