@@ -115,7 +115,9 @@ def body(i: int) -> dict:
     }
 
 
-async def run_load(base: str, token: str, rate: float, duration: float, warmup: int) -> tuple[list[float], list[str]]:
+async def run_load(
+    base: str, token: str, rate: float, duration: float, warmup: int
+) -> tuple[list[float], list[str], float]:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10.0) as client:
@@ -145,7 +147,7 @@ async def run_load(base: str, token: str, rate: float, duration: float, warmup: 
             latencies.append((time.perf_counter() - due) * 1000)
 
         await asyncio.gather(*(one(i) for i in range(total)))
-        return latencies, errors
+        return latencies, errors, time.perf_counter() - t0
 
 
 def main() -> int:
@@ -167,9 +169,7 @@ def main() -> int:
         wait_healthy(base, proc)
         token = jwt.encode({"sub": str(user), "aud": AUDIENCE, "exp": int(time.time()) + 3600}, SECRET, "HS256")
 
-        started = time.perf_counter()
-        latencies, errors = asyncio.run(run_load(base, token, args.rate, args.duration, args.warmup))
-        elapsed = time.perf_counter() - started
+        latencies, errors, elapsed = asyncio.run(run_load(base, token, args.rate, args.duration, args.warmup))
 
         with psycopg.connect(db_url) as conn:
             jobs = conn.execute("SELECT count(*) FROM ai_course_jobs").fetchone()[0] - args.warmup

@@ -99,7 +99,7 @@ def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Pa
     with pytest.raises(GenerationFailed) as err:
         asyncio.run(generate_course(arithmetic_request(), deps, now=NOW, packs=PACKS))
     exc = err.value
-    assert exc.reason_code == "validation_failed" and exc.retryable is False
+    assert exc.reason_code == "validation_failed" and exc.retryable is True  # the model may answer differently next attempt
     assert {i.code for i in exc.issues} == {"invalid_options_count", "invalid_blank_count"}
     assert model.calls["RepairedItems"] == 2  # one request per round, two rounds
     saved = json.loads((tmp_path / "courses/debug/jobs/job-2/validation_issues.json").read_text())

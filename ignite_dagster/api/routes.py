@@ -121,14 +121,14 @@ def _limit(limiter: TokenBucketLimiter, principal: Principal, what: str) -> None
         )
 
 
-def enqueue_principal(request: Request, principal: PrincipalDep) -> Principal:
+async def enqueue_principal(request: Request, principal: PrincipalDep) -> Principal:
     """Auth, then the caller's enqueue bucket — before the body is validated, so a flood of invalid
-    requests is limited too."""
+    requests is limited too. ``async``: the bucket is a microsecond in memory, not worth a thread hop."""
     _limit(deps_of(request).enqueue_limiter, principal, "enqueue")
     return principal
 
 
-def media_principal(request: Request, principal: PrincipalDep) -> Principal:
+async def media_principal(request: Request, principal: PrincipalDep) -> Principal:
     _limit(deps_of(request).media_limiter, principal, "image generation")
     return principal
 

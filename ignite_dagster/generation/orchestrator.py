@@ -159,13 +159,17 @@ def split_repairable(issues: list[Issue]) -> tuple[dict[int, list[Issue]], list[
     return by_item, blocking
 
 
-def _fail_validation(deps: GenerationDeps, issues: list[Issue], rounds: int, why: str) -> GenerationFailed:
+def validation_failure(deps: GenerationDeps, issues: list[Issue], rounds: int, why: str) -> GenerationFailed:
+    """``validation_failed`` with the codes; ``validation_issues.json`` saved.
+
+    Retryable only on the model path: a model answers differently on another attempt (repair calls are
+    not cached), whereas a pack that fails its own gates fails the same way every time."""
     errors = errors_of(issues)
     save_artifact(deps, "validation_issues.json", {"repairRounds": rounds, "reason": why, "issues": _issues_json(issues)})
     return GenerationFailed(
         "validation_failed",
         f"{why}; errors: {codes_summary(errors)}",
-        retryable=False,
+        retryable=deps.llm is not None,
         issues=errors,
     )
 
@@ -185,11 +189,11 @@ async def repair(
     """
     by_item, blocking = split_repairable(issues)
     if blocking:
-        raise _fail_validation(deps, issues, round_no - 1, "errors that name no item cannot be repaired")
+        raise validation_failure(deps, issues, round_no - 1, "errors that name no item cannot be repaired")
     if not by_item:
         raise ValueError("repair called without errors")
     if deps.llm is None:
-        raise _fail_validation(deps, issues, round_no - 1, "the course has errors and no text model is configured to repair them")
+        raise validation_failure(deps, issues, round_no - 1, "the course has errors and no text model is configured to repair them")
     chosen_ids = sorted(by_item)[:MAX_REPAIR_ITEMS]
     sent = [i for item_id in chosen_ids for i in by_item[item_id]]
     result: FillResult = await deps.llm.repair(course_dict, sent, skeleton, request)

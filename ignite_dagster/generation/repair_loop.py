@@ -33,13 +33,13 @@ async def repair_until_valid(
     on_round=None,
 ) -> RepairOutcome:
     """Returns the valid course; raises GenerationFailed(validation_failed) when it cannot converge."""
-    from ignite_dagster.generation.orchestrator import _fail_validation, repair, validate_and_normalize
+    from ignite_dagster.generation.orchestrator import validation_failure, repair, validate_and_normalize
 
     usage = Usage()
     rounds = 0
     while errors_of(issues):
         if rounds >= deps.repair_rounds:
-            raise _fail_validation(deps, issues, rounds, f"errors remain after {rounds} repair round(s)")
+            raise validation_failure(deps, issues, rounds, f"errors remain after {rounds} repair round(s)")
         rounds += 1
         if on_round is not None:
             on_round(rounds)

@@ -15,7 +15,16 @@ several groups (and large groups, split) proceed in parallel — the fill's wall
 output budgets, and a truncated or refused answer would cost everything instead of one batch.
 
 Failure: the first coded failure of any call (``GenerationFailed``) cancels the others and is raised,
-carrying what was spent so far as ``exc.usage`` (failed attempts are billed too).
+carrying what was spent so far as ``exc.usage`` (a ``Usage``; failed attempts are billed too).
+
+Cache: with a store, fill answers are cached by content (see ``cache``), so the same request again
+(a rerun after an infrastructure failure) costs no provider call. A requeue after ``validation_failed``
+therefore gets the same draft back; the repair calls are never cached, so repair gets fresh answers.
+Pass ``use_cache=False`` to always ask the model.
+
+Course-level text the model writes (title, description, study-text titles) is shortened to the
+format's hard limits at a word boundary: nothing is added, and an over-long title is not worth a
+failed job (there is no item-level repair for it).
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ TITLE_MAX = 120
 DESCRIPTION_MAX = 500
 STUDY_TITLE_MAX = 200
 
+
 @dataclass(frozen=True)
 class PlannedCall:
     """One model call of a fill: what it writes."""
@@ -88,8 +98,7 @@ class LLMFillResult(FillResult):
 
     cost_known: bool = True
     unpriced_models: list[str] = []
-    llm_calls: int = 0
-    failed_attempts: int = 0
+    failed_attempts: int = 0  # of usage.calls, how many attempts failed (429, 5xx, truncated, malformed …)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -299,7 +308,6 @@ class LLMFiller:
             prompt_version=PROMPT_VERSION,
             cost_known=cost_known,
             unpriced_models=sorted(meter.unpriced_models),
-            llm_calls=meter.calls,
             failed_attempts=meter.failed_attempts,
         )
 
