@@ -87,6 +87,16 @@ def start_service(db_url: str, storage: Path, port: int, log_path: Path) -> subp
     )
 
 
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process (Linux /proc): the service's CPU cost per request."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,16 +125,19 @@ def body(i: int) -> dict:
     }
 
 
-async def run_load(
-    base: str, token: str, rate: float, duration: float, warmup: int
-) -> tuple[list[float], list[str], float]:
+async def warm_up(base: str, token: str, count: int) -> None:
+    """Connections, caches, the pool, lazy imports: exercised before anything is measured."""
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        for i in range(count):
+            r = await client.post("/functions/v1/enqueue-job", json=body(-1 - i),
+                                  headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"warm-{i}"})
+            r.raise_for_status()
+
+
+async def run_load(base: str, token: str, rate: float, duration: float) -> tuple[list[float], list[str], float]:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10.0) as client:
-        for i in range(warmup):  # connections, caches, the pool: not measured
-            await client.post("/functions/v1/enqueue-job", json=body(-1 - i),
-                              headers={**headers, "Idempotency-Key": f"warm-{i}"})
-
         total = int(rate * duration)
         latencies: list[float] = []
         errors: list[str] = []
@@ -169,7 +182,11 @@ def main() -> int:
         wait_healthy(base, proc)
         token = jwt.encode({"sub": str(user), "aud": AUDIENCE, "exp": int(time.time()) + 3600}, SECRET, "HS256")
 
-        latencies, errors, elapsed = asyncio.run(run_load(base, token, args.rate, args.duration, args.warmup))
+        asyncio.run(warm_up(base, token, args.warmup))
+        load_before = os.getloadavg()[0]
+        cpu_start = cpu_seconds(proc.pid)
+        latencies, errors, elapsed = asyncio.run(run_load(base, token, args.rate, args.duration))
+        cpu_end = cpu_seconds(proc.pid)
 
         with psycopg.connect(db_url) as conn:
             jobs = conn.execute("SELECT count(*) FROM ai_course_jobs").fetchone()[0] - args.warmup
@@ -183,6 +200,10 @@ def main() -> int:
         print(f"  requests {len(latencies)}  ok {ok}  errors {len(errors)}  achieved {len(latencies) / elapsed:.1f} req/s")
         print(f"  latency ms  p50 {p50:.2f}  p90 {p90:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}  "
               f"mean {statistics.fmean(latencies):.2f}")
+        if cpu_start is not None and cpu_end is not None:
+            user, system = ((end - start) / len(latencies) * 1000 for start, end in zip(cpu_start, cpu_end, strict=True))
+            print(f"  service CPU per request: user {user:.2f} ms, system {system:.2f} ms; "
+                  f"host load average before the run {load_before:.2f} on {os.cpu_count()} CPUs")
         print(f"  database: {jobs} new jobs, storage: {files} special_requests.json (expected {ok} each)")
         for e in errors[:5]:
             print(f"  error: {e}")

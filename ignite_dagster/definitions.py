@@ -24,18 +24,28 @@ from ignite_dagster.defs.maintenance.jobs import (
     schedules,
     stale_job,
 )
+from ignite_dagster.defs.media.jobs import generate_media
+from ignite_dagster.defs.media.ops import media_complete
+from ignite_dagster.defs.media.sensors import (
+    build_media_jobs_sensor,
+    media_run_canceled_sensor,
+    media_run_failure_sensor,
+)
 from ignite_dagster.defs.resources import FactoryResource
 
 _settings = load_settings()
 
 defs = Definitions(
     assets=[course_content, course_metadata, course_media],
-    asset_checks=[course_schema_valid],
-    jobs=[generate_courses, reconcile_job, stale_job, dead_letter_job, requeue_job],
+    asset_checks=[course_schema_valid, media_complete],
+    jobs=[generate_courses, generate_media, reconcile_job, stale_job, dead_letter_job, requeue_job],
     sensors=[
         build_course_jobs_sensor(_settings.sensor_interval_seconds),
         course_run_failure_sensor,
         course_run_canceled_sensor,
+        build_media_jobs_sensor(_settings.sensor_interval_seconds),
+        media_run_failure_sensor,
+        media_run_canceled_sensor,
     ],
     schedules=schedules,
     resources={"factory": FactoryResource()},

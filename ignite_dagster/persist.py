@@ -43,33 +43,63 @@ def is_attached(marker_value: str) -> bool:
 
 
 def merge_attached_media(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    """Carry media already attached in ``old`` into ``new`` (same study-text id and marker index, same
-    item id), so regenerating a course keeps its images. ``new`` is modified and returned."""
+    """Carry media already attached in ``old`` into ``new`` so regenerating a course keeps its images.
+
+    ``new`` is modified and returned. This runs inside the compare-and-swap loop of course.json, so
+    ``old`` is always the document as stored right now, including URLs a media job attached a moment
+    ago; it must be a pure function of its inputs. The rules mirror how media is attached
+    (``media.attach.apply_attachment``), so an attachment and a regeneration commute:
+
+    * study texts (same id): the i-th marker of ``new`` that still holds a description takes the URL
+      of the i-th marker of ``old``; every other URL of ``old`` (attached by appending, or ``new`` has
+      fewer markers, or ``new`` holds its own URL there) is appended, so no URL is dropped. A URL
+      already present in ``new`` is never added twice.
+    * items (same id): ``stimulus`` of ``old`` when ``new`` has none; ``optionMedia`` merged per option
+      index (``new``'s entries win), kept only for options ``new`` still has.
+    """
     if not old:
         return new
-    old_texts = {t.get("id"): t for t in old.get("studyTexts") or []}
+    old_texts = {t.get("id"): t for t in old.get("studyTexts") or [] if isinstance(t, dict)}
     for text in new.get("studyTexts") or []:
         prev = old_texts.get(text.get("id"))
         if not prev:
             continue
-        urls = [m for m in IMAGE_MARKER.findall(prev.get("content", ""))]
-        counter = iter(range(10_000))
+        old_values = IMAGE_MARKER.findall(prev.get("content") or "")
+        content = text.get("content") or ""
+        present = {v for v in IMAGE_MARKER.findall(content) if is_attached(v)}
+        counter = iter(range(len(old_values) + len(content)))
 
-        def keep(match: re.Match, urls: list[str] = urls, counter=counter) -> str:
+        def keep(match: re.Match, old_values: list[str] = old_values, present: set[str] = present, counter=counter) -> str:
             i = next(counter)
-            if not is_attached(match.group(1)) and i < len(urls) and is_attached(urls[i]):
-                return f"[IMAGE:{urls[i]}]"
+            if not is_attached(match.group(1)) and i < len(old_values):
+                url = old_values[i]
+                if is_attached(url) and url not in present:
+                    present.add(url)
+                    return f"[IMAGE:{url}]"
             return match.group(0)
 
-        text["content"] = IMAGE_MARKER.sub(keep, text.get("content", ""))
-    old_items = {i.get("id"): i for i in old.get("items") or []}
+        content = IMAGE_MARKER.sub(keep, content)
+        for url in [u for u in old_values if is_attached(u) and u not in present]:
+            present.add(url)
+            content = (content.rstrip() + "\n\n" if content.strip() else "") + f"[IMAGE:{url}]"
+        text["content"] = content
+    old_items = {i.get("id"): i for i in old.get("items") or [] if isinstance(i, dict)}
     for item in new.get("items") or []:
         prev = old_items.get(item.get("id"))
         if not prev:
             continue
-        for key in ("stimulus", "optionMedia"):
-            if key in prev and key not in item:
-                item[key] = prev[key]
+        if prev.get("stimulus") and not item.get("stimulus"):
+            item["stimulus"] = prev["stimulus"]
+        old_media = prev.get("optionMedia") or []
+        options = item.get("options") or []
+        if old_media and options:
+            media = list(item.get("optionMedia") or [])[: len(options)]
+            media += [None] * (len(options) - len(media))
+            for k in range(len(options)):
+                if media[k] is None and k < len(old_media) and old_media[k]:
+                    media[k] = old_media[k]
+            if any(m is not None for m in media):
+                item["optionMedia"] = media
     return new
 
 

@@ -363,3 +363,13 @@ def test_authenticator_without_database_refuses_before_any_query():
         with pytest.raises(AuthError) as exc:
             auth.authenticate(headers)
         assert exc.value.status == 401
+
+
+def test_agent_headers_take_precedence_over_authorization(world, client):
+    """Browser clients of the original service send ``Authorization: Bearer <anon key>`` on every call;
+    when agent headers are present they decide, whatever the bearer says — in both directions."""
+    with_garbage_bearer = {**agent_headers(world.org_a), "Authorization": "Bearer anon.key.value"}
+    _expect(client, world, "GET", STATUS, with_garbage_bearer, 200, params={"jobId": str(world.job_a)})
+    wrong_agent_good_user = {**agent_headers(world.org_a, token="wrong"), **world.token("superadmin")}
+    _expect(client, world, "GET", STATUS, wrong_agent_good_user, 401, "invalid_credentials",
+            params={"jobId": str(world.job_a)})

@@ -26,7 +26,7 @@ OPERATIONS = [
     ("GET", "/health"),
 ]
 MEDIA = "/functions/v1/ai-generate-media"
-EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 12}
+EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
 
 
 @pytest.fixture(scope="module")

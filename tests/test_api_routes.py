@@ -11,13 +11,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from ignite_dagster import db
+from ignite_dagster.api.app import create_app
 from ignite_dagster.api.server import serve
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.requests import special_requests_path
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.api_server import (
+    ApiServer,
     agent_headers,
     api_settings,
     build_world,
@@ -332,3 +336,32 @@ def test_payload_types_are_exact(world):
     r = c.post(ENQUEUE, content=lone, headers={**h, "content-type": "application/json"})
     assert r.status_code == 422 and "subject" in r.json()["error"]["message"]
     assert snapshot(world.db_url, world.root) == before
+
+
+def test_database_outage_is_503_not_500(postgres, tmp_path):
+    """Drop the database under a running service: callers get 503 (retryable), never a 500."""
+    db_url = postgres.fresh()
+    w = build_world(db_url, tmp_path)
+
+    def configure(conn):
+        conn.autocommit = True
+        conn.row_factory = dict_row
+
+    pool = ConnectionPool(db_url, min_size=1, max_size=1, timeout=1.0, configure=configure, open=True)
+    pool.wait()
+    server = ApiServer(create_app(api_settings(), pool, w.store)).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            assert c.get("/health").status_code == 200
+            name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+            with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            for _ in range(2):
+                r = c.get(STATUS, params={"jobId": str(w.job_a)}, headers=agent_headers(w.org_a))
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "database_unavailable" and r.headers["retry-after"]
+            health = c.get("/health")
+            assert health.status_code == 503 and health.json()["checks"]["database"] == "unavailable"
+    finally:
+        server.stop()
+        pool.close(timeout=1)

@@ -192,6 +192,14 @@ def test_malformed_json_retried_then_success(server):
     assert meter.tokens_in == 300  # the failed attempts were billed and counted
 
 
+def test_non_json_body_is_malformed_and_unpriced(server):
+    server.enqueue(CHAT, Reply(raw=b"<html>bad gateway page</html>"), chat_json(GOOD))
+    result, meter = call(config(server))
+    assert result == Answer(**GOOD)
+    assert meter.calls == 2 and meter.failed_attempts == 1
+    assert meter.cost_usd is None  # an answer without usage cannot be priced
+
+
 def test_malformed_json_bounded_then_provider_error(server):
     server.respond_with(CHAT, chat_text("this is not json"))
     exc, meter = call(config(server, malformed_retries=2))
@@ -335,3 +343,18 @@ def test_server_images_route_serves_decodable_png(server):
     png = base64.b64decode(result.data[0].b64_json)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" in png
     assert server.requests_to("/v1/images/generations")[0].json["prompt"] == "a red square"
+
+
+def test_strict_schema_is_what_the_sdk_parse_helper_would_send(server):
+    """Our response_format is the wire format of chat.completions.parse (cross-checked with the SDK)."""
+    from openai.lib._pydantic import to_strict_json_schema
+
+    from ignite_dagster.generation.llm.provider import response_format, strict_json_schema
+    from ignite_dagster.generation.llm.schemas import CourseOverview, ItemBatch, RepairedItems, StudyTextOut
+
+    for schema in (ItemBatch, RepairedItems, CourseOverview, StudyTextOut, Answer):
+        assert strict_json_schema(schema) == to_strict_json_schema(schema)
+    server.enqueue(CHAT, chat_json(GOOD))
+    call(config(server))
+    assert server.requests[0].json["response_format"] == response_format(Answer)
+    assert response_format(Answer)["json_schema"]["schema"]["additionalProperties"] is False

@@ -5,11 +5,6 @@
 """
 
 from ignite_dagster.api.app import create_app
+from ignite_dagster.api.server import serve
 
 __all__ = ["create_app", "serve"]
-
-
-def serve(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export (uvicorn is imported on use)
-    from ignite_dagster.api.server import serve as _serve
-
-    return _serve(*args, **kwargs)

@@ -12,7 +12,8 @@ any other path):
 * ``server.respond_with(route, responder)`` — the fallback once the queue is empty: a ``Reply`` served
   every time, or a callable ``(RecordedRequest) -> Reply`` that builds an answer from the request
   (a "model" that reads the prompt);
-* ``server.latency`` — a fixed delay added to every reply (``Reply.delay`` adds per reply).
+* ``server.latency`` — a fixed delay for every reply, counted from the request's arrival
+  (``Reply.delay`` adds per reply).
 
 ``/v1/images/generations`` answers with a small valid base64 PNG unless scripted otherwise. An
 unscripted route answers 404 with an OpenAI-style error body, so a test sees what it forgot.
@@ -339,9 +340,12 @@ class OpenAICompatServer:
                     reply = responder(request)
                 except Exception as exc:  # a broken script shows up as a 500 naming it, not a hang
                     reply = api_error(500, f"scripted responder failed: {exc!r}")
-            delay = self.latency + reply.delay
-            if delay > 0:
-                time.sleep(delay)
+            # Latency is measured from receipt: the reply leaves ``latency + reply.delay`` seconds after
+            # the request arrived, whatever the script spent building it (so a benchmark's "200 ms per
+            # call" is exactly that, not 200 ms plus this server's own overhead).
+            remaining = request.received_at + self.latency + reply.delay - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
             if reply.drop:
                 handler.close_connection = True
                 handler.connection.close()

@@ -7,11 +7,17 @@ Decisions, and why:
   is billed too), ``retry-after``/``retry-after-ms`` are honoured exactly, and each failure ends in one of
   the coded reasons the job records (``GenerationFailed.reason_code``). Two layers would multiply the
   attempts and hide the ones the SDK swallowed.
-* **Chat Completions structured outputs** via ``chat.completions.parse(response_format=Model)``, called
-  through ``with_raw_response`` so the HTTP body (and its ``usage``) is in hand *before* the SDK parses
-  it: when parsing fails (truncation, malformed JSON) the attempt's usage is still recorded. Chat
-  Completions is the API "OpenAI-compatible" servers (vLLM, Ollama, LiteLLM, Azure …) actually share;
-  the Responses API is not implemented by most of them. The output budget is sent as
+* **Chat Completions structured outputs**: ``chat.completions.create`` with a strict ``json_schema``
+  ``response_format`` built once per pydantic model (``response_format()``), and the answer validated
+  into that model here (``model_validate_json``). This is the wire format ``chat.completions.parse``
+  sends; we do the parsing ourselves because (a) on malformed output ``parse`` raises a bare pydantic
+  error without the completion, so that billed attempt's ``usage`` would be lost, while here every
+  attempt's body is read first and its usage recorded; (b) ``finish_reason``,
+  ``refusal`` and ``usage`` are handled explicitly, not through SDK exception types; (c) it costs
+  ~2.5× less client CPU per call (measured 2.0 vs 5.3 ms: ``parse`` regenerates the JSON schema and
+  builds generic response models every call), which is most of a fill's overhead above its critical
+  path. Chat Completions is the API "OpenAI-compatible" servers (vLLM, Ollama, LiteLLM, Azure …)
+  actually share; the Responses API is not implemented by most of them. The output budget is sent as
   ``max_completion_tokens``.
 * **Failure policy** (each bound is a setting or a constructor argument; sleeps are injectable). Whether
   the *queue* retries a failed job follows the shared table ``types.RETRYABLE_REASONS`` (rate limited,
@@ -45,6 +51,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import functools
 import json
@@ -196,6 +203,47 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+def strict_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the form strict structured outputs require.
+
+    Every object closes (``additionalProperties: false``) and lists all its properties as required
+    (optional fields are expressed as nullable, see ``schemas``); defaults are dropped. Written here
+    rather than taken from the SDK's private helpers so the wire format is ours to see and test.
+    """
+    root = copy.deepcopy(schema.model_json_schema())
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                visit(child)
+            return
+        if not isinstance(node, dict):
+            return
+        node.pop("default", None)
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            node["additionalProperties"] = False
+            node["required"] = list(properties)
+            for child in properties.values():
+                visit(child)
+        for key in ("$defs", "definitions"):
+            if isinstance(node.get(key), dict):
+                for child in node[key].values():
+                    visit(child)
+        for key in ("items", "anyOf", "allOf", "oneOf", "prefixItems"):
+            if key in node:
+                visit(node[key])
+
+    visit(root)
+    return root
+
+
+@functools.cache
+def response_format(schema: type[BaseModel]) -> dict[str, Any]:
+    """The ``response_format`` for ``schema``, built once per class (schema generation is not free)."""
+    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": strict_json_schema(schema), "strict": True}}
+
+
 def _failed(reason: str, message: str) -> GenerationFailed:
     """A coded failure; whether the queue retries it follows the shared table (types.RETRYABLE_REASONS)."""
     return GenerationFailed(reason, message)
@@ -279,10 +327,10 @@ class StructuredClient:
                         # waiting calls stop here instead of each paying for the same answer.
                         raise _failed(self._fatal.reason_code, f"{purpose}: not sent: {self._fatal.message}")
                     meter.calls += 1
-                    raw = await self._client.chat.completions.with_raw_response.parse(
+                    raw = await self._client.chat.completions.with_raw_response.create(
                         model=self.config.model,
                         messages=messages,  # type: ignore[arg-type]
-                        response_format=schema,
+                        response_format=response_format(schema),  # type: ignore[arg-type]
                         max_completion_tokens=budget,
                     )
             except openai.APIStatusError as exc:
@@ -318,47 +366,45 @@ class StructuredClient:
                 continue
 
             body = _json_body(raw.http_response)
-            meter.record_response(body.get("usage") if body else None, body.get("model") if body else None)
-            try:
-                completion = raw.parse()
-                choice = completion.choices[0]
-            except openai.LengthFinishReasonError as exc:
+            usage = body.get("usage") if body else None
+            meter.record_response(usage if isinstance(usage, Mapping) else None, body.get("model") if body else None)
+            choices = body.get("choices") if body else None
+            choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            finish = choice.get("finish_reason")
+            if finish == "length":
                 meter.failed_attempts += 1
                 if not truncated:
                     truncated = True
                     budget *= 2
                     log.info("%s: output truncated, retrying with max_completion_tokens=%d", purpose, budget)
                     continue
-                raise _failed("output_truncated", f"{purpose}: output truncated even with {budget} output tokens") from exc
-            except openai.ContentFilterFinishReasonError as exc:
+                raise _failed("output_truncated", f"{purpose}: output truncated even with {budget} output tokens")
+            if finish == "content_filter":
                 meter.failed_attempts += 1
-                raise _failed("content_refused", f"{purpose}: the provider's content filter stopped the answer") from exc
-            except (ValueError, TypeError, IndexError, openai.APIResponseValidationError) as exc:
-                # pydantic.ValidationError is a ValueError: malformed JSON or a schema mismatch.
+                raise _failed("content_refused", f"{purpose}: the provider's content filter stopped the answer")
+            refusal = message.get("refusal")
+            if refusal:
+                meter.failed_attempts += 1
+                raise _failed("content_refused", f"{purpose}: the model refused: {str(refusal)[:300]}")
+            content = message.get("content")
+            try:
+                if not isinstance(content, str) or not content.strip():
+                    raise ValueError("no content in the answer" if body else "the response body is not a JSON object")
+                parsed = schema.model_validate_json(content)
+            except ValueError as exc:  # pydantic.ValidationError is a ValueError: malformed JSON or schema mismatch
                 meter.failed_attempts += 1
                 malformed += 1
                 if malformed > self.config.malformed_retries:
                     raise _failed("provider_error", f"{purpose}: malformed structured output after {malformed} attempts: {_short(exc)}") from exc
                 log.info("%s: malformed output (%s), retry %d", purpose, _short(exc), malformed)
                 continue
-
-            message = choice.message
-            if message.refusal:
-                meter.failed_attempts += 1
-                raise _failed("content_refused", f"{purpose}: the model refused: {message.refusal[:300]}")
-            parsed = message.parsed
-            if parsed is None:
-                meter.failed_attempts += 1
-                malformed += 1
-                if malformed > self.config.malformed_retries:
-                    raise _failed("provider_error", f"{purpose}: empty answer after {malformed} attempts")
-                continue
             if self.cache is not None and key is not None:
-                usage = (body or {}).get("usage") or {}
+                counts = usage if isinstance(usage, Mapping) else {}
                 await self.cache.put(
                     key, parsed,
-                    tokens_in=int(usage.get("prompt_tokens") or 0),
-                    tokens_out=int(usage.get("completion_tokens") or 0),
+                    tokens_in=int(counts.get("prompt_tokens") or 0),
+                    tokens_out=int(counts.get("completion_tokens") or 0),
                     model=str((body or {}).get("model") or self.config.model),
                 )
             return parsed
