@@ -285,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--stop", action="store_true", help="stop the embedded Postgres and exit")
     dev.set_defaults(func=cmd_dev)
 
+    from ignite_dagster import demo
+
+    demo_parser = sub.add_parser("demo", help="the main job end to end: embedded stack, several offline courses "
+                                 "through the real sensors, runs and assets, live progress, summary table")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(func=_lazy("ignite_dagster.demo", "run_demo"))
+
     sub.add_parser("config", help="list every setting with its default").set_defaults(func=cmd_config)
     return p
 

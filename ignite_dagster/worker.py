@@ -135,8 +135,11 @@ class CourseWorker:
     @contextmanager
     def stage(self, work: CourseWork, name: str, message: str | None = None) -> Iterator[None]:
         job = work.job
-        self.lease.check(job.id)
-        self.queue.progress(job.id, TABLE, job.attempt, name, STAGES[name], message or name.replace("_", " "))
+        # Progress is fenced by attempt: one query both reports the stage and proves the claim is held.
+        if self.lease.is_lost(job.id) or not self.queue.progress(
+            job.id, TABLE, job.attempt, name, STAGES[name], message or name.replace("_", " ")
+        ):
+            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
         t0 = time.monotonic()
         try:
             yield

@@ -365,3 +365,31 @@ def test_database_outage_is_503_not_500(postgres, tmp_path):
     finally:
         server.stop()
         pool.close(timeout=1)
+
+
+def test_live_media_through_a_real_openai_compatible_server(db_url, tmp_path):
+    """The route with a configured image model, against the scripted OpenAI-compatible HTTP server."""
+    from tests.support.openai_server import IMAGES, OpenAICompatServer, api_error, rate_limited
+
+    w = build_world(db_url, tmp_path)
+    with OpenAICompatServer() as provider:
+        settings = api_settings(openai_api_key="sk-test", openai_base_url=provider.base_url, image_model="img-1")
+        with running_api(settings, db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.post(MEDIA, json={"prompt": "a red apple", "style": "flat", "size": "512x512"},
+                       headers=w.token("editor_a"))
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["ok"] is True and out["path"].startswith("media-library/tmp/ai-generated/")
+            assert w.store.get(out["path"]).data[:8] == b"\x89PNG\r\n\x1a\n"
+            assert out["details"]["model"] == "img-1"
+            assert "a red apple" in provider.requests_to(IMAGES)[-1].json["prompt"]
+
+            provider.enqueue(IMAGES, rate_limited(retry_after=7))
+            busy = c.post(MEDIA, json={"prompt": "x"}, headers=agent_headers(w.org_a))
+            assert busy.status_code == 503 and busy.json()["error"]["code"] == "provider_rate_limited"
+            assert busy.headers["retry-after"] == "7"
+
+            provider.enqueue(IMAGES, api_error(400, "your request was rejected by the safety system",
+                                               code="content_policy_violation"))
+            refused = c.post(MEDIA, json={"prompt": "x"}, headers=agent_headers(w.org_a))
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "content_refused"

@@ -654,6 +654,9 @@ def publish(body: PublishBody, request: Request, principal: PrincipalDep) -> Pub
     )
 
 
+# The provider's reason code → our status: the caller's prompt is at fault (422), the provider is
+# busy or down (503, retry later), anything else from upstream — including our own key being refused
+# (provider_auth) — is a bad gateway (502).
 _PROVIDER_STATUS = {
     "content_refused": 422,
     "invalid_request": 422,
@@ -696,7 +699,9 @@ def ai_generate_media(
             raise
         status = _PROVIDER_STATUS.get(reason, 502)
         code = "not_available" if reason == "model_not_configured" else reason
-        raise ApiError(status, code, getattr(exc, "message", str(exc))) from exc
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": TokenBucketLimiter.retry_after_header(retry_after)} if retry_after else None
+        raise ApiError(status, code, getattr(exc, "message", str(exc)), headers=headers) from exc
     data = dict(result) if not isinstance(result, BaseModel) else result.model_dump(mode="json")
     url, path = data.pop("url"), data.pop("path")
     return MediaResponse(url=str(url), path=str(path), details=data, requestId=request_id_of(request))

@@ -176,12 +176,17 @@ class MediaWorker:
         return work
 
     def attach(self, work: MediaWork) -> MediaWork:
-        """CAS-attach the URL into course.json, then complete the job (fenced)."""
+        """CAS-attach the URL into course.json, then complete the job (fenced).
+
+        The claim is confirmed when the stage starts, not before every compare-and-swap attempt (as
+        course persistence does): a database round trip inside the read-modify-write window widens it
+        and costs conflicts under contention, and a late attachment by a superseded attempt is harmless
+        here: it is the job's own object (``<jobId>.<ext>``), the very URL the current attempt attaches.
+        """
         job = work.job
         with self.stage(work, "attach"):
             assert work.url is not None
-            res = attach_to_course(self.store, job.course_id, job.target_ref, work.url, alt=job.prompt,
-                                   guard=lambda: self.lease.check(job.id))
+            res = attach_to_course(self.store, job.course_id, job.target_ref, work.url, alt=job.prompt)
             work.conflicts = res.conflicts
             work.result = self._result(work)
             if not self.queue.complete(job.id, TABLE, job.attempt, work.result):

@@ -73,15 +73,22 @@ def local_or_s3_store(spec: dict[str, Any]) -> ObjectStore:
 
 def work_queue_in_process(db_url: str, store_spec: dict[str, Any], base_url: str, start: Any, out: Any) -> None:
     """A worker process: claim media jobs one at a time and work them until none is claimable."""
+    from ignite_dagster import db
     from ignite_dagster.media.worker import MediaWorker, work_claimed
     from ignite_dagster.queue.lease import Lease
 
-    queue = JobQueue(db_url)
+    pool = db.make_pool(db_url, max_size=3, name="media-race")
+    queue = JobQueue(pool)
     settings = media_settings(base_url)
     store = local_or_s3_store(store_spec)
     lease = Lease(queue, settings.heartbeat_seconds).start()
     worker = MediaWorker(settings, queue, store, lease)
-    start.wait(30)
+    worker.provider()  # import the SDK and build the client before the race starts
+    out.put("ready")
+    start.wait(60)
+    import time
+
+    t0 = time.monotonic()
     done = failed = conflicts = 0
     try:
         while True:
@@ -94,18 +101,23 @@ def work_queue_in_process(db_url: str, store_spec: dict[str, Any], base_url: str
             conflicts += sum(w.conflicts for w in ok)
     finally:
         lease.stop()
-    out.put({"done": done, "failed": failed, "conflicts": conflicts})
+        pool.close()
+    out.put({"done": done, "failed": failed, "conflicts": conflicts, "seconds": round(time.monotonic() - t0, 2)})
 
 
-def regenerate_in_process(store_spec: dict[str, Any], course_id: str, rounds: int, start: Any, out: Any) -> None:
-    """Course regeneration racing the media workers: write a fresh copy from the same pack, again and again."""
+def regenerate_in_process(store_spec: dict[str, Any], course_id: str, start: Any, stop: Any, out: Any) -> None:
+    """Course regeneration racing the media workers: write a fresh copy from the same pack, again and
+    again until told to stop; reports how many URLs each write carried over (proof of interleaving)."""
+    from ignite_dagster.media.attach import attached_urls
     from ignite_dagster.persist import write_course_json
 
     store = local_or_s3_store(store_spec)
     fresh = water_cycle_course(course_id)
-    start.wait(30)
-    conflicts = 0
-    for _ in range(rounds):
-        _, _, c = write_course_json(store, fresh)
+    out.put("ready")
+    start.wait(60)
+    conflicts, carried = 0, []
+    while not stop.is_set():
+        doc, _, c = write_course_json(store, fresh)
         conflicts += c
-    out.put({"regenerations": rounds, "conflicts": conflicts})
+        carried.append(len(attached_urls(doc)))
+    out.put({"regenerations": len(carried), "conflicts": conflicts, "carried": sorted(set(carried))})

@@ -1,0 +1,164 @@
+"""The media job's Dagster shell without the daemon: the claiming sensor, the run (in process, real
+queue, real storage, loopback image server), the materialization and check it reports, and the
+run-failure sensor that fails claims a dead run still holds."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    SensorResult,
+    SkipReason,
+    build_run_status_sensor_context,
+    build_sensor_context,
+    job,
+    op,
+)
+from dagster._core.test_utils import create_run_for_test
+
+from ignite_dagster.defs.courses.ops import JOBS_TAG, decode_claims, encode_claims
+from ignite_dagster.defs.media.jobs import MEDIA_JOB, generate_media
+from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, media_run_failure_sensor
+from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.persist import IMAGE_MARKER, course_path, write_course_json
+from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
+from ignite_dagster.storage import LocalObjectStore
+from tests.support.media import IMAGE_MODEL, PRICES, enqueue_targets, water_cycle_course
+from tests.support.openai_server import IMAGES, OpenAICompatServer, api_error, image_png
+
+
+@pytest.fixture
+def env(db_url, monkeypatch, tmp_path):
+    with OpenAICompatServer() as server:
+        values = {"DATABASE_URL": db_url, "IGNITE_STORAGE_ROOT": str(tmp_path / "storage"),
+                  "IGNITE_MAX_CONCURRENT_RUNS": "2", "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": server.base_url,
+                  "IGNITE_IMAGE_MODEL": IMAGE_MODEL, "IGNITE_LLM_PRICES": PRICES, "IGNITE_IMAGE_SIZE": "256x256",
+                  "IGNITE_BACKOFF_BASE_SECONDS": "0", "IGNITE_BACKOFF_CAP_SECONDS": "0"}
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        code_location_services.cache_clear()
+        yield {"queue": JobQueue(db_url), "store": LocalObjectStore(tmp_path / "storage"), "server": server}
+        code_location_services.cache_clear()
+
+
+def _tick(instance, per_run: int = 3):
+    return build_media_jobs_sensor(1, per_run=per_run)(build_sensor_context(instance=instance))
+
+
+def _stimuli(doc, n):
+    return [{"type": "item_stimulus", "itemId": it["id"]} for it in doc["items"][:n]]
+
+
+def test_sensor_batches_and_run_keys(env, org_id):
+    queue = env["queue"]
+    doc = water_cycle_course("wc-s")
+    ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(doc, 5))
+    with DagsterInstance.ephemeral() as instance:
+        result = _tick(instance)
+        assert isinstance(result, SensorResult)
+        assert [len(decode_claims(r.tags[JOBS_TAG])) for r in result.run_requests] == [3, 2]
+        for r in result.run_requests:
+            first_id, attempt = decode_claims(r.tags[JOBS_TAG])[0]
+            assert r.run_key == f"media:{first_id}:{attempt}" and attempt == 1
+            assert r.run_config["ops"]["claimed_media_jobs"]["config"]["jobs"] == r.tags[JOBS_TAG]
+        assert result.dynamic_partitions_requests[0].partition_keys == ["wc-s"]
+        assert {queue.get(i, "ai_media_jobs").status for i in ids} == {"processing"}
+        assert isinstance(_tick(instance), SkipReason)  # nothing left to claim
+
+        # a retry is a new attempt, hence a new run key
+        first_id, _ = decode_claims(result.run_requests[0].tags[JOBS_TAG])[0]
+        queue.fail(first_id, "ai_media_jobs", 1, "e", "provider_unavailable", True, backoff_base=timedelta(0))
+        retry = _tick(instance)
+        assert retry.run_requests[0].run_key == f"media:{first_id}:2"
+
+
+def test_sensor_claims_nothing_when_media_runs_are_at_capacity(env, org_id):
+    queue = env["queue"]
+    ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(water_cycle_course("wc-s"), 2))
+    with DagsterInstance.ephemeral() as instance:
+        create_run_for_test(instance, job_name=MEDIA_JOB, status=DagsterRunStatus.STARTED)
+        create_run_for_test(instance, job_name=MEDIA_JOB, status=DagsterRunStatus.STARTING)
+        result = _tick(instance)
+    assert isinstance(result, SkipReason) and "capacity" in result.skip_message
+    assert {queue.get(i, "ai_media_jobs").status for i in ids} == {"pending"}
+
+
+def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refused_branch(env, org_id):
+    queue, store, server = env["queue"], env["store"], env["server"]
+
+    def model(request):
+        if "forbidden" in (request.json or {}).get("prompt", ""):
+            return api_error(400, "rejected by our safety system", code="content_policy_violation",
+                             type_="invalid_request_error")
+        return image_png()
+
+    server.respond_with(IMAGES, model)
+    good = water_cycle_course("wc-good")
+    write_course_json(store, good)
+    write_course_json(store, water_cycle_course("wc-bad"))
+    good_ids = enqueue_targets(queue, org_id, "wc-good", [
+        {"type": "study_text", "sectionId": t["id"], "markerIndex": 0} for t in good["studyTexts"]])
+    bad = queue.enqueue_media(NewMediaJob(course_id="wc-bad", prompt="something forbidden",
+                                          target_ref=TargetRef(type="item_stimulus", itemId=0)),
+                              organization_id=org_id).job.id
+    with DagsterInstance.ephemeral() as instance:
+        result = generate_media.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"claimed_media_jobs": {"config": {"claim_now": 10}}}})
+        assert not result.success  # the refused branch fails the run, after the good branch reported
+        mats = [e.event_specific_data.materialization for e in result.all_events
+                if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+        assert [(m.asset_key, m.partition) for m in mats] == [(AssetKey("course_media"), "wc-good")]
+        md = mats[0].metadata
+        assert md["count"].value == 2 and md["bytes"].value > 0 and md["model"].value == IMAGE_MODEL
+        assert md["cost_usd"].value == pytest.approx(0.08) and len(md["targets"].value) == 2
+        checks = [e.event_specific_data for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+        assert [(c.partition, c.passed) for c in checks] == [("wc-good", True)]
+        assert set(instance.get_dynamic_partitions("courses")) == {"wc-good", "wc-bad"}
+
+        # the run-failure sensor finds nothing left to fail: every claim was already marked (fenced)
+        run = instance.get_run_by_id(result.run_id)
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+        ctx = build_run_status_sensor_context("media_run_failure_sensor", failure, instance, run).for_run_failure()
+        media_run_failure_sensor(ctx)
+    assert {queue.get(i, "ai_media_jobs").status for i in good_ids} == {"done"}
+    row = queue.get(bad, "ai_media_jobs")
+    assert (row.status, row.reason_code) == ("dead_letter", "content_refused")
+    doc = json.loads(store.get(course_path("wc-good")).data)
+    urls = [IMAGE_MARKER.findall(t["content"])[0] for t in doc["studyTexts"]]
+    assert sorted(urls) == sorted(queue.get(i, "ai_media_jobs").result_url for i in good_ids)
+
+
+@op
+def _dies():
+    raise RuntimeError("run process died")
+
+
+@job
+def _dying_job():
+    _dies()
+
+
+def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
+    queue = env["queue"]
+    ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(water_cycle_course("wc-s"), 2))
+    held = queue.claim_media_jobs("dead-run", limit=1)[0]
+    done = queue.claim_media_jobs("dead-run", limit=1)[0]
+    queue.complete(done.id, "ai_media_jobs", done.attempt, {"result_url": "x"})
+    tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (done.id, done.attempt)])}
+    with DagsterInstance.ephemeral() as instance:
+        result = _dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+        run = instance.get_run_by_id(result.run_id)
+        media_run_failure_sensor(build_run_status_sensor_context(
+            "media_run_failure_sensor", failure, instance, run).for_run_failure())
+    row = queue.get(held.id, "ai_media_jobs")
+    assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
+    assert queue.get(done.id, "ai_media_jobs").status == "done"
+    assert sorted(ids) == sorted([held.id, done.id])
