@@ -33,7 +33,7 @@ def _fingerprint() -> str:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs under any python3 before the venv exists
         sys.exit(f"ignite-dagster needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PY.exists():
         print("creating .venv ...", flush=True)

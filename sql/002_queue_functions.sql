@@ -13,9 +13,11 @@ BEGIN
 END $$;
 
 -- Batch claims: best priority, then oldest; SKIP LOCKED so concurrent claimers never block or double-claim.
+-- plpgsql (not LANGUAGE sql) so the statement's plan is cached per session: claiming is the hot path.
 CREATE FUNCTION claim_course_jobs(p_limit int, p_worker_id text DEFAULT NULL) RETURNS SETOF ai_course_jobs
-LANGUAGE sql AS $$
-    UPDATE ai_course_jobs j SET
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY UPDATE ai_course_jobs j SET
         status = 'processing',
         attempt = j.attempt + 1,
         retry_count = CASE WHEN j.status IN ('failed', 'stale') THEN j.retry_count + 1 ELSE j.retry_count END,
@@ -32,12 +34,13 @@ LANGUAGE sql AS $$
         FOR UPDATE SKIP LOCKED
     ) c
     WHERE j.id = c.id
-    RETURNING j.*
-$$;
+    RETURNING j.*;
+END $$;
 
 CREATE FUNCTION claim_media_jobs(p_limit int, p_worker_id text DEFAULT NULL) RETURNS SETOF ai_media_jobs
-LANGUAGE sql AS $$
-    UPDATE ai_media_jobs j SET
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY UPDATE ai_media_jobs j SET
         status = 'processing',
         attempt = j.attempt + 1,
         retry_count = CASE WHEN j.status IN ('failed', 'stale') THEN j.retry_count + 1 ELSE j.retry_count END,
@@ -54,43 +57,45 @@ LANGUAGE sql AS $$
         FOR UPDATE SKIP LOCKED
     ) c
     WHERE j.id = c.id
-    RETURNING j.*
-$$;
+    RETURNING j.*;
+END $$;
 
 CREATE FUNCTION get_next_pending_job(p_worker_id text DEFAULT NULL) RETURNS SETOF ai_course_jobs
-LANGUAGE sql AS $$ SELECT * FROM claim_course_jobs(1, p_worker_id) $$;
+LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT * FROM claim_course_jobs(1, p_worker_id); END $$;
 
 CREATE FUNCTION get_next_pending_media_job(p_worker_id text DEFAULT NULL) RETURNS SETOF ai_media_jobs
-LANGUAGE sql AS $$ SELECT * FROM claim_media_jobs(1, p_worker_id) $$;
+LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT * FROM claim_media_jobs(1, p_worker_id); END $$;
 
 -- Fenced: true only while the row is processing (and holds p_attempt when given).
+-- Static statements per table (not EXECUTE format): their plans are cached, and heartbeats are frequent.
 CREATE FUNCTION update_job_heartbeat(p_job_id uuid, p_job_table text, p_attempt int DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE n int;
 BEGIN
-    EXECUTE format(
-        'UPDATE %I SET last_heartbeat = now(), updated_at = now()
-         WHERE id = $1 AND status = ''processing'' AND ($2::int IS NULL OR attempt = $2)',
-        ignite_check_job_table(p_job_table))
-    USING p_job_id, p_attempt;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n > 0;
+    IF ignite_check_job_table(p_job_table) = 'ai_course_jobs' THEN
+        UPDATE ai_course_jobs SET last_heartbeat = now(), updated_at = now()
+        WHERE id = p_job_id AND status = 'processing' AND (p_attempt IS NULL OR attempt = p_attempt);
+    ELSE
+        UPDATE ai_media_jobs SET last_heartbeat = now(), updated_at = now()
+        WHERE id = p_job_id AND status = 'processing' AND (p_attempt IS NULL OR attempt = p_attempt);
+    END IF;
+    RETURN FOUND;
 END $$;
 
 -- Progress is also a heartbeat. Fenced by attempt.
 CREATE FUNCTION update_job_progress(p_job_id uuid, p_job_table text, p_attempt int, p_stage text,
                                     p_percent int, p_message text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE n int;
 BEGIN
-    EXECUTE format(
-        'UPDATE %I SET progress_stage = $3, progress_percent = least(100, greatest(0, $4)),
-                progress_message = $5, last_heartbeat = now(), last_event_at = now(), updated_at = now()
-         WHERE id = $1 AND status = ''processing'' AND attempt = $2',
-        ignite_check_job_table(p_job_table))
-    USING p_job_id, p_attempt, p_stage, p_percent, p_message;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n > 0;
+    IF ignite_check_job_table(p_job_table) = 'ai_course_jobs' THEN
+        UPDATE ai_course_jobs SET progress_stage = p_stage, progress_percent = least(100, greatest(0, p_percent)),
+            progress_message = p_message, last_heartbeat = now(), last_event_at = now(), updated_at = now()
+        WHERE id = p_job_id AND status = 'processing' AND attempt = p_attempt;
+    ELSE
+        UPDATE ai_media_jobs SET progress_stage = p_stage, progress_percent = least(100, greatest(0, p_percent)),
+            progress_message = p_message, last_heartbeat = now(), last_event_at = now(), updated_at = now()
+        WHERE id = p_job_id AND status = 'processing' AND attempt = p_attempt;
+    END IF;
+    RETURN FOUND;
 END $$;
 
 -- Completion, fenced by attempt. p_result carries the outcome and telemetry (keys named as the columns).

@@ -56,8 +56,6 @@ def test_course_with_images_ends_with_every_marker_attached_and_media_materializ
         return job.status == "done" and len(media) == 2 and all(m.status == "done" for m in media) and media
 
     media = wait_until(media_done, 120, "course and its two media jobs done", stack=stack)
-    cj = queue.get(course_job.id)
-    print("TIMELINE course", cj.created_at, cj.started_at, cj.completed_at, [(m.created_at, m.started_at, m.completed_at) for m in media])
 
     store = LocalObjectStore(tmp_path / "storage")
     doc = json.loads((tmp_path / "storage" / "courses" / COURSE / "course.json").read_text())

@@ -60,6 +60,15 @@ def test_study_text_absent_marker_appends_once(course):
     assert doc["studyTexts"][1]["content"].endswith(f"[IMAGE:{URL_B}]")
 
 
+def test_an_attached_url_is_never_overwritten(course):
+    """Concurrent appends can put job A's image at the index job B names: B appends, A's image stays."""
+    doc = copy.deepcopy(course)
+    sid = doc["studyTexts"][0]["id"]
+    apply_attachment(doc, {"type": "study_text", "sectionId": sid, "markerIndex": 0}, URL_A)
+    apply_attachment(doc, {"type": "study_text", "sectionId": sid, "markerIndex": 0}, URL_B)
+    assert markers(doc, 0) == [URL_A, URL_B]
+
+
 def test_item_stimulus_and_option_media(course):
     doc = copy.deepcopy(course)
     item = doc["items"][2]

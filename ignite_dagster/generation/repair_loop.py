@@ -33,7 +33,7 @@ async def repair_until_valid(
     on_round=None,
 ) -> RepairOutcome:
     """Returns the valid course; raises GenerationFailed(validation_failed) when it cannot converge."""
-    from ignite_dagster.generation.orchestrator import validation_failure, repair, validate_and_normalize
+    from ignite_dagster.generation.orchestrator import repair, validate_and_normalize, validation_failure
 
     usage = Usage()
     rounds = 0

@@ -126,9 +126,11 @@ def _find(seq: list[dict[str, Any]] | None, key: str, value: Any, what: str) -> 
 def apply_attachment(doc: dict[str, Any], target: Mapping[str, Any], url: str, alt: str | None = None) -> dict[str, Any]:
     """Attach ``url`` to ``target`` in ``doc`` (modified and returned); idempotent.
 
-    * ``study_text``: the ``markerIndex``-th ``[IMAGE:…]`` marker of the section becomes ``[IMAGE:<url>]``;
-      when the section has no such marker, ``[IMAGE:<url>]`` is appended. Nothing changes when the
-      section already carries this URL.
+    * ``study_text``: the ``markerIndex``-th ``[IMAGE:…]`` marker of the section becomes ``[IMAGE:<url>]``
+      when it still holds a description; when the section has no such marker, or that marker already
+      carries another job's URL, ``[IMAGE:<url>]`` is appended: an attached URL is never overwritten
+      (under concurrency an appended image can sit at the index a later job names, and replacing it
+      would silently drop that job's image). Nothing changes when the section already carries this URL.
     * ``item_stimulus``: ``items[id].stimulus = {type: image, url, alt}`` (other stimulus fields kept).
     * ``item_option``: ``items[id].optionMedia[optionIndex] = {type: image, url, alt}``, the list padded
       with nulls to the number of options.
@@ -141,7 +143,7 @@ def apply_attachment(doc: dict[str, Any], target: Mapping[str, Any], url: str, a
         if any(m.group(1) == url for m in markers):
             return doc
         index = int(target.get("markerIndex") or 0)
-        if 0 <= index < len(markers):
+        if 0 <= index < len(markers) and not is_attached(markers[index].group(1)):
             m = markers[index]
             text["content"] = f"{content[:m.start()]}[IMAGE:{url}]{content[m.end():]}"
         else:

@@ -1,0 +1,149 @@
+"""Queue throughput: our claim+complete loop side by side with procrastinate on the same Postgres.
+
+Same N no-op jobs, same worker count, one process run:
+  * ours, per job: get_next_pending_job() + complete_job() from W threads (pool of W connections)
+  * procrastinate: its worker with concurrency W (wait=False, so it stops when the queue is empty)
+  * ours, batch claims: claim_course_jobs(100) from W threads (claim rate; completes are not timed)
+  * ours, per job, after 20,000 finished rows are kept in the table (the partial index at work)
+
+    .venv/bin/python bench/queue_bench.py [--jobs 2000] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ignite_dagster import db  # noqa: E402
+from ignite_dagster.queue import JobQueue  # noqa: E402
+from tests.support.pg import TestPostgres  # noqa: E402
+
+
+def seed(url: str, org, n: int, status: str = "pending") -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ai_course_jobs (organization_id, course_id, subject, grade_band, status) "
+            "SELECT %s, 'c-' || g, 'addition', '3-5', %s FROM generate_series(1, %s) g",
+            (org, status, n),
+        )
+
+
+def new_org(url: str):
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("INSERT INTO organizations (name) VALUES ('bench') RETURNING id").fetchone()[0]
+
+
+def run_threads(workers: int, target) -> float:
+    start = threading.Barrier(workers + 1)
+    threads = [threading.Thread(target=target, args=(start,)) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def ours_per_job(url: str, n: int, workers: int, finished_rows: int = 0) -> float:
+    org = new_org(url)
+    if finished_rows:
+        seed(url, org, finished_rows, status="done")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE ai_course_jobs")
+    seed(url, org, n)
+    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
+    queue = JobQueue(pool)
+    done = []
+
+    def work(start):
+        start.wait()
+        count = 0
+        while jobs := queue.claim_course_jobs("bench", limit=1):
+            job = jobs[0]
+            assert queue.complete(job.id, "ai_course_jobs", job.attempt, {})
+            count += 1
+        done.append(count)
+
+    elapsed = run_threads(workers, work)
+    pool.close()
+    assert sum(done) == n, (sum(done), n)
+    return n / elapsed
+
+
+def ours_batch_claims(url: str, n: int, workers: int, batch: int = 100) -> float:
+    org = new_org(url)
+    seed(url, org, n)
+    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
+    queue = JobQueue(pool)
+    claimed = []
+
+    def work(start):
+        start.wait()
+        count = 0
+        while jobs := queue.claim_course_jobs("bench", limit=batch):
+            count += len(jobs)
+        claimed.append(count)
+
+    elapsed = run_threads(workers, work)
+    pool.close()
+    assert sum(claimed) == n
+    return n / elapsed
+
+
+def procrastinate_rate(url: str, n: int, workers: int) -> float:
+    import procrastinate
+
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url, kwargs={"autocommit": True}))
+
+    @app.task(name="noop")
+    def noop() -> None:
+        return None
+
+    with app.open():
+        app.schema_manager.apply_schema()
+        noop.batch_defer(*([{}] * n))
+        t0 = time.perf_counter()
+        app.run_worker(concurrency=workers, wait=False, listen_notify=False, install_signal_handlers=False)
+        elapsed = time.perf_counter() - t0
+    with psycopg.connect(url) as conn:
+        left = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'").fetchone()[0]
+    assert left == 0, f"{left} procrastinate jobs not succeeded"
+    return n / elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--finished", type=int, default=20_000)
+    args = ap.parse_args()
+    pg = TestPostgres()
+    try:
+        n, w = args.jobs, args.workers
+        peer = procrastinate_rate(pg.create_database(migrate=False), n, w)
+        ours = ours_per_job(pg.fresh(), n, w)
+        batch = ours_batch_claims(pg.fresh(), n * 5, w)
+        loaded = ours_per_job(pg.fresh(), n, w, finished_rows=args.finished)
+        print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}")
+        print(f"procrastinate claim+complete:           {peer:8.0f} jobs/s")
+        print(f"ignite claim+complete (per job):        {ours:8.0f} jobs/s   ratio vs procrastinate {ours / peer:.1f}x (target >= 4x)")
+        print(f"ignite batch claims (100 per call):     {batch:8.0f} jobs/s   (target >= 5000)")
+        print(f"ignite per job with {args.finished} finished rows: {loaded:8.0f} jobs/s   "
+              f"{loaded / ours:.0%} of the empty-table rate (target >= 80%)")
+    finally:
+        pg.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
