@@ -3,6 +3,7 @@
 Same N no-op jobs, same worker count, one process run:
   * ours, per job: get_next_pending_job() + complete_job() from W threads (pool of W connections)
   * procrastinate: its worker with concurrency W (wait=False, so it stops when the queue is empty)
+  * ours, fused: complete_course_job_and_claim_next() (ack + fetch next in one transaction)
   * ours, batch claims: claim_course_jobs(100) from W threads (claim rate; completes are not timed)
   * ours, per job, after 20,000 finished rows are kept in the table (the partial index at work)
 
@@ -79,6 +80,30 @@ def ours_per_job(url: str, n: int, workers: int, finished_rows: int = 0) -> floa
     return n / elapsed
 
 
+def ours_fused(url: str, n: int, workers: int) -> float:
+    """The worker loop with complete_and_claim_next: one round trip and one commit per job."""
+    org = new_org(url)
+    seed(url, org, n)
+    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
+    queue = JobQueue(pool)
+    done = []
+
+    def work(start):
+        start.wait()
+        count = 0
+        jobs = queue.claim_course_jobs("bench", limit=1)
+        job = jobs[0] if jobs else None
+        while job is not None:
+            job = queue.complete_and_claim_next(job.id, job.attempt, {}, "bench")
+            count += 1
+        done.append(count)
+
+    elapsed = run_threads(workers, work)
+    pool.close()
+    assert sum(done) == n, (sum(done), n)
+    return n / elapsed
+
+
 def ours_batch_claims(url: str, n: int, workers: int, batch: int = 100) -> float:
     org = new_org(url)
     seed(url, org, n)
@@ -132,11 +157,13 @@ def main() -> int:
         n, w = args.jobs, args.workers
         peer = procrastinate_rate(pg.create_database(migrate=False), n, w)
         ours = ours_per_job(pg.fresh(), n, w)
+        fused = ours_fused(pg.fresh(), n, w)
         batch = ours_batch_claims(pg.fresh(), n * 5, w)
         loaded = ours_per_job(pg.fresh(), n, w, finished_rows=args.finished)
         print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}")
         print(f"procrastinate claim+complete:           {peer:8.0f} jobs/s")
         print(f"ignite claim+complete (per job):        {ours:8.0f} jobs/s   ratio vs procrastinate {ours / peer:.1f}x (target >= 4x)")
+        print(f"ignite complete_and_claim_next loop:    {fused:8.0f} jobs/s   ratio vs procrastinate {fused / peer:.1f}x")
         print(f"ignite batch claims (100 per call):     {batch:8.0f} jobs/s   (target >= 5000)")
         print(f"ignite per job with {args.finished} finished rows: {loaded:8.0f} jobs/s   "
               f"{loaded / ours:.0%} of the empty-table rate (target >= 80%)")

@@ -1,13 +1,545 @@
-"""`ignite demo` (placeholder until the demo lands)."""
+"""`ignite demo`: the main job end to end, on the real stack, in about a minute.
+
+What it does, in order:
+
+1. Database: ``DATABASE_URL`` when set, else the embedded Postgres under ``IGNITE_HOME`` (started and left
+   running, so the UI command printed at the end works afterwards); migrations; the Dagster instance
+   folder (``IGNITE_HOME/dagster``); local storage under ``IGNITE_HOME/storage``.
+2. The demo organization: the ``organizations`` row with slug ``demo``, created when missing, reused
+   otherwise. Nothing else is invented: every course belongs to it.
+3. Enqueues a small set of courses through ``submit_course_request`` (the path the HTTP API and
+   ``ignite enqueue`` use): several shipped packs, both modes, all offline; plus one model-filled course
+   when a model is configured (``OPENAI_API_KEY`` + ``IGNITE_TEXT_MODEL``).
+4. Starts the Dagster daemon (``Stack.start_daemon``): the course sensor claims the jobs and launches
+   ``generate_courses`` runs, whose ops write course.json, the metadata rows and the asset
+   materializations — exactly the production path, no shortcut.
+5. Polls the job rows (status, progress_stage, progress_percent) every 0.3 s for live progress bars, then
+   checks every course.json (parse + validate) and prints a summary table and the command that opens the
+   Dagster UI on the same instance.
+
+Course ids: ``<topic>-<band>-<tag>`` where the tag defaults to the start time (``MMDD-HHMMSS``), so each
+demo makes new courses (new partitions in the UI) and never touches an earlier run's. Each course is
+enqueued with the idempotency key ``demo:<course id>``: ``ignite demo --tag <tag>`` re-attaches to that
+run's jobs (finishing what an interrupted run left) instead of enqueueing duplicates.
+
+Exit status: 0 only when every course is ``done`` and its course.json validates; 1 otherwise (failed jobs
+are listed with their reason codes and errors); 130 on Ctrl-C. The daemon (and the UI with
+``--keep-running``) is stopped on every exit path.
+
+This module is imported when the CLI builds its parser, so its top level stays light: no dagster, no
+psycopg, no rich until ``run_demo`` runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+
+POLL_SECONDS = 0.3
+TERMINAL = ("done", "dead_letter")
+
+
+@dataclass(frozen=True)
+class DemoCourse:
+    """One course the demo asks for; ``topic`` + band (+ the run tag) make its course id."""
+
+    topic: str
+    subject: str
+    grade_band: str
+    mode: str
+    strategy: str = "deterministic"
+    items_per_group: int = 6
+
+    def course_id(self, tag: str) -> str:
+        return f"{self.topic}-{self.grade_band.lower()}-{tag}"
+
+
+# Offline: every one is compiled from a pack shipped in ignite_dagster/generation/packs/.
+OFFLINE_COURSES: tuple[DemoCourse, ...] = (
+    DemoCourse("addition", "addition", "3-5", "options"),
+    DemoCourse("division", "division", "6-8", "numeric"),
+    DemoCourse("multiplication", "multiplication", "K-2", "numeric"),
+    DemoCourse("subtraction", "subtraction", "3-5", "options"),
+    DemoCourse("water-cycle", "water cycle", "3-5", "options"),
+    DemoCourse("ancient-egypt", "ancient egypt", "6-8", "options"),
+)
+# Only with a model configured: skeleton + model fill (small, to keep the cost to a few cents at most).
+MODEL_COURSE = DemoCourse("photosynthesis", "photosynthesis", "6-8", "options", strategy="llm", items_per_group=3)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="also start the Dagster UI, print its URL and keep the daemon and the UI running "
+                        "until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds to wait for every course to finish once the daemon starts (default 300)")
+    parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address the UI binds with --keep-running")
+    parser.add_argument("--tag", type=_tag,
+                        help="suffix of this run's course ids and idempotency keys (default: the start time, "
+                        "MMDD-HHMMSS). Pass an earlier run's tag to re-attach to its jobs instead of "
+                        "enqueueing new ones.")
+
+
+def _tag(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,24}", value):
+        raise argparse.ArgumentTypeError("use 1-25 characters a-z, 0-9 and '-'")
+    return value
 
 
 def run_demo(settings, args) -> int:
-    raise NotImplementedError
+    from ignite_dagster.config import ConfigError
+
+    if settings.env == "production":
+        raise ConfigError("demo", [], ["IGNITE_ENV=production: `ignite demo` writes demo courses and is for dev/test only"])
+    return _Demo(settings, args).run()
+
+
+# -- helpers (no heavy imports at module level) ------------------------------------------------------
+def _redact(url: str) -> str:
+    """DATABASE_URL for display: the password hidden."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _seconds(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.2f} s" if ms < 10_000 else f"{ms / 1000:.0f} s"
+
+
+def ensure_demo_org(url: str):
+    """The organization with slug ``demo``: reused when present, created otherwise; returns its id."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO organizations (name, slug) VALUES ('Demo', 'demo') ON CONFLICT (slug) DO NOTHING")
+        return conn.execute("SELECT id FROM organizations WHERE slug = 'demo'").fetchone()[0]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _Demo:
+    def __init__(self, settings, args):
+        from rich.console import Console
+
+        self.settings = settings
+        self.args = args
+        self.console = Console(highlight=False)
+        self.tag = args.tag or _default_tag()
+        self.courses = list(OFFLINE_COURSES) + ([MODEL_COURSE] if settings.model_configured else [])
+        self.stack = None
+        self.log_dir = settings.home / "logs"
+        self.log_offsets: dict[str, int] = {}
+        self.ui_url: str | None = None
+
+    # -- the whole demo ----------------------------------------------------------------------------
+    def run(self) -> int:
+        import signal
+
+        def on_term(signum, frame):  # `kill <pid>`: same clean-up path as Ctrl-C
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            self.console.print("\n[yellow]interrupted[/]: stopping the processes the demo started…")
+            self._interrupted_hint()
+            return 130
+        finally:
+            self._stop()
+            signal.signal(signal.SIGTERM, previous)
+
+    def _run(self) -> int:
+        c = self.console
+        a = self.args
+        c.rule("[bold]ignite demo[/]: course requests → Postgres queue → Dagster sensor → runs → assets")
+        if a.keep_running and not _port_free(a.host, a.port):
+            c.print(f"[red]port {a.port} on {a.host} is already in use[/] (another Dagster UI?). "
+                    f"Pick a free one with --port.")
+            return 2
+
+        env = self._prepare()
+        url = env["DATABASE_URL"]
+        org = ensure_demo_org(url)
+        jobs = self._enqueue(url, org)
+        self._start(env)
+        try:
+            finished = self._watch(url, jobs)
+        except _Interrupted as exc:
+            c.print(f"[red]{exc}[/]")
+            self._print_log_tail("daemon")
+            return 1
+        rows, ok = self._verify(finished)
+        self._summary(rows, env)
+        if not ok:
+            self._explain_failures(finished)
+        if a.keep_running:
+            self._keep_running()
+        return 0 if ok else 1
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _prepare(self) -> dict[str, str]:
+        from ignite_dagster.stack import prepare_instance
+
+        s = self.settings
+        embedded = not s.database_url
+        what = (f"starting the embedded Postgres under {s.home / 'pgdata'} (first start: a few seconds)"
+                if embedded else "connecting to DATABASE_URL")
+        with self.console.status(f"{what}, applying migrations…"):
+            env = prepare_instance(s)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        c = self.console
+        c.print(f"[green]✓[/] database   {'embedded Postgres, ' if embedded else ''}{_redact(env['DATABASE_URL'])}")
+        c.print(f"[green]✓[/] dagster    DAGSTER_HOME={env['DAGSTER_HOME']}")
+        if s.storage_backend == "local":
+            c.print(f"[green]✓[/] storage    {s.local_storage_root()}")
+        else:
+            c.print(f"[green]✓[/] storage    s3 ({s.s3_endpoint_url or 'AWS'})")
+        c.print(f"  logs       {self.log_dir}/daemon.log" + (" and webserver.log" if self.args.keep_running else ""))
+        return env
+
+    def _enqueue(self, url: str, org):
+        from ignite_dagster.generation.types import CourseRequest
+        from ignite_dagster.queue import JobQueue
+        from ignite_dagster.requests import submit_course_request
+        from ignite_dagster.storage import open_store
+
+        queue, store = JobQueue(url), open_store(self.settings)
+        jobs = []
+        replayed = 0
+        for spec in self.courses:
+            request = CourseRequest(course_id=spec.course_id(self.tag), subject=spec.subject,
+                                    grade_band=spec.grade_band, mode=spec.mode, strategy=spec.strategy,
+                                    items_per_group=spec.items_per_group)
+            result = submit_course_request(queue, store, request, organization_id=org,
+                                           idempotency_key=f"demo:{request.course_id}", requested_by="ignite demo")
+            replayed += result.replayed
+            jobs.append((spec, result.job))
+        c = self.console
+        c.print(f"[green]✓[/] enqueued   {len(jobs)} course jobs for organization 'demo' ({org}), tag {self.tag}"
+                + (f" — {replayed} already existed (same tag), re-attached" if replayed else ""))
+        if not self.settings.model_configured:
+            c.print("  [dim]no model configured (OPENAI_API_KEY + IGNITE_TEXT_MODEL): every demo course comes from "
+                    "an offline pack; with a model the demo adds one model-filled course[/]")
+        return jobs
+
+    def _start(self, env: dict[str, str]) -> None:
+        from ignite_dagster.stack import Stack
+
+        self.stack = Stack(env, log_dir=self.log_dir)
+        names = ["daemon"] + (["webserver"] if self.args.keep_running else [])
+        for name in names:
+            log = self.log_dir / f"{name}.log"
+            with open(log, "ab") as f:
+                f.write(f"\n===== ignite demo {self.tag}: starting {name} =====\n".encode())
+            self.log_offsets[name] = log.stat().st_size
+        self.stack.start_daemon()
+        if self.args.keep_running:
+            self.stack.start_webserver(self.args.host, self.args.port)
+
+    def _watch(self, url: str, jobs):
+        """Live progress until every job is terminal; returns the final job rows (in demo order)."""
+        import time
+
+        import psycopg
+        from psycopg.rows import dict_row
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+
+        from ignite_dagster.queue import CourseJob
+
+        ids = [job.id for _, job in jobs]
+        width = max(len(job.course_id) for _, job in jobs)
+        progress = Progress(
+            SpinnerColumn(finished_text="[green]✓[/]"),
+            TextColumn(f"{{task.description:<{width}}}"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[state]}"),
+            console=self.console,
+            transient=False,
+        )
+        phase = progress.add_task("", total=None, state="")
+        tasks = {job.id: progress.add_task(job.course_id, total=100, state="[dim]queued[/]") for _, job in jobs}
+        started = time.monotonic()
+        deadline = started + self.args.timeout
+        interval = self.settings.sensor_interval_seconds
+        state = "daemon"
+        announced: set = set()
+        rows: dict = {}
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn, progress:
+            ticks0 = _sensor_ticks(conn)
+            while True:
+                rows = {r["id"]: CourseJob(**r) for r in
+                        conn.execute("SELECT * FROM ai_course_jobs WHERE id = ANY(%s)", (ids,)).fetchall()}
+                elapsed = time.monotonic() - started
+                any_claimed = any(j.status != "pending" or j.attempt > 0 for j in rows.values())
+                if state == "daemon" and (any_claimed or _sensor_ticks(conn) > ticks0):
+                    progress.console.print(f"[green]✓[/] Dagster daemon up, sensors ticking ({elapsed:.1f} s)")
+                    state = "claim"
+                if state == "claim" and not any(j.status == "pending" for j in rows.values()):
+                    progress.console.print(f"[green]✓[/] course_jobs_sensor claimed the jobs ({elapsed:.1f} s); "
+                                           "generate_courses run(s) working")
+                    state = "run"
+                phase_text = {
+                    "daemon": "starting the Dagster daemon (loads the code location: 10–20 s on a first start)…",
+                    "claim": f"waiting for course_jobs_sensor to claim the jobs (it ticks every {interval} s)…",
+                    "run": "generating: select_strategy → build_skeleton → fill → validate_normalize → repair → persist",
+                }[state]
+                done = sum(j.status == "done" for j in rows.values())
+                progress.update(phase, description=f"[bold]{done}/{len(rows)} done[/] · {elapsed:4.0f} s",
+                                state=f"[cyan]{phase_text}[/]")
+                for job_id, task in tasks.items():
+                    job = rows[job_id]
+                    progress.update(task, completed=100 if job.status == "done" else (job.progress_percent or 0),
+                                    state=_job_state(job))
+                    if job.status in TERMINAL and job_id not in announced:
+                        announced.add(job_id)
+                        progress.stop_task(task)
+                if all(j.status in TERMINAL for j in rows.values()):
+                    progress.update(phase, visible=False)
+                    break
+                daemon = self.stack.procs["daemon"]
+                if daemon.poll() is not None:
+                    raise _Interrupted(f"the Dagster daemon exited (status {daemon.returncode}) before the courses "
+                                       f"finished; see {self.log_dir / 'daemon.log'}")
+                if self.args.keep_running and self.ui_url is None and _ui_ready(self.args.host, self.args.port):
+                    self.ui_url = f"http://{self.args.host}:{self.args.port}"
+                    progress.console.print(f"[green]✓[/] Dagster UI  {self.ui_url}/runs (watch the runs live)")
+                if time.monotonic() > deadline:
+                    progress.update(phase, visible=False)
+                    break
+                time.sleep(POLL_SECONDS)
+        total = time.monotonic() - started
+        unfinished = [j for j in rows.values() if j.status not in TERMINAL]
+        if unfinished:
+            self.console.print(f"[red]timed out after {self.args.timeout:.0f} s[/]: {len(unfinished)} course job(s) "
+                               "not finished (--timeout raises the limit)")
+        else:
+            self.console.print(f"[green]✓[/] all {len(rows)} jobs finished {total:.1f} s after the daemon started")
+        return [rows[i] for i in ids]
+
+    def _verify(self, jobs):
+        """Each done course's course.json, read back from storage, must parse and validate without errors."""
+        import json
+
+        from ignite_dagster.course.model import parse_course
+        from ignite_dagster.course.validation import validate_course
+        from ignite_dagster.storage import NotFound, open_store
+
+        store = open_store(self.settings)
+        rows, ok = [], True
+        for job in jobs:
+            summary = job.summary or {}
+            verdict = None
+            if job.status == "done":
+                try:
+                    doc = json.loads(store.get(job.result_path or f"courses/{job.course_id}/course.json").data)
+                    course, issues = parse_course(doc)
+                    if course is not None:
+                        issues = validate_course(course, None, None)
+                    errors = sorted({i.code for i in issues if i.severity == "error"})
+                    owner = (doc.get("generation") or {}).get("jobId")
+                    if errors:
+                        verdict = f"[red]invalid: {', '.join(errors)}[/]"
+                    elif owner != str(job.id):
+                        verdict = f"[red]course.json written by job {owner}, not this one[/]"
+                    else:
+                        verdict = f"[green]done ✓ valid[/]{' (' + str(len(issues)) + ' warnings)' if issues else ''}"
+                except NotFound:
+                    verdict = "[red]done, but course.json is missing[/]"
+            if verdict is None:
+                verdict = f"[red]{job.status}[/]" + (f" {job.reason_code}" if job.reason_code else "")
+            if not verdict.startswith("[green]"):
+                ok = False
+            rows.append((job, summary, verdict))
+        return rows, ok
+
+    def _summary(self, rows, env) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"ignite demo {self.tag}: {sum(v.startswith('[green]') for _, _, v in rows)}/{len(rows)} "
+                      "courses done and valid", title_justify="left")
+        table.add_column("course", no_wrap=True)
+        table.add_column("strategy")
+        table.add_column("pack")
+        table.add_column("mode")
+        table.add_column("items", justify="right")
+        table.add_column("stages", justify="right")
+        table.add_column("claim→done", justify="right")
+        table.add_column("path", overflow="fold")
+        table.add_column("status")
+        for job, summary, verdict in rows:
+            table.add_row(job.course_id, summary.get("strategy") or job.strategy or "-",
+                          summary.get("packId") or ("model " + job.model if job.model else "-"), job.mode,
+                          str(summary.get("items", "-")), _seconds(job.generation_duration_ms),
+                          _seconds(job.processing_duration_ms), job.result_path or "-", verdict)
+        c = self.console
+        c.print()
+        c.print(table)
+        c.print("  [dim]stages: time in the six generation ops; claim→done: from the sensor's claim to the job "
+                "marked done (includes the run's process start)[/]")
+        if self.settings.storage_backend == "local":
+            c.print(f"  files: {self.settings.local_storage_root()}/courses/<course>/course.json")
+        c.print()
+        if not self.args.keep_running:
+            c.print("[bold]See the runs, the course_content / course_metadata materializations and the schema checks "
+                    "in the Dagster UI[/] (same instance):")
+            for line in self._ui_commands(env):
+                c.print(f"  {line}", soft_wrap=True)
+            c.print(f"  then open http://127.0.0.1:{self.args.port}/assets/course_content (partitions tab: one per course)")
+            if not self.settings.database_url:
+                c.print("  [dim]the embedded Postgres keeps running for that; stop it with "
+                        "`python3 dev.py ignite dev --stop`[/]")
+
+    def _ui_commands(self, env) -> list[str]:
+        import os
+
+        from ignite_dagster.config import REPO_ROOT
+
+        port = self.args.port
+        prefix = []
+        if os.environ.get("IGNITE_HOME"):
+            prefix.append(f"IGNITE_HOME={_shell_quote(str(self.settings.home))}")
+        if self.settings.database_url:
+            prefix.append(f"DATABASE_URL={_shell_quote(env['DATABASE_URL'])}")
+        port_arg = f" --port {port}" if port != 3000 else ""
+        pre = " ".join(prefix) + (" " if prefix else "")
+        webserver = (f"DAGSTER_HOME={_shell_quote(env['DAGSTER_HOME'])} DATABASE_URL={_shell_quote(env['DATABASE_URL'])} "
+                     f"{REPO_ROOT / '.venv/bin/dagster-webserver'} -w {REPO_ROOT / 'workspace.yaml'} -p {port}")
+        return [
+            f"{pre}python3 dev.py ignite dev{port_arg}     [dim](daemon + UI; Ctrl-C stops them)[/]",
+            f"[dim]or, the UI alone:[/] {webserver}",
+        ]
+
+    def _explain_failures(self, jobs) -> None:
+        c = self.console
+        bad = [j for j in jobs if j.status != "done"]
+        if bad:
+            c.print(f"[red bold]{len(bad)} course job(s) did not finish done:[/]")
+        for j in bad:
+            retry = f", retries {j.retry_count}/{j.max_retries}" if j.retry_count else ""
+            c.print(f"  [red]✗[/] {j.course_id}: {j.status}{retry} · reason {j.reason_code or '-'} · "
+                    f"stage {j.progress_stage or '-'}")
+            if j.error:
+                c.print(f"      {j.error[:600]}", soft_wrap=True)
+            c.print(f"      details: python3 dev.py ignite jobs show {j.id}", soft_wrap=True)
+        c.print(f"[red]demo failed[/]; daemon log: {self.log_dir / 'daemon.log'} (run logs are in the Dagster UI: Runs)")
+
+    def _keep_running(self) -> None:
+        import time
+
+        c = self.console
+        if self.ui_url is None:
+            with c.status("starting the Dagster UI…"):
+                deadline = time.monotonic() + 120
+                while not _ui_ready(self.args.host, self.args.port):
+                    web = self.stack.procs["webserver"]
+                    if web.poll() is not None or time.monotonic() > deadline:
+                        c.print(f"[red]the Dagster UI did not start[/]; see {self.log_dir / 'webserver.log'}")
+                        self._print_log_tail("webserver")
+                        return
+                    time.sleep(0.5)
+            self.ui_url = f"http://{self.args.host}:{self.args.port}"
+        c.print(f"[bold green]Dagster UI: {self.ui_url}/assets/course_content[/]  (runs: {self.ui_url}/runs)")
+        c.print("The daemon and the UI keep running (enqueue more with `python3 dev.py ignite enqueue …`). "
+                "Ctrl-C stops them.")
+        while all(p.poll() is None for p in self.stack.procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in self.stack.procs.items() if p.poll() is not None]
+        c.print(f"[red]{', '.join(dead)} exited[/]; see {self.log_dir}")
+
+    # -- clean-up and diagnostics ------------------------------------------------------------------
+    def _stop(self) -> None:
+        if self.stack is None or not self.stack.procs:
+            return
+        names = ", ".join(self.stack.procs)
+        with self.console.status(f"stopping {names}…"):
+            self.stack.stop()
+        self.console.print(f"[dim]stopped {names}[/]")
+        self.stack = None
+
+    def _interrupted_hint(self) -> None:
+        self.console.print(
+            f"Jobs already claimed will be retried once they go stale (IGNITE_STALE_TIMEOUT_SECONDS, "
+            f"{self.settings.stale_timeout_seconds:.0f} s) while a daemon runs; pending ones stay queued. "
+            f"`ignite demo --tag {self.tag}` picks this run's jobs up again.")
+
+    def _print_log_tail(self, name: str, lines: int = 25) -> None:
+        log = self.log_dir / f"{name}.log"
+        if not log.exists():
+            return
+        with open(log, "rb") as f:
+            f.seek(self.log_offsets.get(name, 0))
+            text = f.read().decode(errors="replace")
+        tail = text.splitlines()[-lines:]
+        if tail:
+            self.console.print(f"--- last {len(tail)} lines of {log} ---", style="dim")
+            for line in tail:
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _default_tag() -> str:
+    import time
+
+    return time.strftime("%m%d-%H%M%S")
+
+
+def _sensor_ticks(conn) -> int:
+    """The newest sensor tick id in Dagster's storage (0 before the daemon first created its tables)."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT coalesce(max(id), 0) AS n FROM job_ticks WHERE type = 'SENSOR'").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return row["n"]
+
+
+def _ui_ready(host: str, port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{host}:{port}/server_info", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _job_state(job) -> str:
+    if job.status == "done":
+        items = (job.summary or {}).get("items")
+        return f"[green]done[/]{f' · {items} items' if items is not None else ''}"
+    if job.status == "pending":
+        return "[dim]queued, waiting for the sensor[/]"
+    if job.status == "processing":
+        stage = job.progress_stage or "claimed"
+        msg = f" · {job.progress_message}" if job.progress_message else ""
+        return f"[cyan]{stage}[/]{msg}"[:120]
+    if job.status in ("failed", "stale"):
+        return f"[yellow]{job.status}[/] {job.reason_code or ''} · retry {job.retry_count + 1}/{job.max_retries} after backoff"
+    return f"[red]{job.status}[/] {job.reason_code or ''}"

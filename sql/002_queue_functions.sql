@@ -137,6 +137,19 @@ BEGIN
     RETURN n > 0;
 END $$;
 
+-- A worker loop's "ack and fetch next": complete one course job and claim the next in one transaction
+-- (one commit per job instead of two). A refused completion raises (SQLSTATE IG409) and claims nothing.
+CREATE FUNCTION complete_course_job_and_claim_next(p_job_id uuid, p_attempt int, p_result jsonb,
+                                                   p_worker_id text DEFAULT NULL)
+RETURNS SETOF ai_course_jobs LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT complete_job(p_job_id, 'ai_course_jobs', p_attempt, p_result) THEN
+        RAISE EXCEPTION 'completion of job % attempt % refused: the claim is no longer held', p_job_id, p_attempt
+            USING ERRCODE = 'IG409';
+    END IF;
+    RETURN QUERY SELECT * FROM claim_course_jobs(1, p_worker_id);
+END $$;
+
 -- Failure, fenced by attempt. Returns the new status ('failed' or 'dead_letter'), NULL when refused.
 -- Retryable failures wait an exponential backoff with equal jitter: delay = min(cap, base * 2^retry_count),
 -- then uniformly in [delay/2, delay]. Not retryable, or retry budget spent: straight to dead_letter.

@@ -246,3 +246,18 @@ def test_claimable_index_is_used(db_url, org_id):
             "EXPLAIN SELECT id FROM ai_course_jobs WHERE status IN ('pending','failed','stale') "
             "ORDER BY priority, created_at LIMIT 1"))
     assert "ai_course_jobs_claimable" in plan
+
+
+def test_complete_and_claim_next_is_one_fenced_step(queue, org_id):
+    from ignite_dagster.queue.lease import LostClaim
+
+    a = queue.enqueue_course(new_course("a"), organization_id=org_id).job
+    b = queue.enqueue_course(new_course("b"), organization_id=org_id).job
+    first = claim_one(queue)
+    with pytest.raises(LostClaim):
+        queue.complete_and_claim_next(first.id, first.attempt + 1, {}, "w")
+    assert queue.get(b.id).status == "pending"  # a refused completion claims nothing
+    nxt = queue.complete_and_claim_next(first.id, first.attempt, {"result_path": "p"}, "w")
+    assert (queue.get(a.id).status, nxt.id, nxt.status, nxt.worker_id) == ("done", b.id, "processing", "w")
+    assert queue.complete_and_claim_next(nxt.id, nxt.attempt, {}, "w") is None
+    assert queue.get(b.id).status == "done"

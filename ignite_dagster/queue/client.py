@@ -217,6 +217,24 @@ class JobQueue:
             self._value("SELECT complete_job(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, Jsonb(payload)))
         )
 
+    def complete_and_claim_next(
+        self, job_id: UUID, attempt: int, result: dict[str, Any] | None, worker_id: str | None
+    ) -> CourseJob | None:
+        """Complete a course job and claim the next one in one transaction (a worker loop's hot path).
+
+        Raises LostClaim when the completion is refused; then nothing is claimed."""
+        from ignite_dagster.queue.lease import LostClaim
+
+        payload = json.loads(json.dumps(result or {}, default=str))
+        try:
+            rows = self._rows("SELECT * FROM complete_course_job_and_claim_next(%s, %s, %s, %s)",
+                              (job_id, attempt, Jsonb(payload), worker_id))
+        except psycopg.Error as exc:
+            if exc.sqlstate == "IG409":
+                raise LostClaim(str(exc.diag.message_primary)) from exc
+            raise
+        return CourseJob(**rows[0]) if rows else None
+
     def fail(
         self,
         job_id: UUID,
