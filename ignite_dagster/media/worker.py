@@ -13,6 +13,7 @@ queue (see ``media/providers.py``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,12 +96,20 @@ class MediaWorker:
         self.store = store
         self.lease = lease
         self._provider = provider
+        self._provider_lock = threading.Lock()
 
     def provider(self) -> ImageProvider:
-        """Built on first use, so a run whose jobs all reuse stored images needs no provider."""
-        if self._provider is None:
-            self._provider = provider_from_settings(self.settings)
-        return self._provider
+        """Built on first use (once, even from several threads), so a run whose jobs all reuse stored
+        images needs no provider configured."""
+        with self._provider_lock:
+            if self._provider is None:
+                self._provider = provider_from_settings(self.settings)
+            return self._provider
+
+    def close(self) -> None:
+        """Release the provider's HTTP client (if one was built)."""
+        if self._provider is not None and hasattr(self._provider, "close"):
+            self._provider.close()
 
     # -- helpers ------------------------------------------------------------------------------------
     def _fail(self, work: MediaWork, reason_code: str, message: str, retryable: bool) -> MediaJobFailed:
@@ -189,9 +198,11 @@ class MediaWorker:
             res = attach_to_course(self.store, job.course_id, job.target_ref, work.url, alt=job.prompt)
             work.conflicts = res.conflicts
             work.result = self._result(work)
+            # Stop heartbeating first: a beat landing just after the completion would be refused and
+            # logged as a lost claim. The completion itself is fenced by the attempt.
+            self.lease.release(job.id)
             if not self.queue.complete(job.id, TABLE, job.attempt, work.result):
                 raise LostClaim(f"media job {job.id}: completion refused (claim lost)")
-        self.lease.release(job.id)
         return work
 
     def _result(self, work: MediaWork) -> dict[str, Any]:

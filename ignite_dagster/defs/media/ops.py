@@ -119,11 +119,11 @@ def generate_images(context: OpExecutionContext, factory: FactoryResource, batch
             return None, exc
 
     workers = max(1, min(len(batch.works), factory.settings.llm_concurrency))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ignite-image") as pool:
-        results = list(pool.map(one, batch.works))
-    provider = getattr(worker, "_provider", None)
-    if provider is not None and hasattr(provider, "close"):
-        provider.close()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ignite-image") as pool:
+            results = list(pool.map(one, batch.works))
+    finally:
+        worker.close()
     kept = []
     for work, exc in results:
         if exc is not None:

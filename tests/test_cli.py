@@ -1,0 +1,101 @@
+"""`ignite` as a user runs it: a real subprocess against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from pydantic import ValidationError
+
+from ignite_dagster.queue import JobQueue
+from tests.support.jobs import new_course
+
+
+def ignite(*args: str, db_url: str, tmp_path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DATABASE_URL=db_url, IGNITE_HOME=str(tmp_path / "home"),
+               IGNITE_STORAGE_ROOT=str(tmp_path / "storage"))
+    proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def job_count(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT count(*) FROM ai_course_jobs").fetchone()[0]
+
+
+def test_enqueue_list_show_requeue_round_trip(db_url, org_id, tmp_path):
+    out = ignite("enqueue", "--org", str(org_id), "--course-id", "frac-1", "--subject", "addition",
+                 "--grade-band", "3-5", "--notes", "use pizza examples", "--idempotency-key", "k1", "--json",
+                 db_url=db_url, tmp_path=tmp_path)
+    first = json.loads(out.stdout)
+    again = json.loads(ignite("enqueue", "--org", str(org_id), "--course-id", "frac-1", "--subject", "addition",
+                              "--grade-band", "3-5", "--notes", "use pizza examples", "--idempotency-key", "k1",
+                              "--json", db_url=db_url, tmp_path=tmp_path).stdout)
+    assert again == {**first, "replayed": True} and first["replayed"] is False
+    notes = json.loads((tmp_path / f"storage/courses/debug/jobs/{first['jobId']}/special_requests.json").read_text())
+    assert notes["notes"] == "use pizza examples"
+    listed = json.loads(ignite("jobs", "list", "--json", db_url=db_url, tmp_path=tmp_path).stdout)
+    assert [j["id"] for j in listed] == [first["jobId"]] and listed[0]["has_special_requests"] is True
+    shown = json.loads(ignite("jobs", "show", first["jobId"], db_url=db_url, tmp_path=tmp_path).stdout)
+    assert shown["job"]["status"] == "pending"
+    refused = ignite("jobs", "requeue", first["jobId"], db_url=db_url, tmp_path=tmp_path, check=False)
+    assert refused.returncode == 2 and "is pending" in refused.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--course-id", "Bad Id!"], "course_id"),
+    (["--items-per-group", "0"], "items_per_group"),
+    (["--items-per-group", "500"], "items_per_group"),
+    (["--mode", "essay"], "mode"),
+    (["--subject", "   "], "subject"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(db_url, org_id, tmp_path, args, message):
+    flags = {"--course-id": "ok-1", "--subject": "addition", "--grade-band": "3-5", args[0]: args[1]}
+    argv = ["enqueue", "--org", str(org_id), *[x for kv in flags.items() for x in kv]]
+    proc = ignite(*argv, db_url=db_url, tmp_path=tmp_path, check=False)
+    assert proc.returncode == 2 and "invalid request" in proc.stderr and message in proc.stderr
+    assert job_count(db_url) == 0
+    assert not (tmp_path / "storage").exists() or not any((tmp_path / "storage").rglob("*.json"))
+
+
+@pytest.mark.parametrize("field, value", [("course_id", "UPPER"), ("course_id", "x" * 65), ("items_per_group", 0),
+                                          ("items_per_group", 101), ("mode", "essay")])
+def test_queue_client_rejects_bad_rows_before_sql(db_url, org_id, field, value):
+    with pytest.raises(ValidationError) as err:
+        JobQueue(db_url).enqueue_course(new_course(**{field: value}) if field != "course_id" else new_course(value),
+                                        organization_id=org_id)
+    assert field in str(err.value)
+    assert job_count(db_url) == 0
+
+
+def test_db_check_fails_clearly_on_an_empty_database(postgres, tmp_path):
+    url = postgres.create_database(migrate=False)
+    proc = ignite("db", "check", db_url=url, tmp_path=tmp_path, check=False)
+    assert proc.returncode == 2 and "ignite db migrate" in proc.stderr
+    assert "applied: 001_schema" in ignite("db", "migrate", db_url=url, tmp_path=tmp_path).stdout
+    assert "up to date" in ignite("db", "check", db_url=url, tmp_path=tmp_path).stdout
+
+
+def test_every_command_has_help(tmp_path):
+    for args in (["--help"], ["db", "--help"], ["enqueue", "--help"], ["jobs", "list", "--help"], ["dev", "--help"],
+                 ["demo", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli", *args], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: ignite" in proc.stdout
+
+
+def test_definitions_load_and_validate():
+    from dagster import Definitions
+
+    from ignite_dagster.definitions import defs
+
+    Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert {"generate_courses", "reconcile_queue", "mark_stale", "dead_letter", "requeue_jobs"} <= set(repo.job_names)
+    assert {"course_jobs_sensor", "course_run_failure_sensor"} <= {s.name for s in repo.sensor_defs}
