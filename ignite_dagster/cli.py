@@ -205,6 +205,33 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
             return 0
 
 
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from ignite_dagster import db
+    from ignite_dagster.auth import Principal
+    from ignite_dagster.publishing import PublishError, publish_course
+    from ignite_dagster.storage import open_store
+
+    url = _database_url(settings)
+    db.check(url)
+    actor = Principal.operator(args.actor or f"cli:{getpass.getuser()}")
+    try:
+        result = publish_course(url, open_store(settings), args.course_id, principal_or_actor=actor,
+                                change_summary=args.summary)
+    except PublishError as exc:
+        raise CliError(f"not published: {exc}") from exc
+    _print_json(result.model_dump(mode="json", by_alias=True))
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from ignite_dagster.api.server import serve
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     from ignite_dagster.config import settings_table
 
@@ -277,6 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--kind", choices=["course", "media"], default="course")
     jr.set_defaults(func=cmd_jobs_requeue)
     jobs.add_parser("depth", help="job counts by status").set_defaults(func=cmd_jobs_depth)
+
+    pub = sub.add_parser("publish", help="publish the current course.json as a new immutable version")
+    pub.add_argument("course_id")
+    pub.add_argument("--summary", help="change summary recorded with the version")
+    pub.add_argument("--actor", help="audit name recorded as publisher (default cli:<os user>)")
+    pub.set_defaults(func=cmd_publish)
+
+    api = sub.add_parser("api", help="serve the HTTP API (routes mirror the edge functions; OpenAPI at /docs)")
+    api.add_argument("--host", help="bind address (default IGNITE_API_HOST)")
+    api.add_argument("--port", type=int, help="port (default IGNITE_API_PORT)")
+    api.set_defaults(func=cmd_api)
 
     dev = sub.add_parser("dev", help="the whole local stack: Postgres (embedded without DATABASE_URL), "
                          "migrations, Dagster daemon and webserver")

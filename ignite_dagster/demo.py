@@ -511,7 +511,7 @@ class _Demo:
             return
         names = ", ".join(self.stack.procs)
         with self.console.status(f"stopping {names}…"):
-            self.stack.stop()
+            stop_stack(self.stack)
         self.console.print(f"[dim]stopped {names}[/]")
         self.stack = None
 
@@ -533,6 +533,45 @@ class _Demo:
             self.console.print(f"--- last {len(tail)} lines of {log} ---", style="dim")
             for line in tail:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def stop_stack(stack, grace: float = 10.0) -> None:
+    """``Stack.stop()``, then make sure nothing is left of the process groups the stack started.
+
+    The daemon's code server (``dagster api grpc``) and its run workers live in the daemon's process group.
+    The code server sometimes swallows the first SIGTERM (it arrives while Dagster captures interrupts) and
+    would then linger after the daemon is gone, so the group is signalled again every second and killed
+    after ``grace`` seconds.
+    """
+    import signal
+    import time
+
+    stack.stop()
+    groups = [proc.pid for proc in stack.procs.values()]  # start_new_session: each pid leads its own group
+    deadline = time.monotonic() + grace
+    next_term = 0.0
+    while groups := [g for g in groups if _signal_group(g, 0)]:
+        now = time.monotonic()
+        if now > deadline:
+            for group in groups:
+                _signal_group(group, signal.SIGKILL)
+            return
+        if now >= next_term:
+            for group in groups:
+                _signal_group(group, signal.SIGTERM)
+            next_term = now + 1.0
+        time.sleep(0.2)
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to a process group (0: just probe); False when no process of the group is left."""
+    import os
+
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _default_tag() -> str:

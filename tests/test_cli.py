@@ -99,3 +99,24 @@ def test_definitions_load_and_validate():
     repo = defs.get_repository_def()
     assert {"generate_courses", "reconcile_queue", "mark_stale", "dead_letter", "requeue_jobs"} <= set(repo.job_names)
     assert {"course_jobs_sensor", "course_run_failure_sensor"} <= {s.name for s in repo.sensor_defs}
+
+
+def test_publish_from_the_cli_writes_a_new_version_each_time(db_url, org_id, tmp_path):
+    from ignite_dagster.generation.orchestrator import generate_course_sync
+
+    course = generate_course_sync({"course_id": "add-pub", "subject": "addition", "grade_band": "3-5"}).course
+    path = tmp_path / "storage/courses/add-pub/course.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(course.to_json_bytes())
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO course_metadata (id, organization_id, title, storage_path) VALUES "
+                     "('add-pub', %s, 'Addition', 'courses/add-pub/course.json')", (org_id,))
+    versions = [json.loads(ignite("publish", "add-pub", "--actor", "ops:test", db_url=db_url, tmp_path=tmp_path).stdout)
+                for _ in range(2)]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert (tmp_path / "storage/courses/add-pub/versions/2.json").exists()
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT published_by, published_by_agent FROM course_versions WHERE version = 2"
+                            ).fetchone() == (None, "ops:test")
+    missing = ignite("publish", "nope", db_url=db_url, tmp_path=tmp_path, check=False)
+    assert missing.returncode == 2 and "not published" in missing.stderr
