@@ -124,8 +124,10 @@ class MediaWorker:
     @contextmanager
     def stage(self, work: MediaWork, name: str, message: str | None = None) -> Iterator[None]:
         job = work.job
-        self.lease.check(job.id)
-        self.queue.progress(job.id, TABLE, job.attempt, name, STAGES[name], message or name)
+        # Progress is fenced by attempt: one query both reports the stage and proves the claim is held.
+        if self.lease.is_lost(job.id) or not self.queue.progress(job.id, TABLE, job.attempt, name, STAGES[name],
+                                                                 message or name):
+            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
         t0 = time.monotonic()
         try:
             yield

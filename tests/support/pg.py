@@ -34,7 +34,8 @@ class TestPostgres:
     def __init__(self) -> None:
         self._embedded = None
         admin = os.environ.get("IGNITE_TEST_ADMIN_URL")
-        if not admin and _reachable(LOCAL_SERVER):
+        force_embedded = os.environ.get("IGNITE_TEST_EMBEDDED") == "1"  # what a fresh machine without Postgres does
+        if not admin and not force_embedded and _reachable(LOCAL_SERVER):
             admin = LOCAL_SERVER
         if not admin:
             import pgserver
