@@ -61,6 +61,7 @@ class Settings:
     text_model: str | None = _env_field("IGNITE_TEXT_MODEL", None, "Model for skeleton fill and repair (required when a model path runs).")
     image_model: str | None = _env_field("IGNITE_IMAGE_MODEL", None, "Image model for media jobs (required when images are generated).")
     image_size: str = _env_field("IGNITE_IMAGE_SIZE", "1024x1024", "Image size passed to the image API.")
+    image_timeout_seconds: float = _env_field("IGNITE_IMAGE_TIMEOUT_SECONDS", 180.0, "Per-request timeout for image generation (slower than text).", kind="float")
     llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Concurrent model calls per course fill.", kind="int")
     llm_timeout_seconds: float = _env_field("IGNITE_LLM_TIMEOUT_SECONDS", 60.0, "Per-request timeout for model calls.", kind="float")
     llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call (429/5xx/timeouts) inside the engine's retry layer.", kind="int")
@@ -82,7 +83,8 @@ class Settings:
     backoff_cap_seconds: float = _env_field("IGNITE_BACKOFF_CAP_SECONDS", 900.0, "Cap of the retry backoff.", kind="float")
     sensor_interval_seconds: int = _env_field("IGNITE_SENSOR_INTERVAL_SECONDS", 5, "How often the queue sensors look for claimable jobs.", kind="int")
     max_concurrent_runs: int = _env_field("IGNITE_MAX_CONCURRENT_RUNS", 4, "Run queue limit; sensors claim no more than this allows to start soon.", kind="int")
-    courses_per_run: int = _env_field("IGNITE_COURSES_PER_RUN", 8, "Max course jobs one run works (amortises run start-up).", kind="int")
+    courses_per_run: int = _env_field("IGNITE_COURSES_PER_RUN", 10, "Max course jobs one run works (amortises run start-up).", kind="int")
+    media_jobs_per_run: int = _env_field("IGNITE_MEDIA_JOBS_PER_RUN", 25, "Max media jobs one run works (a course's images usually fit one run).", kind="int")
 
     def local_storage_root(self) -> Path:
         return self.storage_root or (self.home / "storage")

@@ -43,7 +43,7 @@ defs = Definitions(
         build_course_jobs_sensor(_settings.sensor_interval_seconds),
         course_run_failure_sensor,
         course_run_canceled_sensor,
-        build_media_jobs_sensor(_settings.sensor_interval_seconds),
+        build_media_jobs_sensor(_settings.sensor_interval_seconds, _settings.media_jobs_per_run),
         media_run_failure_sensor,
         media_run_canceled_sensor,
     ],

@@ -208,7 +208,10 @@ class _Demo:
         if not ok:
             self._explain_failures(finished)
         if a.keep_running:
-            self._keep_running()
+            try:
+                self._keep_running()
+            except KeyboardInterrupt:  # the normal way to end --keep-running: not a failure
+                c.print("\nCtrl-C: stopping the daemon and the UI…")
         return 0 if ok else 1
 
     # -- steps -------------------------------------------------------------------------------------
@@ -517,9 +520,9 @@ class _Demo:
 
     def _interrupted_hint(self) -> None:
         self.console.print(
-            f"Jobs already claimed will be retried once they go stale (IGNITE_STALE_TIMEOUT_SECONDS, "
-            f"{self.settings.stale_timeout_seconds:.0f} s) while a daemon runs; pending ones stay queued. "
-            f"`ignite demo --tag {self.tag}` picks this run's jobs up again.")
+            "Jobs still queued are picked up by the next `ignite demo` (or `ignite dev`); a job that was mid-run is "
+            f"retried once it goes stale (IGNITE_STALE_TIMEOUT_SECONDS={self.settings.stale_timeout_seconds:.0f}) "
+            "while a daemon runs.")
 
     def _print_log_tail(self, name: str, lines: int = 25) -> None:
         log = self.log_dir / f"{name}.log"

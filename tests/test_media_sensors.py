@@ -22,7 +22,7 @@ from dagster import (
 )
 from dagster._core.test_utils import create_run_for_test
 
-from ignite_dagster.defs.courses.ops import JOBS_TAG, decode_claims, encode_claims
+from ignite_dagster.defs.claims import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.media.jobs import MEDIA_JOB, generate_media
 from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, media_run_failure_sensor
 from ignite_dagster.defs.resources import code_location_services

@@ -8,9 +8,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
+from ignite_dagster.defs.claims import decode_claims, plan_runs
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
-from ignite_dagster.defs.courses.ops import decode_claims
-from ignite_dagster.defs.courses.sensors import build_course_jobs_sensor, plan_course_runs
+from ignite_dagster.defs.courses.sensors import build_course_jobs_sensor
 from ignite_dagster.defs.resources import code_location_services
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
@@ -87,5 +87,5 @@ def test_tick_respects_its_time_budget(sensor_env, org_id):
     queue = sensor_env
     for i in range(4):
         queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
-    assert plan_course_runs(queue, free_runs=4, per_run=4, worker_id="w", budget_s=0) == []
+    assert plan_runs(lambda: queue.claim_course_jobs("w", limit=1), free=4, per_run=4, budget_s=0) == []
     assert queue.depth()["ai_course_jobs"] == {"pending": 4}

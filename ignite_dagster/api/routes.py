@@ -1,8 +1,10 @@
 """The routes: thin adapters from HTTP to the domain (queue, requests, publishing, live media).
 
 Each route authenticates (except ``/health``), applies the organization boundary, calls one domain
-function and shapes its answer. Route handlers are plain ``def``: the domain is synchronous (psycopg
-pool, blocking storage), and FastAPI runs them in its thread pool.
+function and shapes its answer. The domain is synchronous (psycopg pool, blocking storage), so each
+route is an ``async def`` that runs its blocking part as *one* ``work()`` call in the thread pool:
+a plain ``def`` route would cost FastAPI three thread hops per request (dependency, handler, response
+validation), and every hop is a GIL hand-off that shows up in tail latency under load.
 
 Status choices worth knowing:
 
@@ -23,6 +25,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from ignite_dagster.api.app import AppDeps
 from ignite_dagster.api.errors import ApiError, ErrorResponse, IssueOut, log, request_id_of
@@ -488,7 +491,7 @@ _COMPARED = ("course_id", "subject", "grade_band", "grade", "items_per_group", "
         **_errors(*_WRITE_ERRORS, 429),
     },
 )
-def enqueue_job(
+async def enqueue_job(
     body: EnqueueBody,
     request: Request,
     response: Response,
@@ -505,45 +508,49 @@ def enqueue_job(
 ) -> EnqueueResponse:
     """Queue a course generation. Notes and study text are saved to storage before the job exists; if
     that fails nothing is queued (503)."""
-    deps = deps_of(request)
-    org = _write_org(request, principal)
-    try:
-        course_request = body.payload.to_request()
-    except ValidationError as exc:  # the contract model should make this unreachable; say what failed
-        raise ApiError(422, "invalid_request", f"payload: {exc.errors()[0].get('msg', 'invalid')}") from exc
-    try:
-        result = submit_course_request(
-            deps.queue,
-            deps.store,
-            course_request,
-            organization_id=org,
-            idempotency_key=idempotency_key,
-            created_by=principal.user_id if principal.kind == "user" else None,
-            requested_by=principal.audit_text(),
-        )
-    except (StorageError, OSError) as exc:
-        log.error("special requests not saved (nothing enqueued): %s", exc)
-        raise ApiError(503, "storage_unavailable", "could not save the request's notes; nothing was enqueued") from exc
-    job = result.job
-    assert isinstance(job, CourseJob)
-    if result.replayed:
-        wanted = course_request
-        differing = [f for f in _COMPARED if getattr(job, f) != getattr(wanted, f)]
-        if differing:
-            raise ApiError(
-                409,
-                "idempotency_conflict",
-                f"Idempotency-Key was used for a different request (differs in: {', '.join(differing)})",
+
+    def work() -> EnqueueResponse:
+        deps = deps_of(request)
+        org = _write_org(request, principal)
+        try:
+            course_request = body.payload.to_request()
+        except ValidationError as exc:  # the contract model should make this unreachable; say what failed
+            raise ApiError(422, "invalid_request", f"payload: {exc.errors()[0].get('msg', 'invalid')}") from exc
+        try:
+            result = submit_course_request(
+                deps.queue,
+                deps.store,
+                course_request,
+                organization_id=org,
+                idempotency_key=idempotency_key,
+                created_by=principal.user_id if principal.kind == "user" else None,
+                requested_by=principal.audit_text(),
             )
-        response.status_code = 200
-    audit_log.info("enqueue job=%s org=%s by=%s replayed=%s", job.id, org, principal.rate_key, result.replayed)
-    return EnqueueResponse(
-        jobId=job.id,
-        status=_status_word(job.status),
-        jobStatus=job.status,
-        replayed=result.replayed,
-        requestId=request_id_of(request),
-    )
+        except (StorageError, OSError) as exc:
+            log.error("special requests not saved (nothing enqueued): %s", exc)
+            raise ApiError(503, "storage_unavailable", "could not save the request's notes; nothing was enqueued") from exc
+        job = result.job
+        assert isinstance(job, CourseJob)
+        if result.replayed:
+            wanted = course_request
+            differing = [f for f in _COMPARED if getattr(job, f) != getattr(wanted, f)]
+            if differing:
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    f"Idempotency-Key was used for a different request (differs in: {', '.join(differing)})",
+                )
+            response.status_code = 200
+        audit_log.info("enqueue job=%s org=%s by=%s replayed=%s", job.id, org, principal.rate_key, result.replayed)
+        return EnqueueResponse(
+            jobId=job.id,
+            status=_status_word(job.status),
+            jobStatus=job.status,
+            replayed=result.replayed,
+            requestId=request_id_of(request),
+        )
+
+    return await run_in_threadpool(work)
 
 
 @router.get(
@@ -552,23 +559,26 @@ def enqueue_job(
     summary="One job with its progress and events",
     responses=_errors(*_READ_ERRORS),
 )
-def job_status(
+async def job_status(
     request: Request,
     principal: PrincipalDep,
     jobId: Annotated[UUID, Query(description="The job id returned by enqueue-job.")],
     jobTable: Annotated[JobTableName | None, Query(description="Default: look in both tables.")] = None,
     eventsLimit: Annotated[int, Query(ge=0, le=1000, description="Most recent events to include.")] = 100,
 ) -> JobStatusResponse:
-    deps = deps_of(request)
-    job = _find_job(deps, principal, jobId, jobTable)
-    events = deps.queue.events(job.id)[-eventsLimit:] if eventsLimit else []
-    return JobStatusResponse(
-        jobId=job.id,
-        status=job.status,
-        job=JobOut.of(job),
-        events=[EventOut.of(e) for e in events],
-        requestId=request_id_of(request),
-    )
+    def work() -> JobStatusResponse:
+        deps = deps_of(request)
+        job = _find_job(deps, principal, jobId, jobTable)
+        events = deps.queue.events(job.id)[-eventsLimit:] if eventsLimit else []
+        return JobStatusResponse(
+            jobId=job.id,
+            status=job.status,
+            job=JobOut.of(job),
+            events=[EventOut.of(e) for e in events],
+            requestId=request_id_of(request),
+        )
+
+    return await run_in_threadpool(work)
 
 
 @router.get(
@@ -577,7 +587,7 @@ def job_status(
     summary="Jobs visible to the caller, newest first",
     responses=_errors(*_READ_ERRORS),
 )
-def list_jobs(
+async def list_jobs(
     request: Request,
     principal: PrincipalDep,
     status: Annotated[JobStatusName | None, Query()] = None,
@@ -586,21 +596,24 @@ def list_jobs(
     jobTable: Annotated[JobTableName, Query()] = "ai_course_jobs",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobListResponse:
-    deps = deps_of(request)
-    if organizationId is not None:
-        if not can_read(principal, organizationId):
-            raise ApiError(404, "organization_not_found", f"organization {organizationId} not found")
-        orgs: list[UUID | None] = [organizationId]
-    elif principal.is_superadmin:
-        orgs = [None]  # every organization
-    else:
-        orgs = list(principal.organizations)
-    jobs: list[CourseJob | MediaJob] = []
-    for org in orgs:
-        jobs.extend(deps.queue.list(jobTable, organization_id=org, status=status, course_id=courseId, limit=limit))
-    jobs.sort(key=lambda j: j.created_at, reverse=True)
-    jobs = jobs[:limit]
-    return JobListResponse(jobs=[JobOut.of(j) for j in jobs], count=len(jobs), requestId=request_id_of(request))
+    def work() -> JobListResponse:
+        deps = deps_of(request)
+        if organizationId is not None:
+            if not can_read(principal, organizationId):
+                raise ApiError(404, "organization_not_found", f"organization {organizationId} not found")
+            orgs: list[UUID | None] = [organizationId]
+        elif principal.is_superadmin:
+            orgs = [None]  # every organization
+        else:
+            orgs = list(principal.organizations)
+        jobs: list[CourseJob | MediaJob] = []
+        for org in orgs:
+            jobs.extend(deps.queue.list(jobTable, organization_id=org, status=status, course_id=courseId, limit=limit))
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        jobs = jobs[:limit]
+        return JobListResponse(jobs=[JobOut.of(j) for j in jobs], count=len(jobs), requestId=request_id_of(request))
+
+    return await run_in_threadpool(work)
 
 
 @router.post(
@@ -609,21 +622,24 @@ def list_jobs(
     summary="Put a failed, stale or dead-lettered job back in the queue",
     responses=_errors(*_WRITE_ERRORS),
 )
-def requeue_job(body: RequeueBody, request: Request, principal: PrincipalDep) -> RequeueResponse:
-    deps = deps_of(request)
-    job = _find_job(deps, principal, body.jobId, body.jobTable)
-    if not can_write(principal, job.organization_id):
-        raise ApiError(403, "forbidden", "requeueing needs the editor or org_admin role in the job's organization")
-    if not deps.queue.requeue(job.id, body.jobTable):
-        current = deps.queue.get(job.id, body.jobTable)
-        state = current.status if current is not None else job.status
-        raise ApiError(
-            409, "not_requeueable", f"job is {state}; only failed, stale or dead_letter jobs can be requeued"
-        )
-    who = principal.audit_text() or f"user {principal.user_id}"
-    deps.queue.event(job.id, body.jobTable, None, "requeued", "info", message=f"requeued via API by {who}")
-    audit_log.info("requeue job=%s by=%s", job.id, principal.rate_key)
-    return RequeueResponse(jobId=job.id, jobTable=body.jobTable, requestId=request_id_of(request))
+async def requeue_job(body: RequeueBody, request: Request, principal: PrincipalDep) -> RequeueResponse:
+    def work() -> RequeueResponse:
+        deps = deps_of(request)
+        job = _find_job(deps, principal, body.jobId, body.jobTable)
+        if not can_write(principal, job.organization_id):
+            raise ApiError(403, "forbidden", "requeueing needs the editor or org_admin role in the job's organization")
+        if not deps.queue.requeue(job.id, body.jobTable):
+            current = deps.queue.get(job.id, body.jobTable)
+            state = current.status if current is not None else job.status
+            raise ApiError(
+                409, "not_requeueable", f"job is {state}; only failed, stale or dead_letter jobs can be requeued"
+            )
+        who = principal.audit_text() or f"user {principal.user_id}"
+        deps.queue.event(job.id, body.jobTable, None, "requeued", "info", message=f"requeued via API by {who}")
+        audit_log.info("requeue job=%s by=%s", job.id, principal.rate_key)
+        return RequeueResponse(jobId=job.id, jobTable=body.jobTable, requestId=request_id_of(request))
+
+    return await run_in_threadpool(work)
 
 
 @router.post(
@@ -632,26 +648,29 @@ def requeue_job(body: RequeueBody, request: Request, principal: PrincipalDep) ->
     summary="Publish the course's current content as a new immutable version",
     responses=_errors(*_WRITE_ERRORS),
 )
-def publish(body: PublishBody, request: Request, principal: PrincipalDep) -> PublishResponse:
-    deps = deps_of(request)
-    try:
-        result = publish_course(
-            deps.pool, deps.store, body.courseId, principal_or_actor=principal, change_summary=body.changeSummary
+async def publish(body: PublishBody, request: Request, principal: PrincipalDep) -> PublishResponse:
+    def work() -> PublishResponse:
+        deps = deps_of(request)
+        try:
+            result = publish_course(
+                deps.pool, deps.store, body.courseId, principal_or_actor=principal, change_summary=body.changeSummary
+            )
+        except PublishError as exc:
+            issues = [i.model_dump() for i in exc.issues] if exc.issues else None
+            raise ApiError(exc.status, exc.code, exc.message, issues=issues) from exc
+        audit_log.info("publish course=%s version=%s by=%s", result.course_id, result.version, principal.rate_key)
+        return PublishResponse(
+            courseId=result.course_id,
+            version=result.version,
+            etag=result.etag,
+            storagePath=result.storage_path,
+            contentSha256=result.content_sha256,
+            catalogVersion=result.catalog_version,
+            warnings=[IssueOut(**i.model_dump()) for i in result.warnings],
+            requestId=request_id_of(request),
         )
-    except PublishError as exc:
-        issues = [i.model_dump() for i in exc.issues] if exc.issues else None
-        raise ApiError(exc.status, exc.code, exc.message, issues=issues) from exc
-    audit_log.info("publish course=%s version=%s by=%s", result.course_id, result.version, principal.rate_key)
-    return PublishResponse(
-        courseId=result.course_id,
-        version=result.version,
-        etag=result.etag,
-        storagePath=result.storage_path,
-        contentSha256=result.content_sha256,
-        catalogVersion=result.catalog_version,
-        warnings=[IssueOut(**i.model_dump()) for i in result.warnings],
-        requestId=request_id_of(request),
-    )
+
+    return await run_in_threadpool(work)
 
 
 # The provider's reason code → our status: the caller's prompt is at fault (422), the provider is
@@ -673,38 +692,42 @@ _PROVIDER_STATUS = {
     summary="Generate one image now (synchronous)",
     responses=_errors(*_WRITE_ERRORS, 429, 502),
 )
-def ai_generate_media(
+async def ai_generate_media(
     body: MediaBody, request: Request, principal: Annotated[Principal, Depends(media_principal)]
 ) -> MediaResponse:
     """Stores the image under media-library/tmp/ai-generated/. 503 ``not_available`` when this build has
     no live image generator or no image model is configured."""
-    deps = deps_of(request)
-    _write_org(request, principal)  # costs money: only callers who may write somewhere
-    try:
-        from ignite_dagster.media.live import generate_live_image
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("ignite_dagster.media", "ignite_dagster.media.live"):
-            raise
-        raise ApiError(503, "not_available", "live image generation is not available in this build") from exc
-    settings = deps.settings
-    if not (settings.openai_api_key and settings.image_model):
-        raise ApiError(
-            503, "not_available", "no image model is configured (the operator must set OPENAI_API_KEY and IGNITE_IMAGE_MODEL)"
-        )
-    try:
-        result = generate_live_image(settings, deps.store, body.prompt, style=body.style, size=body.size)
-    except Exception as exc:
-        reason = getattr(exc, "reason_code", None)
-        if reason is None:
-            raise
-        status = _PROVIDER_STATUS.get(reason, 502)
-        code = "not_available" if reason == "model_not_configured" else reason
-        retry_after = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": TokenBucketLimiter.retry_after_header(retry_after)} if retry_after else None
-        raise ApiError(status, code, getattr(exc, "message", str(exc)), headers=headers) from exc
-    data = dict(result) if not isinstance(result, BaseModel) else result.model_dump(mode="json")
-    url, path = data.pop("url"), data.pop("path")
-    return MediaResponse(url=str(url), path=str(path), details=data, requestId=request_id_of(request))
+
+    def work() -> MediaResponse:
+        deps = deps_of(request)
+        _write_org(request, principal)  # costs money: only callers who may write somewhere
+        try:
+            from ignite_dagster.media.live import generate_live_image
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("ignite_dagster.media", "ignite_dagster.media.live"):
+                raise
+            raise ApiError(503, "not_available", "live image generation is not available in this build") from exc
+        settings = deps.settings
+        if not (settings.openai_api_key and settings.image_model):
+            raise ApiError(
+                503, "not_available", "no image model is configured (the operator must set OPENAI_API_KEY and IGNITE_IMAGE_MODEL)"
+            )
+        try:
+            result = generate_live_image(settings, deps.store, body.prompt, style=body.style, size=body.size)
+        except Exception as exc:
+            reason = getattr(exc, "reason_code", None)
+            if reason is None:
+                raise
+            status = _PROVIDER_STATUS.get(reason, 502)
+            code = "not_available" if reason == "model_not_configured" else reason
+            retry_after = getattr(exc, "retry_after", None)
+            headers = {"Retry-After": TokenBucketLimiter.retry_after_header(retry_after)} if retry_after else None
+            raise ApiError(status, code, getattr(exc, "message", str(exc)), headers=headers) from exc
+        data = dict(result) if not isinstance(result, BaseModel) else result.model_dump(mode="json")
+        url, path = data.pop("url"), data.pop("path")
+        return MediaResponse(url=str(url), path=str(path), details=data, requestId=request_id_of(request))
+
+    return await run_in_threadpool(work)
 
 
 @router.get(
@@ -713,25 +736,28 @@ def ai_generate_media(
     summary="Database and storage reachability (no auth)",
     responses={503: {"model": HealthErrorResponse, "description": "A dependency is down."}},
 )
-def health(request: Request) -> Any:
-    deps = deps_of(request)
-    checks: dict[str, str] = {}
-    try:
-        with deps.pool.connection(timeout=2.0) as conn:
-            conn.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
-        log.warning("health: database check failed: %s", exc)
-        checks["database"] = "unavailable"
-    try:
-        # A write probe: a read-only volume passes a read check and still fails every enqueue with notes.
-        deps.store.put("courses/debug/health/probe.json", b'{"ok": true}\n', content_type="application/json")
-        checks["storage"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        log.warning("health: storage check failed: %s", exc)
-        checks["storage"] = "unavailable"
-    rid = request_id_of(request)
-    if all(v == "ok" for v in checks.values()):
-        return HealthResponse(ok=True, checks=checks, requestId=rid)
-    down = ", ".join(k for k, v in checks.items() if v != "ok")
-    raise ApiError(503, "unhealthy", f"unavailable: {down}", extra={"checks": checks})
+async def health(request: Request) -> Any:
+    def work() -> Any:
+        deps = deps_of(request)
+        checks: dict[str, str] = {}
+        try:
+            with deps.pool.connection(timeout=2.0) as conn:
+                conn.execute("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+            log.warning("health: database check failed: %s", exc)
+            checks["database"] = "unavailable"
+        try:
+            # A write probe: a read-only volume passes a read check and still fails every enqueue with notes.
+            deps.store.put("courses/debug/health/probe.json", b'{"ok": true}\n', content_type="application/json")
+            checks["storage"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            log.warning("health: storage check failed: %s", exc)
+            checks["storage"] = "unavailable"
+        rid = request_id_of(request)
+        if all(v == "ok" for v in checks.values()):
+            return HealthResponse(ok=True, checks=checks, requestId=rid)
+        down = ", ".join(k for k, v in checks.items() if v != "ok")
+        raise ApiError(503, "unhealthy", f"unavailable: {down}", extra={"checks": checks})
+
+    return await run_in_threadpool(work)

@@ -6,6 +6,7 @@ database or a schema that is behind the code (``ignite db migrate`` fixes that).
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import uvicorn
@@ -22,6 +23,14 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     """Run the HTTP API until interrupted. Raises ConfigError / db.SchemaError before serving."""
     settings = settings or load_settings()
     check_auth_settings(settings)
+    # The audit lines (who enqueued, requeued, published what) and error details go to stderr next
+    # to uvicorn's own log; uvicorn configures only its own loggers.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    app_log = logging.getLogger("ignite_dagster")
+    if not app_log.handlers:
+        app_log.addHandler(handler)
+        app_log.setLevel(logging.INFO)
     url = resolve_database_url(settings)
     db.check(url)
     store = open_store(settings)

@@ -154,7 +154,7 @@ class OpenAIImageProvider:
             raise MediaProviderError("model_not_configured", str(exc)) from exc
         assert settings.openai_api_key and settings.image_model  # narrowed by require()
         return cls(api_key=settings.openai_api_key, model=settings.image_model, base_url=settings.openai_base_url,
-                   size=settings.image_size, timeout_seconds=settings.llm_timeout_seconds,
+                   size=settings.image_size, timeout_seconds=settings.image_timeout_seconds,
                    prices=settings.prices())
 
     def close(self) -> None:

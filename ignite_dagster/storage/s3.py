@@ -19,7 +19,7 @@ Server support, as verified or known:
   atomic under concurrency: with frequent forced GIL switches, 8 processes x 50 CAS increments lost
   2-4 of 400 updates, and concurrent GET/PUT of one key produced sporadic 500s. (At default GIL
   settings 2,400 increments lost none, which is luck, not a guarantee.) The tests therefore serve moto
-  with one request at a time (``tests/test_storage_contract.py::SerializedMotoServer``), giving it the
+  with one request at a time (``tests/support/moto_s3.py::SerializedMotoServer``), giving it the
   per-request atomicity real S3 has; no lost update was seen that way under the same forced switching.
 * MinIO: documents conditional PutObject. Supabase Storage's S3 endpoint: not verified here. A server
   that silently *ignores* the headers would turn every conditional put into a blind overwrite (lost

@@ -21,6 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ignite_dagster.defs.claims import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.courses.assets import (
     COURSE_CONTENT,
     COURSE_METADATA,
@@ -29,20 +30,7 @@ from ignite_dagster.defs.courses.assets import (
 )
 from ignite_dagster.defs.resources import FactoryResource
 
-JOBS_TAG = "ignite/jobs"
 MODEL_POOL = "model_provider"
-
-
-def encode_claims(claims: list[tuple[UUID | str, int]]) -> str:
-    return ",".join(f"{job_id}:{attempt}" for job_id, attempt in claims)
-
-
-def decode_claims(value: str) -> list[tuple[UUID, int]]:
-    out = []
-    for part in filter(None, (value or "").split(",")):
-        job_id, attempt = part.rsplit(":", 1)
-        out.append((UUID(job_id), int(attempt)))
-    return out
 
 
 class ClaimedJobsConfig(Config):

@@ -13,15 +13,11 @@
 """
 
 
-import time
-from datetime import timedelta
-
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
-    RunsFilter,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
@@ -31,48 +27,14 @@ from dagster import (
     sensor,
 )
 
+from ignite_dagster.defs.claims import JOBS_TAG, encode_claims, fail_run_claims, free_runs, plan_runs
 from ignite_dagster.defs.courses.assets import courses_partitions
-from ignite_dagster.defs.courses.ops import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.courses.sensors import ACTIVE, TICK_BUDGET_SECONDS, active_runs, run_limit
 from ignite_dagster.defs.media.jobs import MEDIA_JOB, generate_media
 from ignite_dagster.defs.resources import code_location_services
 
-# Media jobs per run. A course's study-text images are enqueued together, so one run usually takes a
-# whole course (one materialization, one completeness check). Candidate for a setting
-# (IGNITE_MEDIA_JOBS_PER_RUN) once config.py grows one.
+# Media jobs per run (IGNITE_MEDIA_JOBS_PER_RUN). A course's study-text images are enqueued together, so
+# one run usually takes a whole course (one materialization, one completeness check).
 MEDIA_JOBS_PER_RUN = 25
-
-
-def free_media_runs(instance, configured: int) -> int:
-    """Runs this sensor may request now: our cap minus media runs in flight, and no more than the
-    instance's run queue can start right now (course and maintenance runs share it)."""
-    free = run_limit(instance, configured) - active_runs(instance, MEDIA_JOB)
-    try:
-        queue_limit = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
-    except Exception:  # noqa: BLE001 - instances without a run queue (ephemeral, tests)
-        queue_limit = None
-    if queue_limit is not None and queue_limit >= 0:
-        free = min(free, queue_limit - instance.get_runs_count(RunsFilter(statuses=ACTIVE)))
-    return free
-
-
-def plan_media_runs(queue, *, free_runs: int, per_run: int, worker_id: str, budget_s: float = TICK_BUDGET_SECONDS):
-    """Claim up to free_runs × per_run media jobs, one at a time; returns the batches (one per run)."""
-    deadline = time.monotonic() + budget_s
-    batches = []
-    for _ in range(max(0, free_runs)):
-        batch = []
-        while len(batch) < per_run and time.monotonic() < deadline:
-            claimed = queue.claim_media_jobs(worker_id, limit=1)
-            if not claimed:
-                break
-            batch.extend(claimed)
-        if not batch:
-            break
-        batches.append(batch)
-        if len(batch) < per_run:
-            break  # queue drained
-    return batches
 
 
 def media_run_request(batch) -> RunRequest:
@@ -96,11 +58,11 @@ def build_media_jobs_sensor(interval_seconds: int, per_run: int = MEDIA_JOBS_PER
     )
     def media_jobs_sensor(context: SensorEvaluationContext):
         settings, queue, _ = code_location_services()
-        free = free_media_runs(context.instance, settings.max_concurrent_runs)
+        free = free_runs(context.instance, MEDIA_JOB, settings.max_concurrent_runs)
         if free <= 0:
             return SkipReason("run capacity full")
-        batches = plan_media_runs(queue, free_runs=free, per_run=per_run,
-                                  worker_id=f"dagster-sensor:{context.cursor or 'tick'}")
+        worker = f"dagster-sensor:{context.cursor or 'tick'}"
+        batches = plan_runs(lambda: queue.claim_media_jobs(worker, limit=1), free=free, per_run=per_run)
         if not batches:
             return SkipReason("no claimable media jobs")
         course_ids = sorted({j.course_id for b in batches for j in b})
@@ -113,27 +75,16 @@ def build_media_jobs_sensor(interval_seconds: int, per_run: int = MEDIA_JOBS_PER
     return media_jobs_sensor
 
 
-def fail_media_claims(context: RunStatusSensorContext, reason_code: str, message: str) -> None:
-    settings, queue, _ = code_location_services()
-    run = context.dagster_run
-    for job_id, attempt in decode_claims(run.tags.get(JOBS_TAG, "")):
-        status = queue.fail(job_id, "ai_media_jobs", attempt, f"Dagster run {run.run_id} {message}", reason_code, True,
-                            backoff_base=timedelta(seconds=settings.backoff_base_seconds),
-                            backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
-        if status:  # None: the run itself already marked the job (or it was reclaimed): fenced
-            context.log.info(f"media job {job_id} attempt {attempt} marked {status} ({reason_code})")
-
-
 @run_failure_sensor(name="media_run_failure_sensor", monitored_jobs=[generate_media],
                     default_status=DefaultSensorStatus.RUNNING,
                     description="Marks media jobs still held by a failed run as failed (retryable).")
 def media_run_failure_sensor(context: RunFailureSensorContext):
     message = context.failure_event.message if context.failure_event else "failed"
-    fail_media_claims(context, "run_failed", f"failed: {message}"[:1500])
+    fail_run_claims(context, "ai_media_jobs", "run_failed", f"failed: {message}"[:1500])
 
 
 @run_status_sensor(name="media_run_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
                    monitored_jobs=[generate_media], default_status=DefaultSensorStatus.RUNNING,
                    description="Marks media jobs still held by a canceled run as failed (retryable).")
 def media_run_canceled_sensor(context: RunStatusSensorContext):
-    fail_media_claims(context, "run_canceled", "was canceled")
+    fail_run_claims(context, "ai_media_jobs", "run_canceled", "was canceled")
