@@ -12,11 +12,7 @@ from ignite_dagster.defs.courses.assets import (
     course_schema_valid,
 )
 from ignite_dagster.defs.courses.jobs import generate_courses
-from ignite_dagster.defs.courses.sensors import (
-    build_course_jobs_sensor,
-    course_run_canceled_sensor,
-    course_run_failure_sensor,
-)
+from ignite_dagster.defs.courses.sensors import build_course_sensors
 from ignite_dagster.defs.maintenance.jobs import (
     dead_letter_job,
     reconcile_job,
@@ -26,11 +22,7 @@ from ignite_dagster.defs.maintenance.jobs import (
 )
 from ignite_dagster.defs.media.jobs import generate_media
 from ignite_dagster.defs.media.ops import media_complete
-from ignite_dagster.defs.media.sensors import (
-    build_media_jobs_sensor,
-    media_run_canceled_sensor,
-    media_run_failure_sensor,
-)
+from ignite_dagster.defs.media.sensors import build_media_sensors
 from ignite_dagster.defs.resources import FactoryResource
 
 _settings = load_settings()
@@ -40,12 +32,8 @@ defs = Definitions(
     asset_checks=[course_schema_valid, media_complete],
     jobs=[generate_courses, generate_media, reconcile_job, stale_job, dead_letter_job, requeue_job],
     sensors=[
-        build_course_jobs_sensor(_settings.sensor_interval_seconds),
-        course_run_failure_sensor,
-        course_run_canceled_sensor,
-        build_media_jobs_sensor(_settings.sensor_interval_seconds, _settings.media_jobs_per_run),
-        media_run_failure_sensor,
-        media_run_canceled_sensor,
+        *build_course_sensors(_settings.sensor_interval_seconds),
+        *build_media_sensors(_settings.sensor_interval_seconds, _settings.media_jobs_per_run),
     ],
     schedules=schedules,
     resources={"factory": FactoryResource()},

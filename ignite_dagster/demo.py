@@ -272,9 +272,10 @@ class _Demo:
             notes.append(f"{replayed} already enqueued under tag {self.tag}, re-attached")
         if leftover:
             notes.append(f"{len(leftover)} still queued from an earlier demo, re-attached")
+        new = len(jobs) - replayed - len(leftover)
         c = self.console
-        c.print(f"[green]✓[/] enqueued   {len(jobs)} course jobs for organization 'demo' ({org}), tag {self.tag}"
-                + (f" ({'; '.join(notes)})" if notes else ""))
+        c.print(f"[green]✓[/] jobs       {len(jobs)} courses for organization 'demo' ({org}), tag {self.tag}: "
+                + "; ".join([f"{new} enqueued", *notes]))
         for spec, job in jobs:
             c.print(f"    {job.course_id:<24} {spec.subject} · grades {spec.grade_band} · {spec.mode} · "
                     f"{spec.strategy} · job {job.id}", style="dim")
@@ -303,14 +304,14 @@ class _Demo:
 
         import psycopg
         from psycopg.rows import dict_row
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         from ignite_dagster.queue import CourseJob
 
         ids = [job.id for _, job in jobs]
         width = max(len(job.course_id) for _, job in jobs)
         progress = Progress(
-            SpinnerColumn(finished_text="[green]✓[/]"),
+            _icon_column(),
             TextColumn(f"{{task.description:<{width}}}"),
             BarColumn(bar_width=24),
             TaskProgressColumn(),
@@ -350,8 +351,9 @@ class _Demo:
                                 state=f"[cyan]{phase_text}[/]")
                 for job_id, task in tasks.items():
                     job = rows[job_id]
+                    icon = {"done": "[green]✓[/]", "dead_letter": "[red]✗[/]"}.get(job.status)
                     progress.update(task, completed=100 if job.status == "done" else (job.progress_percent or 0),
-                                    state=_job_state(job))
+                                    state=_job_state(job), icon=icon)
                     if job.status in TERMINAL and job_id not in announced:
                         announced.add(job_id)
                         progress.stop_task(task)
@@ -602,6 +604,23 @@ def _ui_ready(host: str, port: int) -> bool:
         return httpx.get(f"http://{host}:{port}/server_info", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _icon_column():
+    """A spinner while a row is live, then the row's own icon (✓ done, ✗ dead letter)."""
+    from rich.progress import ProgressColumn, SpinnerColumn
+    from rich.text import Text
+
+    class IconColumn(ProgressColumn):
+        def __init__(self):
+            super().__init__()
+            self.spinner = SpinnerColumn()
+
+        def render(self, task):
+            icon = task.fields.get("icon")
+            return Text.from_markup(icon) if icon else self.spinner.render(task)
+
+    return IconColumn()
 
 
 def _job_state(job) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
 
-from dagster import DagsterRunStatus, RunsFilter, RunStatusSensorContext
+from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorContext
 
 from ignite_dagster.defs.resources import code_location_services
 
@@ -85,3 +85,70 @@ def fail_run_claims(context: RunStatusSensorContext, table: str, reason_code: st
                             backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
         if status:
             context.log.info(f"{table} job {job_id} attempt {attempt} marked {status} ({reason_code})")
+
+
+def claims_run_request(kind: str, op_name: str, batch: list) -> RunRequest:
+    """One run for a batch of claims; run_key ``<kind>:<first job id>:<attempt>`` is unique per claim (a
+    failed run consumes its key forever; a retry is a new attempt, hence a new key)."""
+    claims = encode_claims([(j.id, j.attempt) for j in batch])
+    first = batch[0]
+    return RunRequest(
+        run_key=f"{kind}:{first.id}:{first.attempt}",
+        run_config={"ops": {op_name: {"config": {"jobs": claims}}}},
+        tags={JOBS_TAG: claims, "ignite/courses": ",".join(sorted({j.course_id for j in batch}))[:1000]},
+    )
+
+
+def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Callable, per_run: Callable[[object], int],
+                        interval_seconds: int) -> tuple:
+    """The claim sensor, the run-failure sensor and the run-canceled sensor of one queue.
+
+    ``claim(queue, worker_id)`` claims one job (the queue's get_next_pending_* function);
+    ``per_run(settings)`` is the batch size."""
+    from dagster import (
+        DefaultSensorStatus,
+        RunFailureSensorContext,
+        SensorEvaluationContext,
+        SensorResult,
+        SkipReason,
+        run_failure_sensor,
+        run_status_sensor,
+        sensor,
+    )
+
+    from ignite_dagster.defs.courses.assets import courses_partitions
+
+    @sensor(name=f"{kind}_jobs_sensor", job=job, minimum_interval_seconds=interval_seconds,
+            default_status=DefaultSensorStatus.RUNNING,
+            description=f"Claims pending {table} jobs one at a time up to free run capacity and launches "
+            f"{job.name} runs; run_key = {kind}:<first job id>:<attempt>.")
+    def claim_sensor(context: SensorEvaluationContext):
+        settings, queue, _ = code_location_services()
+        free = free_runs(context.instance, job.name, settings.max_concurrent_runs)
+        if free <= 0:
+            return SkipReason("run capacity full")
+        worker = f"dagster-sensor:{context.cursor or 'tick'}"
+        batches = plan_runs(lambda: claim(queue, worker), free=free, per_run=per_run(settings))
+        if not batches:
+            return SkipReason(f"no claimable {kind} jobs")
+        context.log.info(f"claimed {sum(map(len, batches))} {kind} job(s) into {len(batches)} run(s)")
+        return SensorResult(
+            run_requests=[claims_run_request(kind, op_name, b) for b in batches],
+            dynamic_partitions_requests=[courses_partitions.build_add_request(
+                sorted({j.course_id for b in batches for j in b}))],
+        )
+
+    @run_failure_sensor(name=f"{kind}_run_failure_sensor", monitored_jobs=[job],
+                        default_status=DefaultSensorStatus.RUNNING,
+                        description=f"Marks {table} jobs still held by a failed run as failed (retryable).")
+    def failure_sensor(context: RunFailureSensorContext):
+        message = context.failure_event.message if context.failure_event else "failed"
+        fail_run_claims(context, table, "run_failed", f"failed: {message}"[:1500])
+
+    @run_status_sensor(name=f"{kind}_run_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
+                       monitored_jobs=[job], default_status=DefaultSensorStatus.RUNNING,
+                       description=f"Marks {table} jobs still held by a canceled run as failed (retryable).")
+    def canceled_sensor(context: RunStatusSensorContext):
+        fail_run_claims(context, table, "run_canceled", "was canceled")
+
+    return claim_sensor, failure_sensor, canceled_sensor
