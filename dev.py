@@ -71,7 +71,12 @@ def main(argv: list[str]) -> int:
     else:
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
-    return subprocess.call(args, cwd=ROOT, env=env)
+    child = subprocess.Popen(args, cwd=ROOT, env=env)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C reached the child too (same process group); wait for its clean shutdown
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`ignite demo`: the main job end to end, on the real stack, in about a minute.
+"""`ignite demo`: the main job end to end, on the real stack, in well under a minute once installed.
 
 What it does, in order:
 
@@ -18,7 +18,7 @@ What it does, in order:
    Dagster UI on the same instance.
 
 Course ids are fixed (``demo-<topic>-<band>``, e.g. ``demo-addition-3-5``): every demo regenerates the
-same six courses, so the UI keeps six partitions whose history shows one materialization per demo run, and
+same six courses, so the UI keeps one partition per demo course whose history shows one materialization per demo run, and
 course.json / course_metadata are updated in place (the catalog gains a row per job), never duplicated.
 Each run has a tag (default: its start time, ``MMDD-HHMMSS``) and enqueues with the idempotency keys
 ``demo:<tag>:<course id>``: ``ignite demo --tag <tag>`` re-attaches to that run's jobs instead of
@@ -93,10 +93,10 @@ def _tag(value: str) -> str:
 
 
 def run_demo(settings, args) -> int:
-    from ignite_dagster.config import ConfigError
+    from ignite_dagster.cli import CliError
 
     if settings.env == "production":
-        raise ConfigError("demo", [], ["IGNITE_ENV=production: `ignite demo` writes demo courses and is for dev/test only"])
+        raise CliError("`ignite demo` writes demo courses and is for dev and test only, not IGNITE_ENV=production")
     return _Demo(settings, args).run()
 
 
@@ -144,16 +144,25 @@ def ensure_demo_org(url: str):
 
 
 class _Interrupted(Exception):
-    pass
+    """The daemon died while the demo waited."""
+
+
+class _Fatal(Exception):
+    """A setup step failed; the message says what to do (printed without a traceback, exit status 2)."""
 
 
 class _Demo:
     def __init__(self, settings, args):
+        import os
+        import sys
+
         from rich.console import Console
 
         self.settings = settings
         self.args = args
-        self.console = Console(highlight=False)
+        # Piped into a file or a CI log: no terminal width to respect, so room for the one-line table.
+        wide = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+        self.console = Console(highlight=False, width=160 if wide else None)
         self.tag = args.tag or _default_tag()
         self.courses = list(OFFLINE_COURSES) + ([MODEL_COURSE] if settings.model_configured else [])
         self.stack = None
@@ -171,6 +180,9 @@ class _Demo:
         previous = signal.signal(signal.SIGTERM, on_term)
         try:
             return self._run()
+        except _Fatal as exc:
+            self.console.print(f"[red]ignite demo: {exc}[/]", soft_wrap=True)
+            return 2
         except KeyboardInterrupt:
             self.console.print("\n[yellow]interrupted[/]: stopping the processes the demo started…")
             self._interrupted_hint()
@@ -182,7 +194,7 @@ class _Demo:
     def _run(self) -> int:
         c = self.console
         a = self.args
-        c.rule("[bold]ignite demo[/]: course requests → Postgres queue → Dagster sensor → runs → assets")
+        c.rule("[bold]ignite demo[/] · requests → Postgres queue → Dagster sensor → runs → assets")
         if a.keep_running and not _port_free(a.host, a.port):
             c.print(f"[red]port {a.port} on {a.host} is already in use[/] (another Dagster UI?). "
                     f"Pick a free one with --port.")
@@ -218,6 +230,8 @@ class _Demo:
     def _prepare(self) -> dict[str, str]:
         import warnings
 
+        import psycopg
+
         from ignite_dagster.stack import prepare_instance
 
         s = self.settings
@@ -227,7 +241,13 @@ class _Demo:
         with self.console.status(f"{what}, applying migrations…"), warnings.catch_warnings():
             # pgserver's platformdirs warns about an unset XDG_RUNTIME_DIR (containers, CI); harmless here.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-            env = prepare_instance(s)
+            try:
+                env = prepare_instance(s)
+            except psycopg.OperationalError as exc:
+                where = f"DATABASE_URL ({_redact(s.database_url)})" if s.database_url else "the embedded Postgres"
+                hint = ("unset DATABASE_URL to use the embedded Postgres under IGNITE_HOME" if s.database_url
+                        else f"see {s.home / 'pgdata' / 'log'} or start over with a fresh IGNITE_HOME")
+                raise _Fatal(f"cannot connect to {where}: {str(exc).strip()}\n{hint}") from exc
         self.log_dir.mkdir(parents=True, exist_ok=True)
         c = self.console
         c.print(f"[green]✓[/] database   {'embedded Postgres, ' if embedded else ''}{_redact(env['DATABASE_URL'])}")
@@ -277,8 +297,8 @@ class _Demo:
         c.print(f"[green]✓[/] jobs       {len(jobs)} courses for organization 'demo' ({org}), tag {self.tag}: "
                 + "; ".join([f"{new} enqueued", *notes]))
         for spec, job in jobs:
-            c.print(f"    {job.course_id:<24} {spec.subject} · grades {spec.grade_band} · {spec.mode} · "
-                    f"{spec.strategy} · job {job.id}", style="dim")
+            c.print(f"    {job.course_id:<24} {spec.subject} · grades {spec.grade_band} · {spec.mode} · {spec.strategy}",
+                    style="dim")
         if not self.settings.model_configured:
             c.print("  [dim]no model configured (OPENAI_API_KEY + IGNITE_TEXT_MODEL): every demo course comes from "
                     "an offline pack; with a model the demo adds one model-filled course[/]")
@@ -304,6 +324,7 @@ class _Demo:
 
         import psycopg
         from psycopg.rows import dict_row
+        from rich.live import Live
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         from ignite_dagster.queue import CourseJob
@@ -317,17 +338,17 @@ class _Demo:
             TaskProgressColumn(),
             TextColumn("{task.fields[state]}"),
             console=self.console,
-            transient=False,
         )
-        phase = progress.add_task("", total=None, state="")
-        tasks = {job.id: progress.add_task(job.course_id, total=100, state="[dim]queued[/]") for _, job in jobs}
+        tasks = {job.id: progress.add_task(job.course_id, total=100, state=_job_state(job)) for _, job in jobs}
+        board = _Board(progress)  # one status line (spinner + phase) above the bars
         started = time.monotonic()
         deadline = started + self.args.timeout
         interval = self.settings.sensor_interval_seconds
         state = "daemon"
-        announced: set = set()
         rows: dict = {}
-        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn, progress:
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn, \
+                Live(board, console=self.console, refresh_per_second=10) as live:
+            say = live.console.print
             ticks0 = _sensor_ticks(conn)
             while True:
                 rows = {r["id"]: CourseJob(**r) for r in
@@ -335,47 +356,47 @@ class _Demo:
                 elapsed = time.monotonic() - started
                 any_claimed = any(j.status != "pending" or j.attempt > 0 for j in rows.values())
                 if state == "daemon" and (any_claimed or _sensor_ticks(conn) > ticks0):
-                    progress.console.print(f"[green]✓[/] Dagster daemon up, sensors ticking ({elapsed:.1f} s)")
+                    say(f"[green]✓[/] Dagster daemon up, sensors ticking ({elapsed:.1f} s)")
                     state = "claim"
                 if state == "claim" and not any(j.status == "pending" for j in rows.values()):
-                    progress.console.print(f"[green]✓[/] course_jobs_sensor claimed the jobs ({elapsed:.1f} s); "
-                                           "generate_courses run(s) working")
+                    say(f"[green]✓[/] course_jobs_sensor claimed the jobs ({elapsed:.1f} s); generate_courses "
+                        "run: select_strategy → build_skeleton → fill → validate_normalize → repair → persist")
                     state = "run"
-                phase_text = {
-                    "daemon": "starting the Dagster daemon (loads the code location: 10–20 s on a first start)…",
+                phase = {
+                    "daemon": "starting the Dagster daemon (it loads the code location: 10–20 s on a first start)…",
                     "claim": f"waiting for course_jobs_sensor to claim the jobs (it ticks every {interval} s)…",
-                    "run": "generating: select_strategy → build_skeleton → fill → validate_normalize → repair → persist",
+                    "run": "generating…",
                 }[state]
                 done = sum(j.status == "done" for j in rows.values())
-                progress.update(phase, description=f"[bold]{done}/{len(rows)} done[/] · {elapsed:4.0f} s",
-                                state=f"[cyan]{phase_text}[/]")
+                board.status(f"[bold]{done}/{len(rows)} done[/] · {elapsed:.0f} s · [cyan]{phase}[/]")
                 for job_id, task in tasks.items():
                     job = rows[job_id]
                     icon = {"done": "[green]✓[/]", "dead_letter": "[red]✗[/]"}.get(job.status)
                     progress.update(task, completed=100 if job.status == "done" else (job.progress_percent or 0),
                                     state=_job_state(job), icon=icon)
-                    if job.status in TERMINAL and job_id not in announced:
-                        announced.add(job_id)
-                        progress.stop_task(task)
                 if all(j.status in TERMINAL for j in rows.values()):
-                    progress.update(phase, visible=False)
                     break
                 daemon = self.stack.procs["daemon"]
                 if daemon.poll() is not None:
+                    board.active = False
                     raise _Interrupted(f"the Dagster daemon exited (status {daemon.returncode}) before the courses "
                                        f"finished; see {self.log_dir / 'daemon.log'}")
                 if self.args.keep_running and self.ui_url is None and _ui_ready(self.args.host, self.args.port):
                     self.ui_url = f"http://{self.args.host}:{self.args.port}"
-                    progress.console.print(f"[green]✓[/] Dagster UI  {self.ui_url}/runs (watch the runs live)")
+                    say(f"[green]✓[/] Dagster UI  {self.ui_url}/runs (watch the runs live)")
                 if time.monotonic() > deadline:
-                    progress.update(phase, visible=False)
                     break
                 time.sleep(POLL_SECONDS)
+            board.active = False  # the final frame: the bars only
+        if not self.console.is_terminal:  # the last frame printed into a file or pipe ends without a newline
+            self.console.line()
         total = time.monotonic() - started
         unfinished = [j for j in rows.values() if j.status not in TERMINAL]
         if unfinished:
             self.console.print(f"[red]timed out after {self.args.timeout:.0f} s[/]: {len(unfinished)} course job(s) "
                                "not finished (--timeout raises the limit)")
+            if state == "daemon":  # the daemon never got its sensors going: its log says why
+                self._print_log_tail("daemon")
         else:
             self.console.print(f"[green]✓[/] all {len(rows)} jobs finished {total:.1f} s after the daemon started")
         return [rows[i] for i in ids]
@@ -418,20 +439,35 @@ class _Demo:
 
     def _summary(self, rows, env) -> None:
         from rich import box
+        from rich.measure import Measurement
         from rich.table import Table
 
         good = sum(v.startswith("[green]") for _, _, v in rows)
-        table = Table(title=f"[bold]ignite demo {self.tag}: {good}/{len(rows)} courses done and valid[/]",
-                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for name in ("course", "strategy", "pack", "mode", "items", "duration", "path", "status"):
-            # only the path folds on a narrow terminal; the other cells stay on one line
-            table.add_column(name, justify="right" if name in ("items", "duration") else "left",
-                             no_wrap=name != "path", overflow="fold")
-        for job, summary, verdict in rows:
-            table.add_row(job.course_id, summary.get("strategy") or job.strategy or "-",
-                          summary.get("packId") or (f"model {job.model}" if job.model else "-"), job.mode,
-                          str(summary.get("items", "-")), _seconds(job.generation_duration_ms),
-                          job.result_path or "-", verdict)
+
+        def build(path_column: bool) -> Table:
+            # Narrow terminals: the path goes under the course id instead of a column of its own.
+            table = Table(title=f"[bold]ignite demo {self.tag}: {good}/{len(rows)} courses done and valid[/]",
+                          title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            names = ["course", "strategy", "pack", "mode", "items", "duration", "path", "status"]
+            if not path_column:
+                names.remove("path")
+                names[0] = "course / path"
+            for name in names:
+                table.add_column(name, justify="right" if name in ("items", "duration") else "left",
+                                 no_wrap=name not in ("pack", "path", "course / path"), overflow="fold")
+            for job, summary, verdict in rows:
+                path = job.result_path or "-"
+                cells = [job.course_id if path_column else f"{job.course_id}\n[dim]{path}[/]",
+                         summary.get("strategy") or job.strategy or "-",
+                         summary.get("packId") or (f"model {job.model}" if job.model else "-"), job.mode,
+                         str(summary.get("items", "-")), _seconds(job.generation_duration_ms)]
+                table.add_row(*cells, *([path] if path_column else []), verdict)
+            return table
+
+        table = build(path_column=True)
+        unclamped = self.console.options.update_width(10_000)
+        if Measurement.get(self.console, unclamped, table).maximum > self.console.width:
+            table = build(path_column=False)
         c = self.console
         c.print()
         c.print(table)
@@ -541,42 +577,8 @@ class _Demo:
 
 
 def stop_stack(stack, grace: float = 10.0) -> None:
-    """``Stack.stop()``, then make sure nothing is left of the process groups the stack started.
-
-    The daemon's code server (``dagster api grpc``) and its run workers live in the daemon's process group.
-    The code server sometimes swallows the first SIGTERM (it arrives while Dagster captures interrupts) and
-    would then linger after the daemon is gone, so the group is signalled again every second and killed
-    after ``grace`` seconds.
-    """
-    import signal
-    import time
-
-    stack.stop()
-    groups = [proc.pid for proc in stack.procs.values()]  # start_new_session: each pid leads its own group
-    deadline = time.monotonic() + grace
-    next_term = 0.0
-    while groups := [g for g in groups if _signal_group(g, 0)]:
-        now = time.monotonic()
-        if now > deadline:
-            for group in groups:
-                _signal_group(group, signal.SIGKILL)
-            return
-        if now >= next_term:
-            for group in groups:
-                _signal_group(group, signal.SIGTERM)
-            next_term = now + 1.0
-        time.sleep(0.2)
-
-
-def _signal_group(group: int, sig: int) -> bool:
-    """Send ``sig`` to a process group (0: just probe); False when no process of the group is left."""
-    import os
-
-    try:
-        os.killpg(group, sig)
-    except ProcessLookupError:
-        return False
-    return True
+    """Stop the daemon (and webserver) with their whole process groups (``Stack.stop``)."""
+    stack.stop(grace)
 
 
 def _default_tag() -> str:
@@ -606,6 +608,29 @@ def _ui_ready(host: str, port: int) -> bool:
         return False
 
 
+class _Board:
+    """What the live display shows: a spinner with the current phase, then one bar per course."""
+
+    def __init__(self, progress):
+        from rich.spinner import Spinner
+
+        self.progress = progress
+        self.spinner = Spinner("dots", text="")
+        self.active = True
+
+    def status(self, markup: str) -> None:
+        from rich.text import Text
+
+        text = Text.from_markup(markup, overflow="ellipsis")
+        text.no_wrap = True  # one line, cut with … on a narrow terminal
+        self.spinner.update(text=text)
+
+    def __rich__(self):
+        from rich.console import Group
+
+        return Group(self.spinner, self.progress) if self.active else self.progress
+
+
 def _icon_column():
     """A spinner while a row is live, then the row's own icon (✓ done, ✗ dead letter)."""
     from rich.progress import ProgressColumn, SpinnerColumn
@@ -624,6 +649,8 @@ def _icon_column():
 
 
 def _job_state(job) -> str:
+    from rich.markup import escape
+
     if job.status == "done":
         items = (job.summary or {}).get("items")
         return f"[green]done[/]{f' · {items} items' if items is not None else ''}"
@@ -631,8 +658,15 @@ def _job_state(job) -> str:
         return "[dim]queued, waiting for the sensor[/]"
     if job.status == "processing":
         stage = job.progress_stage or "claimed"
-        msg = f" · {job.progress_message}" if job.progress_message else ""
-        return f"[cyan]{stage}[/]{msg}"[:120]
+        msg = job.progress_message or ""
+        norm = msg.replace(" ", "_")
+        if norm == stage:  # "validate normalize" says no more than validate_normalize
+            msg = ""
+        elif norm.startswith(stage):  # "fill (deterministic)" → fill (deterministic)
+            msg = msg[len(stage):]
+        elif msg:
+            msg = f" · {msg}"
+        return f"[cyan]{stage}[/]{escape(msg[:80])}"
     if job.status in ("failed", "stale"):
         return f"[yellow]{job.status}[/] {job.reason_code or ''} · retry {job.retry_count + 1}/{job.max_retries} after backoff"
     return f"[red]{job.status}[/] {job.reason_code or ''}"

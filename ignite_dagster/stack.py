@@ -69,19 +69,31 @@ class Stack:
     def start_webserver(self, host: str = "127.0.0.1", port: int = 3000) -> subprocess.Popen:
         return self._spawn("webserver", [_bin("dagster-webserver"), "-w", str(WORKSPACE), "-h", host, "-p", str(port)])
 
-    def stop(self, timeout: float = 20) -> None:
-        """Stop every process group we started (daemon children: code server and run processes)."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every process group we started, and make sure nothing of them is left.
+
+        The daemon's code server (``dagster api grpc``) and its run processes live in the daemon's
+        process group (start_new_session). The code server sometimes swallows the first SIGTERM (it
+        arrives while Dagster captures interrupts) and would linger after the daemon is gone, so the groups
+        are signalled again every second and killed after ``grace`` seconds."""
+        groups = [proc.pid for proc in self.procs.values()]  # each pid leads its own group
+        deadline = time.monotonic() + grace
+        next_term = 0.0
+        while groups := [g for g in groups if _signal_group(g, 0)]:
+            now = time.monotonic()
+            if now > deadline:
+                for group in groups:
+                    _signal_group(group, signal.SIGKILL)
+                break
+            if now >= next_term:
+                for group in groups:
+                    _signal_group(group, signal.SIGTERM)
+                next_term = now + 1.0
+            for proc in self.procs.values():  # reap our direct children so their groups can empty
+                proc.poll()
+            time.sleep(0.2)
         for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
 
     def __enter__(self) -> Stack:
@@ -89,3 +101,14 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send ``sig`` to a process group (0: just probe); False when no process of the group is left."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

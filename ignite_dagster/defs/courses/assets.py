@@ -30,8 +30,8 @@ course_content = AssetSpec(
     COURSE_CONTENT,
     partitions_def=courses_partitions,
     group_name="courses",
-    description="courses/<courseId>/course.json: the validated Course v2 document (written by generate_courses).",
-    metadata={"storage_path": "courses/<courseId>/course.json"},
+    description="courses/{courseId}/course.json: the validated Course v2 document (written by generate_courses).",
+    metadata={"storage_path": "courses/{courseId}/course.json"},
     kinds={"json"},
 )
 course_metadata = AssetSpec(
@@ -47,7 +47,7 @@ course_media = AssetSpec(
     partitions_def=courses_partitions,
     group_name="courses",
     deps=[COURSE_CONTENT],
-    description="Generated images attached into course.json (media-library/courses/<courseId>/...).",
+    description="Generated images attached into course.json (media-library/courses/{courseId}/...).",
     kinds={"image"},
 )
 
