@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from ignite_dagster.config import Settings
+from ignite_dagster.jobrun import StagedWorker
 from ignite_dagster.persist import CourseOwnedElsewhere, check_course_owner, record_course, write_course_json
 from ignite_dagster.queue import CourseJob, JobQueue
-from ignite_dagster.queue.lease import Claim, Lease, LostClaim
+from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.requests import debug_prefix, load_special_requests
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import dump_json
@@ -41,15 +41,6 @@ STAGES = {
     "repair": 80,
     "persist": 90,
 }
-
-
-class JobAborted(RuntimeError):
-    """The stage failed and the job row already says why; callers stop working on this job."""
-
-    def __init__(self, job_id: UUID, reason_code: str, message: str, new_status: str | None):
-        super().__init__(f"job {job_id}: {reason_code}: {message}")
-        self.reason_code = reason_code
-        self.new_status = new_status
 
 
 @dataclass
@@ -78,7 +69,10 @@ class CourseWork:
         return f"{self.job.course_id} (job {self.job.id}, attempt {self.job.attempt})"
 
 
-class CourseWorker:
+class CourseWorker(StagedWorker):
+    table = TABLE
+    stages = STAGES
+
     def __init__(
         self,
         settings: Settings,
@@ -89,10 +83,7 @@ class CourseWorker:
         connection: Callable[[], Any] | None = None,
         llm: Any = None,
     ):
-        self.settings = settings
-        self.queue = queue
-        self.store = store
-        self.lease = lease
+        super().__init__(settings, queue, store, lease)
         self._llm = llm
         self._connection = connection or queue.connection
 
@@ -116,15 +107,6 @@ class CourseWorker:
             on_stage=on_stage,
         )
 
-    def _fail(self, work: CourseWork, reason_code: str, message: str, retryable: bool) -> JobAborted:
-        status = self.queue.fail(
-            work.job.id, TABLE, work.job.attempt, message, reason_code, retryable,
-            backoff_base=timedelta(seconds=self.settings.backoff_base_seconds),
-            backoff_cap=timedelta(seconds=self.settings.backoff_cap_seconds),
-        )
-        self.lease.release(work.job.id)
-        return JobAborted(work.job.id, reason_code, message, status)
-
     def save_artifact(self, work: CourseWork, name: str, doc: Any) -> None:
         """Debug artifacts are best effort: losing one never fails a job."""
         try:
@@ -132,41 +114,18 @@ class CourseWorker:
         except Exception as exc:  # noqa: BLE001
             log.warning("artifact %s for job %s not saved: %s", name, work.job.id, exc)
 
-    @contextmanager
-    def stage(self, work: CourseWork, name: str, message: str | None = None) -> Iterator[None]:
-        job = work.job
-        # Progress is fenced by attempt: one query both reports the stage and proves the claim is held.
-        if self.lease.is_lost(job.id) or not self.queue.progress(
-            job.id, TABLE, job.attempt, name, STAGES[name], message or name.replace("_", " ")
-        ):
-            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
-        t0 = time.monotonic()
-        try:
-            yield
-        except LostClaim as exc:
-            self.queue.event(job.id, TABLE, job.attempt, name, "error", message=str(exc), meta={"reason_code": "lost_claim"})
-            self.lease.release(job.id)
-            raise
-        except Exception as exc:
-            from ignite_dagster.generation.types import GenerationFailed
+    def classify(self, work: CourseWork, exc: Exception) -> tuple[str, str, bool] | None:
+        from ignite_dagster.generation.types import GenerationFailed
 
-            if isinstance(exc, GenerationFailed):
-                codes = sorted({i.code for i in exc.issues if getattr(i, "severity", "error") == "error"})
-                msg = exc.message + (f" (codes: {', '.join(codes)})" if codes else "")
-                if exc.issues:
-                    self.save_artifact(work, "validation_issues.json", [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in exc.issues])
-                reason, retryable = exc.reason_code, exc.retryable
-            elif isinstance(exc, CourseOwnedElsewhere):
-                msg, reason, retryable = str(exc), exc.reason_code, False
-            elif isinstance(exc, JobAborted):
-                raise
-            else:
-                msg, reason, retryable = f"{type(exc).__name__}: {exc}", "internal_error", True
-            self.queue.event(job.id, TABLE, job.attempt, name, "error", STAGES[name], msg[:2000], {"reason_code": reason})
-            raise self._fail(work, reason, f"{name}: {msg}", retryable) from exc
-        ms = int((time.monotonic() - t0) * 1000)
-        work.stage_ms[name] = ms
-        self.queue.event(job.id, TABLE, job.attempt, name, "success", STAGES[name], f"{name} done in {ms} ms")
+        if isinstance(exc, GenerationFailed):
+            codes = sorted({i.code for i in exc.issues if getattr(i, "severity", "error") == "error"})
+            if exc.issues:
+                self.save_artifact(work, "validation_issues.json",
+                                   [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in exc.issues])
+            return exc.reason_code, exc.message + (f" (codes: {', '.join(codes)})" if codes else ""), exc.retryable
+        if isinstance(exc, CourseOwnedElsewhere):
+            return exc.reason_code, str(exc), False
+        return None
 
     # -- stages -------------------------------------------------------------------------------------
     def begin(self, job: CourseJob) -> CourseWork:
@@ -183,8 +142,10 @@ class CourseWorker:
             work.request = CourseRequest(**{k: v for k, v in fields.items() if v is not None})
         except Exception as exc:  # noqa: BLE001 - a job that cannot be read is failed, not retried blindly
             reason = "special_requests_missing" if job.has_special_requests else "invalid_request"
-            raise self._fail(work, reason, f"cannot load request: {exc}", False) from exc
-        self.queue.event(job.id, TABLE, job.attempt, "claimed", "info", 0, f"worker {job.worker_id or '-'} attempt {job.attempt}")
+            raise self.fail(work, reason, f"cannot load request: {exc}", False) from exc
+        # The pid tells an operator (and the crash test) which OS process works this attempt.
+        self.queue.event(job.id, TABLE, job.attempt, "claimed", "info", 0,
+                         f"worker {job.worker_id or '-'} attempt {job.attempt}", {"pid": os.getpid()})
         return work
 
     def select_strategy(self, work: CourseWork) -> CourseWork:

@@ -58,11 +58,12 @@ def stack(db_url, tmp_path, provider):
     s.stop()
 
 
-def run_processes(stack) -> list[psutil.Process]:
-    """Dagster run processes: the code server starts each run as a multiprocessing spawn child."""
-    daemon = psutil.Process(stack.procs["daemon"].pid)
-    return [p for p in daemon.children(recursive=True)
-            if any("spawn_main" in part for part in p.cmdline())]
+def run_process_of(queue: JobQueue, job_id, attempt: int) -> psutil.Process:
+    """The OS process working this attempt: the worker records its pid in the 'claimed' event."""
+    event = next(e for e in queue.events(job_id) if e.step == "claimed" and e.attempt == attempt)
+    proc = psutil.Process(event.meta["pid"])
+    assert any("spawn_main" in part for part in proc.cmdline()), proc.cmdline()  # a Dagster run process
+    return proc
 
 
 def test_killed_run_goes_stale_is_retried_and_ends_done_once(stack, provider, db_url, org_id, tmp_path):
@@ -76,9 +77,7 @@ def test_killed_run_goes_stale_is_retried_and_ends_done_once(stack, provider, db
                "the run to reach fill", stack=stack)
     first = queue.get(job.id)
     assert (first.status, first.attempt) == ("processing", 1)
-    victims = run_processes(stack)
-    assert len(victims) == 1, victims
-    os.kill(victims[0].pid, signal.SIGKILL)
+    os.kill(run_process_of(queue, job.id, 1).pid, signal.SIGKILL)
     gated.hold = 0  # the retry gets answers at once
     gated.gate.set()
 

@@ -120,7 +120,7 @@ def test_provider_failures_are_classified(server, reply, reason):
 
 def test_timeout_is_retryable(server):
     server.enqueue(IMAGES, Reply(body=image_png().body, delay=1.5))
-    provider = OpenAIImageProvider.from_settings(media_settings(server.base_url, llm_timeout_seconds=0.3))
+    provider = OpenAIImageProvider.from_settings(media_settings(server.base_url, image_timeout_seconds=0.3))
     with pytest.raises(MediaProviderError) as err:
         provider.generate("slow")
     assert err.value.reason_code == "provider_unavailable" and err.value.retryable

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from ignite_dagster.config import Settings
+from ignite_dagster.jobrun import JobAborted, StagedWorker
 from ignite_dagster.media.attach import (
     CourseNotReady,
     TargetMissing,
@@ -49,16 +45,8 @@ TABLE = "ai_media_jobs"
 STAGES = {"generate": 10, "store": 60, "attach": 80}
 
 
-class MediaJobFailed(RuntimeError):
-    """The stage failed and the job row already says why (``new_status``: failed / dead_letter / None)."""
-
-    def __init__(self, job_id: UUID, reason_code: str, message: str, retryable: bool, new_status: str | None):
-        super().__init__(f"media job {job_id}: {reason_code}: {message}")
-        self.job_id = job_id
-        self.reason_code = reason_code
-        self.message = message
-        self.retryable = retryable
-        self.new_status = new_status
+# The media worker's abort is the shared one (kept under its old name for readers of media code).
+MediaJobFailed = JobAborted
 
 
 @dataclass
@@ -88,13 +76,13 @@ class MediaWork:
         return self.image.cost_usd if self.image is not None else None
 
 
-class MediaWorker:
+class MediaWorker(StagedWorker):
+    table = TABLE
+    stages = STAGES
+
     def __init__(self, settings: Settings, queue: JobQueue, store: ObjectStore, lease: Lease,
                  provider: ImageProvider | None = None):
-        self.settings = settings
-        self.queue = queue
-        self.store = store
-        self.lease = lease
+        super().__init__(settings, queue, store, lease)
         self._provider = provider
         self._provider_lock = threading.Lock()
 
@@ -111,45 +99,12 @@ class MediaWorker:
         if self._provider is not None and hasattr(self._provider, "close"):
             self._provider.close()
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _fail(self, work: MediaWork, reason_code: str, message: str, retryable: bool) -> MediaJobFailed:
-        status = self.queue.fail(
-            work.job.id, TABLE, work.job.attempt, message, reason_code, retryable,
-            backoff_base=timedelta(seconds=self.settings.backoff_base_seconds),
-            backoff_cap=timedelta(seconds=self.settings.backoff_cap_seconds),
-        )
-        self.lease.release(work.job.id)
-        return MediaJobFailed(work.job.id, reason_code, message, retryable, status)
-
-    @contextmanager
-    def stage(self, work: MediaWork, name: str, message: str | None = None) -> Iterator[None]:
-        job = work.job
-        # Progress is fenced by attempt: one query both reports the stage and proves the claim is held.
-        if self.lease.is_lost(job.id) or not self.queue.progress(job.id, TABLE, job.attempt, name, STAGES[name],
-                                                                 message or name):
-            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
-        t0 = time.monotonic()
-        try:
-            yield
-        except LostClaim as exc:
-            self.queue.event(job.id, TABLE, job.attempt, name, "error", message=str(exc), meta={"reason_code": "lost_claim"})
-            self.lease.release(job.id)
-            raise
-        except MediaJobFailed:
-            raise
-        except Exception as exc:
-            if isinstance(exc, MediaProviderError):
-                reason, msg, retryable = exc.reason_code, exc.message, exc.retryable
-            elif isinstance(exc, (CourseNotReady, TargetMissing)):
-                reason, msg, retryable = exc.reason_code, str(exc), exc.retryable
-            else:
-                reason, msg, retryable = "internal_error", f"{type(exc).__name__}: {exc}", True
-            self.queue.event(job.id, TABLE, job.attempt, name, "error", STAGES[name], msg[:2000],
-                             {"reason_code": reason, "retryable": retryable})
-            raise self._fail(work, reason, f"{name}: {msg}", retryable) from exc
-        ms = int((time.monotonic() - t0) * 1000)
-        work.stage_ms[name] = ms
-        self.queue.event(job.id, TABLE, job.attempt, name, "success", STAGES[name], f"{name} done in {ms} ms")
+    def classify(self, work: MediaWork, exc: Exception) -> tuple[str, str, bool] | None:
+        if isinstance(exc, MediaProviderError):
+            return exc.reason_code, exc.message, exc.retryable
+        if isinstance(exc, (CourseNotReady, TargetMissing)):
+            return exc.reason_code, str(exc), exc.retryable
+        return None
 
     # -- stages -------------------------------------------------------------------------------------
     def begin(self, job: MediaJob) -> MediaWork:
@@ -157,7 +112,7 @@ class MediaWorker:
         self.lease.add(Claim(job.id, TABLE, job.attempt))
         work = MediaWork(job=job)
         if job.media_type != "image":
-            raise self._fail(work, "unsupported_media_type", f"media type {job.media_type!r} has no provider", False)
+            raise self.fail(work, "unsupported_media_type", f"media type {job.media_type!r} has no provider", False)
         self.queue.event(job.id, TABLE, job.attempt, "claimed", "info", 0,
                          f"worker {job.worker_id or '-'} attempt {job.attempt}")
         return work

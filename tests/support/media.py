@@ -27,7 +27,7 @@ def water_cycle_course(course_id: str, **kw: Any) -> dict[str, Any]:
 def media_settings(base_url: str, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "openai_api_key": "test-key", "openai_base_url": base_url, "image_model": IMAGE_MODEL,
-        "image_size": "256x256", "llm_prices": PRICES, "llm_timeout_seconds": 10.0,
+        "image_size": "256x256", "llm_prices": PRICES, "image_timeout_seconds": 10.0,
         "backoff_base_seconds": 0.2, "backoff_cap_seconds": 0.5, "heartbeat_seconds": 5.0,
     }
     values.update(kw)

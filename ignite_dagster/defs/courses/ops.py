@@ -71,8 +71,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
 
 
 def _stage(context: OpExecutionContext, factory: FactoryResource, name: str, work):
+    from ignite_dagster.jobrun import JobAborted
     from ignite_dagster.queue.lease import LostClaim
-    from ignite_dagster.worker import JobAborted
 
     try:
         return getattr(factory.worker(), name)(work)
