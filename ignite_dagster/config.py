@@ -76,6 +76,7 @@ class Settings:
     enqueue_rate_per_minute: int = _env_field("IGNITE_ENQUEUE_RATE_PER_MINUTE", 120, "Per-caller enqueue rate limit.", kind="int")
     api_host: str = _env_field("IGNITE_API_HOST", "127.0.0.1", "Bind address of `ignite api`.")
     api_port: int = _env_field("IGNITE_API_PORT", 8787, "Port of `ignite api`.", kind="int")
+    api_cors_origins: str | None = _env_field("IGNITE_API_CORS_ORIGINS", None, "Comma-separated browser origins allowed to call the API (a frontend on another origin needs this); unset = no CORS.")
 
     heartbeat_seconds: float = _env_field("IGNITE_HEARTBEAT_SECONDS", 30.0, "Heartbeat interval of a running job.", kind="float")
     stale_timeout_seconds: float = _env_field("IGNITE_STALE_TIMEOUT_SECONDS", 300.0, "A processing job without heartbeat this long becomes stale.", kind="float")

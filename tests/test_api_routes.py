@@ -393,3 +393,18 @@ def test_live_media_through_a_real_openai_compatible_server(db_url, tmp_path):
                                                code="content_policy_violation"))
             refused = c.post(MEDIA, json={"prompt": "x"}, headers=agent_headers(w.org_a))
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "content_refused"
+
+
+def test_cors_for_browser_frontends(db_url, tmp_path):
+    w = build_world(db_url, tmp_path)
+    origin = "https://app.example"
+    with running_api(api_settings(), db_url, w.store, cors_origins=[origin]) as server, \
+            httpx.Client(base_url=server.url) as c:
+        pre = c.options(ENQUEUE, headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                          "Access-Control-Request-Headers": "authorization,x-agent-token,content-type"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == origin
+        r = c.post(ENQUEUE, json=body(), headers={**w.token("editor_a"), "Origin": origin})
+        assert r.status_code == 202 and r.headers["access-control-allow-origin"] == origin
+        assert "X-Request-Id" in r.headers["access-control-expose-headers"]
+        other = c.options(ENQUEUE, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in other.headers

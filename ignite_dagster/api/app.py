@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -30,6 +31,18 @@ from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.base import ObjectStore
 
 API_VERSION = "1.0.0"
+# What the original edge functions' clients send (supabase-js adds apikey and x-client-info).
+CORS_HEADERS = [
+    "authorization",
+    "apikey",
+    "content-type",
+    "x-client-info",
+    "x-agent-token",
+    "x-organization-id",
+    "x-user-id",
+    "idempotency-key",
+    "x-request-id",
+]
 
 DESCRIPTION = """
 HTTP front of the ignite course factory. Routes mirror the original Supabase edge functions
@@ -64,8 +77,13 @@ def create_app(
     store: ObjectStore,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    cors_origins: list[str] | None = None,
 ) -> FastAPI:
-    """Build the service. Refuses (ConfigError) an auth configuration that is unsafe or empty."""
+    """Build the service. Refuses (ConfigError) an auth configuration that is unsafe or empty.
+
+    ``cors_origins``: browser origins allowed to call the API (``["*"]`` for any). A frontend that
+    called the Supabase edge functions from the browser needs this to switch base URL; None = no CORS.
+    """
     from ignite_dagster.api.routes import router  # late: routes import this module's AppDeps
 
     check_auth_settings(settings)
@@ -98,6 +116,17 @@ def create_app(
 
     app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+    if cors_origins:
+        # Added last = outermost: preflights are answered before auth, and every response (413s from
+        # the body limit included) carries the CORS headers a browser needs to read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=CORS_HEADERS,
+            expose_headers=["X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

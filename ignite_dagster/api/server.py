@@ -36,7 +36,8 @@ def serve(settings: Settings | None = None, *, host: str | None = None, port: in
     store = open_store(settings)
     pool = db.make_pool(url, max_size=settings.db_pool_max, name="ignite-api")
     try:
-        app = create_app(settings, pool, store)
+        origins = [o.strip() for o in (settings.api_cors_origins or "").split(",") if o.strip()]
+        app = create_app(settings, pool, store, cors_origins=origins or None)
         uvicorn.run(
             app,
             host=host or settings.api_host,
