@@ -228,7 +228,6 @@ class _Demo:
 
     # -- steps -------------------------------------------------------------------------------------
     def _prepare(self) -> dict[str, str]:
-        import warnings
 
         import psycopg
 
@@ -238,9 +237,7 @@ class _Demo:
         embedded = not s.database_url
         what = (f"starting the embedded Postgres under {s.home / 'pgdata'} (first start: a few seconds)"
                 if embedded else "connecting to DATABASE_URL")
-        with self.console.status(f"{what}, applying migrations…"), warnings.catch_warnings():
-            # pgserver's platformdirs warns about an unset XDG_RUNTIME_DIR (containers, CI); harmless here.
-            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        with self.console.status(f"{what}, applying migrations…"):
             try:
                 env = prepare_instance(s)
             except psycopg.OperationalError as exc:

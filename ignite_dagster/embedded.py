@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,8 @@ EMBEDDED_DB = "ignite"
 
 
 def _server(home: Path):
+    # pgserver's platformdirs warns about an unset XDG_RUNTIME_DIR (containers, CI); harmless here.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     import pgserver  # imported lazily: it costs start-up time and is not needed with DATABASE_URL
 
     home.mkdir(parents=True, exist_ok=True)

@@ -89,3 +89,33 @@ def test_tick_respects_its_time_budget(sensor_env, org_id):
         queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
     assert plan_runs(lambda: queue.claim_course_jobs("w", limit=1), free=4, per_run=4, budget_s=0) == []
     assert queue.depth()["ai_course_jobs"] == {"pending": 4}
+
+
+def test_two_daemons_ticking_together_never_share_a_claim(sensor_env, org_id, monkeypatch):
+    """Two sensor ticks at once (two daemons): SKIP LOCKED hands each job to one of them, and the run
+    keys (job id + attempt) never collide."""
+    import threading
+
+    monkeypatch.setenv("IGNITE_MAX_CONCURRENT_RUNS", "4")
+    monkeypatch.setenv("IGNITE_COURSES_PER_RUN", "2")
+    code_location_services.cache_clear()
+    queue = sensor_env
+    for i in range(12):
+        queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
+    results, start = [], threading.Barrier(2)
+
+    def tick():
+        with DagsterInstance.ephemeral() as instance:
+            start.wait()
+            results.append(_evaluate(instance))
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    claims = [c for r in results for req in r.run_requests for c in decode_claims(req.tags["ignite/jobs"])]
+    keys = [req.run_key for r in results for req in r.run_requests]
+    assert len(claims) == len({c[0] for c in claims}) > 0
+    assert len(keys) == len(set(keys))
+    assert len(claims) == sum(1 for j in queue.list(limit=100) if j.status == "processing")
