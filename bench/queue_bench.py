@@ -5,6 +5,7 @@ Same N no-op jobs, same worker count, one process run:
   * procrastinate: its worker with concurrency W (wait=False, so it stops when the queue is empty)
   * ours, fused: complete_course_job_and_claim_next() (ack + fetch next in one transaction)
   * ours, batch claims: claim_course_jobs(100) from W threads (claim rate; completes are not timed)
+  * ceiling: two trivial single-row UPDATE + commit round trips per job, no queue logic at all
   * ours, per job, after 20,000 finished rows are kept in the table (the partial index at work)
 
     .venv/bin/python bench/queue_bench.py [--jobs 2000] [--workers 4]
@@ -35,6 +36,7 @@ def seed(url: str, org, n: int, status: str = "pending") -> None:
             "SELECT %s, 'c-' || g, 'addition', '3-5', %s FROM generate_series(1, %s) g",
             (org, status, n),
         )
+        conn.execute("ANALYZE ai_course_jobs")  # planner statistics, as autovacuum would have them
 
 
 def new_org(url: str):
@@ -58,8 +60,6 @@ def ours_per_job(url: str, n: int, workers: int, finished_rows: int = 0) -> floa
     org = new_org(url)
     if finished_rows:
         seed(url, org, finished_rows, status="done")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ANALYZE ai_course_jobs")
     seed(url, org, n)
     pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
     queue = JobQueue(pool)
@@ -104,6 +104,29 @@ def ours_fused(url: str, n: int, workers: int) -> float:
     return n / elapsed
 
 
+def commit_floor(url: str, n: int, workers: int) -> float:
+    """The ceiling for any design with two transactions per job on this server: each worker commits two
+    trivial single-row UPDATEs per 'job' (no queue logic at all)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE floor_rows (id int PRIMARY KEY, n int NOT NULL DEFAULT 0)")
+        conn.execute("INSERT INTO floor_rows (id) SELECT g FROM generate_series(1, %s) g", (workers,))
+    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
+    ids = iter(range(1, workers + 1))
+    lock = threading.Lock()
+
+    def work(start):
+        with lock:
+            row = next(ids)
+        start.wait()
+        with pool.connection() as conn:
+            for _ in range(2 * (n // workers)):
+                conn.execute("UPDATE floor_rows SET n = n + 1 WHERE id = %s", (row,))
+
+    elapsed = run_threads(workers, work)
+    pool.close()
+    return n / elapsed
+
+
 def ours_batch_claims(url: str, n: int, workers: int, batch: int = 100) -> float:
     org = new_org(url)
     seed(url, org, n)
@@ -137,6 +160,8 @@ def procrastinate_rate(url: str, n: int, workers: int) -> float:
     with app.open():
         app.schema_manager.apply_schema()
         noop.batch_defer(*([{}] * n))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE procrastinate_jobs")  # same footing as ours
         t0 = time.perf_counter()
         app.run_worker(concurrency=workers, wait=False, listen_notify=False, install_signal_handlers=False)
         elapsed = time.perf_counter() - t0
@@ -151,20 +176,27 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--finished", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=2, help="runs per figure; the best is printed")
     args = ap.parse_args()
     pg = TestPostgres()
     try:
         n, w = args.jobs, args.workers
-        peer = procrastinate_rate(pg.create_database(migrate=False), n, w)
-        ours = ours_per_job(pg.fresh(), n, w)
-        fused = ours_fused(pg.fresh(), n, w)
-        batch = ours_batch_claims(pg.fresh(), n * 5, w)
-        loaded = ours_per_job(pg.fresh(), n, w, finished_rows=args.finished)
-        print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}")
+        # each figure: best of --repeat runs on fresh databases, the contenders interleaved
+        peer = ours = fused = batch = loaded = floor = 0.0
+        for _ in range(args.repeat):
+            peer = max(peer, procrastinate_rate(pg.create_database(migrate=False), n, w))
+            ours = max(ours, ours_per_job(pg.fresh(), n, w))
+            fused = max(fused, ours_fused(pg.fresh(), n, w))
+            batch = max(batch, ours_batch_claims(pg.fresh(), n * 5, w))
+            loaded = max(loaded, ours_per_job(pg.fresh(), n, w, finished_rows=args.finished))
+            floor = max(floor, commit_floor(pg.create_database(migrate=False), n, w))
+        print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}, best of {args.repeat}")
         print(f"procrastinate claim+complete:           {peer:8.0f} jobs/s")
         print(f"ignite claim+complete (per job):        {ours:8.0f} jobs/s   ratio vs procrastinate {ours / peer:.1f}x (target >= 4x)")
         print(f"ignite complete_and_claim_next loop:    {fused:8.0f} jobs/s   ratio vs procrastinate {fused / peer:.1f}x")
         print(f"ignite batch claims (100 per call):     {batch:8.0f} jobs/s   (target >= 5000)")
+        print(f"ceiling: 2 trivial UPDATE+commit per job:  {floor:8.0f} jobs/s   = {floor / peer:.1f}x procrastinate "
+              f"(no two-transaction design can beat this here)")
         print(f"ignite per job with {args.finished} finished rows: {loaded:8.0f} jobs/s   "
               f"{loaded / ours:.0%} of the empty-table rate (target >= 80%)")
     finally:
