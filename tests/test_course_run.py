@@ -1,0 +1,92 @@
+"""A generate_courses run in process against a real Postgres and storage: per-course isolation,
+materializations and checks, and the run-failure sensor's fencing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    build_run_status_sensor_context,
+    job,
+    op,
+)
+
+from ignite_dagster.defs.claims import JOBS_TAG, encode_claims
+from ignite_dagster.defs.courses.jobs import generate_courses
+from ignite_dagster.defs.courses.sensors import build_course_sensors
+from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.queue import JobQueue
+from tests.support.jobs import new_course
+
+course_run_failure_sensor = build_course_sensors(1)[1]
+
+
+@pytest.fixture
+def queue(db_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
+    code_location_services.cache_clear()
+    yield JobQueue(db_url)
+    code_location_services.cache_clear()
+
+
+def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
+    good = [queue.enqueue_course(new_course(f"good-{i}", subject=s), organization_id=org_id).job.id
+            for i, s in enumerate(("addition", "division"))]
+    bad = queue.enqueue_course(new_course("bad-1", subject="astrophysics", strategy="deterministic"),
+                               organization_id=org_id).job.id
+    with DagsterInstance.ephemeral() as instance:
+        result = generate_courses.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": 10}}}})
+        assert not result.success  # the bad branch fails the run, visibly
+        mats = {(e.event_specific_data.materialization.asset_key, e.event_specific_data.materialization.partition)
+                for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION}
+        assert mats == {(AssetKey(k), p) for k in ("course_content", "course_metadata") for p in ("good-0", "good-1")}
+        checks = {(e.event_specific_data.partition, e.event_specific_data.passed)
+                  for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION}
+        assert checks == {("good-0", True), ("good-1", True)}
+        failed_steps = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE}
+        assert failed_steps == {"select_strategy[bad_1__" + bad.hex[:8] + "]"}
+
+        # the run-failure sensor then finds nothing to change: every job was marked by the run (fenced)
+        run = instance.get_run_by_id(result.run_id)
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+        course_run_failure_sensor(build_run_status_sensor_context(
+            "course_run_failure_sensor", failure, instance, run).for_run_failure())
+    assert [queue.get(i).status for i in good] == ["done", "done"]
+    row = queue.get(bad)
+    assert (row.status, row.reason_code) == ("dead_letter", "no_pack") and "astrophysics" in row.error
+    assert not (tmp_path / "storage/courses/bad-1/course.json").exists()
+    doc = json.loads((tmp_path / "storage/courses/good-0/course.json").read_text())
+    assert doc["generation"]["jobId"] == str(good[0])
+
+
+@op
+def _dies():
+    raise RuntimeError("run process died")
+
+
+@job
+def _dying_job():
+    _dies()
+
+
+def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, org_id):
+    for i in range(2):
+        queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
+    held, finished = queue.claim_course_jobs("dead-run", limit=2)
+    assert queue.complete(finished.id, "ai_course_jobs", finished.attempt, {})
+    tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (finished.id, finished.attempt)])}
+    with DagsterInstance.ephemeral() as instance:
+        result = _dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+        course_run_failure_sensor(build_run_status_sensor_context(
+            "course_run_failure_sensor", failure, instance, instance.get_run_by_id(result.run_id)).for_run_failure())
+    row = queue.get(held.id)
+    assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
+    assert queue.get(finished.id).status == "done"
