@@ -10,9 +10,6 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
-    build_run_status_sensor_context,
-    job,
-    op,
 )
 
 from ignite_dagster.defs.claims import JOBS_TAG, encode_claims
@@ -21,6 +18,7 @@ from ignite_dagster.defs.courses.sensors import build_course_sensors
 from ignite_dagster.defs.resources import code_location_services
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
+from tests.support.runs import dying_job, fire_failure_sensor
 
 course_run_failure_sensor = build_course_sensors(1)[1]
 
@@ -54,26 +52,13 @@ def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
         assert failed_steps == {"select_strategy[bad_1__" + bad.hex[:8] + "]"}
 
         # the run-failure sensor then finds nothing to change: every job was marked by the run (fenced)
-        run = instance.get_run_by_id(result.run_id)
-        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        course_run_failure_sensor(build_run_status_sensor_context(
-            "course_run_failure_sensor", failure, instance, run).for_run_failure())
+        fire_failure_sensor(course_run_failure_sensor, instance, result)
     assert [queue.get(i).status for i in good] == ["done", "done"]
     row = queue.get(bad)
     assert (row.status, row.reason_code) == ("dead_letter", "no_pack") and "astrophysics" in row.error
     assert not (tmp_path / "storage/courses/bad-1/course.json").exists()
     doc = json.loads((tmp_path / "storage/courses/good-0/course.json").read_text())
     assert doc["generation"]["jobId"] == str(good[0])
-
-
-@op
-def _dies():
-    raise RuntimeError("run process died")
-
-
-@job
-def _dying_job():
-    _dies()
 
 
 def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, org_id):
@@ -83,10 +68,8 @@ def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, or
     assert queue.complete(finished.id, "ai_course_jobs", finished.attempt, {})
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (finished.id, finished.attempt)])}
     with DagsterInstance.ephemeral() as instance:
-        result = _dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        course_run_failure_sensor(build_run_status_sensor_context(
-            "course_run_failure_sensor", failure, instance, instance.get_run_by_id(result.run_id)).for_run_failure())
+        result = dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        fire_failure_sensor(course_run_failure_sensor, instance, result)
     row = queue.get(held.id)
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
     assert queue.get(finished.id).status == "done"

@@ -15,10 +15,7 @@ from dagster import (
     DagsterRunStatus,
     SensorResult,
     SkipReason,
-    build_run_status_sensor_context,
     build_sensor_context,
-    job,
-    op,
 )
 from dagster._core.test_utils import create_run_for_test
 
@@ -31,6 +28,7 @@ from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage import LocalObjectStore
 from tests.support.media import IMAGE_MODEL, PRICES, enqueue_targets, water_cycle_course
 from tests.support.openai_server import IMAGES, OpenAICompatServer, api_error, image_png
+from tests.support.runs import dying_job, fire_failure_sensor
 
 media_run_failure_sensor = build_media_sensors(1)[1]
 
@@ -125,26 +123,13 @@ def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refus
         assert set(instance.get_dynamic_partitions("courses")) == {"wc-good", "wc-bad"}
 
         # the run-failure sensor finds nothing left to fail: every claim was already marked (fenced)
-        run = instance.get_run_by_id(result.run_id)
-        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        ctx = build_run_status_sensor_context("media_run_failure_sensor", failure, instance, run).for_run_failure()
-        media_run_failure_sensor(ctx)
+        fire_failure_sensor(media_run_failure_sensor, instance, result)
     assert {queue.get(i, "ai_media_jobs").status for i in good_ids} == {"done"}
     row = queue.get(bad, "ai_media_jobs")
     assert (row.status, row.reason_code) == ("dead_letter", "content_refused")
     doc = json.loads(store.get(course_path("wc-good")).data)
     urls = [IMAGE_MARKER.findall(t["content"])[0] for t in doc["studyTexts"]]
     assert sorted(urls) == sorted(queue.get(i, "ai_media_jobs").result_url for i in good_ids)
-
-
-@op
-def _dies():
-    raise RuntimeError("run process died")
-
-
-@job
-def _dying_job():
-    _dies()
 
 
 def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
@@ -155,11 +140,8 @@ def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
     queue.complete(done.id, "ai_media_jobs", done.attempt, {"result_url": "x"})
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (done.id, done.attempt)])}
     with DagsterInstance.ephemeral() as instance:
-        result = _dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        run = instance.get_run_by_id(result.run_id)
-        media_run_failure_sensor(build_run_status_sensor_context(
-            "media_run_failure_sensor", failure, instance, run).for_run_failure())
+        result = dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        fire_failure_sensor(media_run_failure_sensor, instance, result)
     row = queue.get(held.id, "ai_media_jobs")
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
     assert queue.get(done.id, "ai_media_jobs").status == "done"
