@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +60,6 @@ class CourseWork:
     prompt_version: str | None = None
     repair_rounds: int = 0
     stage_ms: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
     result: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,11 +116,8 @@ class CourseWorker(StagedWorker):
         from ignite_dagster.generation.types import GenerationFailed
 
         if isinstance(exc, GenerationFailed):
-            codes = sorted({i.code for i in exc.issues if getattr(i, "severity", "error") == "error"})
-            if exc.issues:
-                self.save_artifact(work, "validation_issues.json",
-                                   [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in exc.issues])
-            return exc.reason_code, exc.message + (f" (codes: {', '.join(codes)})" if codes else ""), exc.retryable
+            # the engine's message names the validation codes; validation_issues.json is already saved
+            return exc.reason_code, exc.message, exc.retryable
         if isinstance(exc, CourseOwnedElsewhere):
             return exc.reason_code, str(exc), False
         return None
