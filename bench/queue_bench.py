@@ -56,52 +56,53 @@ def run_threads(workers: int, target) -> float:
     return time.perf_counter() - t0
 
 
-def ours_per_job(url: str, n: int, workers: int, finished_rows: int = 0) -> float:
+def drain(url: str, n: int, workers: int, loop, finished_rows: int = 0) -> float:
+    """Seed n pending jobs (after ``finished_rows`` done ones), run ``loop(queue) -> jobs handled`` in each of
+    ``workers`` threads until the queue is empty; returns jobs/s and checks every job was handled once."""
     org = new_org(url)
     if finished_rows:
         seed(url, org, finished_rows, status="done")
     seed(url, org, n)
     pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
     queue = JobQueue(pool)
-    done = []
+    handled: list[int] = []
 
     def work(start):
         start.wait()
-        count = 0
-        while jobs := queue.claim_course_jobs("bench", limit=1):
-            job = jobs[0]
-            assert queue.complete(job.id, "ai_course_jobs", job.attempt, {})
-            count += 1
-        done.append(count)
+        handled.append(loop(queue))
 
     elapsed = run_threads(workers, work)
     pool.close()
-    assert sum(done) == n, (sum(done), n)
+    assert sum(handled) == n, (sum(handled), n)
     return n / elapsed
 
 
-def ours_fused(url: str, n: int, workers: int) -> float:
-    """The worker loop with complete_and_claim_next: one round trip and one commit per job."""
-    org = new_org(url)
-    seed(url, org, n)
-    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
-    queue = JobQueue(pool)
-    done = []
+def per_job_loop(queue: JobQueue) -> int:
+    """get_next_pending_job() then complete_job(), one job at a time."""
+    count = 0
+    while jobs := queue.claim_course_jobs("bench", limit=1):
+        assert queue.complete(jobs[0].id, "ai_course_jobs", jobs[0].attempt, {})
+        count += 1
+    return count
 
-    def work(start):
-        start.wait()
-        count = 0
-        jobs = queue.claim_course_jobs("bench", limit=1)
-        job = jobs[0] if jobs else None
-        while job is not None:
-            job = queue.complete_and_claim_next(job.id, job.attempt, {}, "bench")
-            count += 1
-        done.append(count)
 
-    elapsed = run_threads(workers, work)
-    pool.close()
-    assert sum(done) == n, (sum(done), n)
-    return n / elapsed
+def fused_loop(queue: JobQueue) -> int:
+    """complete_and_claim_next: one round trip and one commit per job."""
+    count = 0
+    jobs = queue.claim_course_jobs("bench", limit=1)
+    job = jobs[0] if jobs else None
+    while job is not None:
+        job = queue.complete_and_claim_next(job.id, job.attempt, {}, "bench")
+        count += 1
+    return count
+
+
+def batch_claim_loop(queue: JobQueue, batch: int = 100) -> int:
+    """Claims only (the claim rate); completes are not timed."""
+    count = 0
+    while jobs := queue.claim_course_jobs("bench", limit=batch):
+        count += len(jobs)
+    return count
 
 
 def commit_floor(url: str, n: int, workers: int) -> float:
@@ -124,26 +125,6 @@ def commit_floor(url: str, n: int, workers: int) -> float:
 
     elapsed = run_threads(workers, work)
     pool.close()
-    return n / elapsed
-
-
-def ours_batch_claims(url: str, n: int, workers: int, batch: int = 100) -> float:
-    org = new_org(url)
-    seed(url, org, n)
-    pool = db.make_pool(url, max_size=workers, min_size=workers, name="bench")
-    queue = JobQueue(pool)
-    claimed = []
-
-    def work(start):
-        start.wait()
-        count = 0
-        while jobs := queue.claim_course_jobs("bench", limit=batch):
-            count += len(jobs)
-        claimed.append(count)
-
-    elapsed = run_threads(workers, work)
-    pool.close()
-    assert sum(claimed) == n
     return n / elapsed
 
 
@@ -185,10 +166,10 @@ def main() -> int:
         peer = ours = fused = batch = loaded = floor = 0.0
         for _ in range(args.repeat):
             peer = max(peer, procrastinate_rate(pg.create_database(migrate=False), n, w))
-            ours = max(ours, ours_per_job(pg.fresh(), n, w))
-            fused = max(fused, ours_fused(pg.fresh(), n, w))
-            batch = max(batch, ours_batch_claims(pg.fresh(), n * 5, w))
-            loaded = max(loaded, ours_per_job(pg.fresh(), n, w, finished_rows=args.finished))
+            ours = max(ours, drain(pg.fresh(), n, w, per_job_loop))
+            fused = max(fused, drain(pg.fresh(), n, w, fused_loop))
+            batch = max(batch, drain(pg.fresh(), n * 5, w, batch_claim_loop))
+            loaded = max(loaded, drain(pg.fresh(), n, w, per_job_loop, finished_rows=args.finished))
             floor = max(floor, commit_floor(pg.create_database(migrate=False), n, w))
         print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}, best of {args.repeat}")
         print(f"procrastinate claim+complete:           {peer:8.0f} jobs/s")
