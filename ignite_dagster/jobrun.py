@@ -51,12 +51,14 @@ class StagedWorker:
         """(reason_code, message, retryable) for a known failure; None for an unexpected one."""
         return None
 
-    def fail(self, work: Any, reason_code: str, message: str, retryable: bool) -> JobAborted:
+    def fail(self, work: Any, reason_code: str, message: str, retryable: bool,
+             retry_after: float | None = None) -> JobAborted:
         job = work.job
         status = self.queue.fail(
             job.id, self.table, job.attempt, message, reason_code, retryable,
             backoff_base=timedelta(seconds=self.settings.backoff_base_seconds),
             backoff_cap=timedelta(seconds=self.settings.backoff_cap_seconds),
+            retry_after=timedelta(seconds=retry_after) if retry_after else None,
         )
         self.lease.release(job.id)
         return JobAborted(job.id, reason_code, message, retryable, status)
@@ -85,7 +87,8 @@ class StagedWorker:
                 log.exception("%s job %s: unexpected failure in %s", self.table, job.id, name)
             self.queue.event(job.id, self.table, job.attempt, name, "error", percent, msg[:2000],
                              {"reason_code": reason, "retryable": retryable})
-            raise self.fail(work, reason, f"{name}: {msg}", retryable) from exc
+            # an upstream Retry-After (provider errors carry it) is a floor under the queue's backoff
+            raise self.fail(work, reason, f"{name}: {msg}", retryable, getattr(exc, "retry_after", None)) from exc
         ms = int((time.monotonic() - t0) * 1000)
         work.stage_ms[name] = ms
         self.queue.event(job.id, self.table, job.attempt, name, "success", percent, f"{name} done in {ms} ms")

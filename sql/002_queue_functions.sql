@@ -152,11 +152,13 @@ END $$;
 
 -- Failure, fenced by attempt. Returns the new status ('failed' or 'dead_letter'), NULL when refused.
 -- Retryable failures wait an exponential backoff with equal jitter: delay = min(cap, base * 2^retry_count),
--- then uniformly in [delay/2, delay]. Not retryable, or retry budget spent: straight to dead_letter.
+-- then uniformly in [delay/2, delay], and never sooner than p_retry_after (an upstream Retry-After).
+-- Not retryable, or retry budget spent: straight to dead_letter.
 CREATE FUNCTION fail_job(p_job_id uuid, p_job_table text, p_attempt int, p_error text, p_reason_code text,
                          p_retryable boolean DEFAULT true,
                          p_backoff_base interval DEFAULT '30 seconds',
-                         p_backoff_cap interval DEFAULT '15 minutes')
+                         p_backoff_cap interval DEFAULT '15 minutes',
+                         p_retry_after interval DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE new_status text;
 BEGIN
@@ -167,13 +169,15 @@ BEGIN
                          THEN $2 || format('' (retries: %%s/%%s)'', retry_count, max_retries) ELSE $2 END,
             reason_code = $3,
             completed_at = CASE WHEN NOT $4 OR retry_count >= max_retries THEN now() END,
-            next_attempt_at = now() + least($6, $5 * power(2, least(retry_count, 30))) * (0.5 + random() / 2),
+            next_attempt_at = now() + greatest(least($6, $5 * power(2, least(retry_count, 30))) * (0.5 + random() / 2),
+                                               coalesce($8, interval ''0'')),
             worker_id = NULL, updated_at = now(), last_event_at = now()
          WHERE id = $1 AND status = ''processing'' AND attempt = $7
          RETURNING status',
         ignite_check_job_table(p_job_table))
     INTO new_status
-    USING p_job_id, p_error, p_reason_code, coalesce(p_retryable, true), p_backoff_base, p_backoff_cap, p_attempt;
+    USING p_job_id, p_error, p_reason_code, coalesce(p_retryable, true), p_backoff_base, p_backoff_cap, p_attempt,
+          p_retry_after;
     RETURN new_status;
 END $$;
 

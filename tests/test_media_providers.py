@@ -249,3 +249,15 @@ def test_live_image_failure_keeps_the_reason_and_stores_nothing(server, tmp_path
         generate_live_image(media_settings(server.base_url), store, "an apple")
     assert err.value.reason_code == "provider_quota"
     assert store.list("media-library/") == []
+
+
+def test_upstream_retry_after_delays_the_queue_retry(server, world):
+    queue = world["queue"]
+    server.enqueue(IMAGES, rate_limited(retry_after=90))
+    job_id = stimulus_job(world)
+    failed_at = datetime.now(UTC)
+    with pytest.raises(MediaJobFailed):
+        world["worker"].process(claim(queue))
+    row = queue.get(job_id, "ai_media_jobs")
+    assert row.status == "failed" and (row.next_attempt_at - failed_at).total_seconds() >= 89
+    assert queue.claim_media_jobs("test-worker", limit=1) == []  # not before the provider said

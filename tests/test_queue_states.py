@@ -261,3 +261,13 @@ def test_complete_and_claim_next_is_one_fenced_step(queue, org_id):
     assert (queue.get(a.id).status, nxt.id, nxt.status, nxt.worker_id) == ("done", b.id, "processing", "w")
     assert queue.complete_and_claim_next(nxt.id, nxt.attempt, {}, "w") is None
     assert queue.get(b.id).status == "done"
+
+
+def test_retry_after_is_a_floor_under_the_backoff(queue, org_id):
+    queue.enqueue_course(new_course(), organization_id=org_id)
+    job = claim_one(queue)
+    t0 = datetime.now(UTC)
+    queue.fail(job.id, C, job.attempt, "429", "provider_rate_limited", True, backoff_base=timedelta(seconds=1),
+               retry_after=timedelta(seconds=120))
+    delay = (queue.get(job.id).next_attempt_at - t0).total_seconds()
+    assert 119 <= delay <= 121, delay

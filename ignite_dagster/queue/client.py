@@ -245,11 +245,15 @@ class JobQueue:
         retryable: bool = True,
         backoff_base: timedelta = timedelta(seconds=30),
         backoff_cap: timedelta = timedelta(minutes=15),
+        retry_after: timedelta | None = None,
     ) -> str | None:
-        """Returns the new status (``failed`` or ``dead_letter``), or None when the attempt is fenced."""
+        """Returns the new status (``failed`` or ``dead_letter``), or None when the attempt is fenced.
+
+        ``retry_after`` (an upstream Retry-After) is a floor under the backoff."""
         return self._value(
-            "SELECT fail_job(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (job_id, _check_table(table), attempt, error[:4000], reason_code, retryable, backoff_base, backoff_cap),
+            "SELECT fail_job(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (job_id, _check_table(table), attempt, error[:4000], reason_code, retryable, backoff_base, backoff_cap,
+             retry_after),
         )
 
     def requeue(self, job_id: UUID, table: str) -> bool:
