@@ -1,6 +1,10 @@
-"""Drift correction (queue.md "Reconciliation"): a course job that is not done, but whose course.json
-was written by that job (the ``generation`` block names it), is finished: metadata and catalog rows are
-recorded as persist would have, and the job is marked done."""
+"""Drift correction (queue.md "Reconciliation").
+
+A course job that is not done, but whose course.json was written by that job (the ``generation`` block
+names it), is finished: metadata and catalog rows are recorded as persist would have, and the job is
+marked done. A media job that is not done, but whose image (stored under the job's id) is attached in
+course.json, is marked done too. Processing jobs are only touched once their heartbeat has been quiet
+for ``quiet_for``: a live worker finishes its own job."""
 
 from __future__ import annotations
 
@@ -58,4 +62,38 @@ def reconcile(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limi
             report.marked_done.append(row["id"])
         except Exception as exc:  # noqa: BLE001
             log.warning("reconcile: job %s not marked done: %s", row["id"], exc)
+    return report
+
+
+def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limit: int = 200) -> ReconcileReport:
+    from ignite_dagster.media.attach import attached_urls, find_stored
+
+    report = ReconcileReport()
+    with queue.connection() as conn:
+        rows = conn.execute(
+            """
+            SELECT id, course_id, target_ref FROM ai_media_jobs
+            WHERE status IN ('failed', 'stale') OR (status = 'processing' AND last_heartbeat < now() - %s)
+            ORDER BY updated_at LIMIT %s
+            """,
+            (quiet_for, limit),
+        ).fetchall()
+    for row in rows:
+        report.checked += 1
+        try:
+            key = find_stored(store, row["course_id"], row["target_ref"], row["id"])
+            if key is None:
+                continue
+            doc = json.loads(store.get(course_path(row["course_id"])).data)
+            url = store.public_url(key)
+            if url not in {u for _, u in attached_urls(doc)}:
+                continue  # stored but never attached: the retry attaches it (reusing the image)
+            with queue.connection() as conn:
+                done = conn.execute("SELECT reconcile_media_job_done(%s, %s, %s) AS ok", (row["id"], url, key)).fetchone()
+            if done["ok"]:
+                report.marked_done.append(row["id"])
+        except NotFound:
+            continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable course must not stop the sweep
+            log.warning("reconcile: media job %s not checked: %s", row["id"], exc)
     return report

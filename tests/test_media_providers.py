@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -261,3 +261,25 @@ def test_upstream_retry_after_delays_the_queue_retry(server, world):
     row = queue.get(job_id, "ai_media_jobs")
     assert row.status == "failed" and (row.next_attempt_at - failed_at).total_seconds() >= 89
     assert queue.claim_media_jobs("test-worker", limit=1) == []  # not before the provider said
+
+
+def test_reconcile_finishes_a_media_job_whose_worker_died_after_attaching(world, server):
+    from ignite_dagster.media.attach import attach_to_course
+    from ignite_dagster.reconcile import reconcile_media
+    from tests.support.jobs import set_columns
+
+    queue, worker = world["queue"], world["worker"]
+    items = world["course"]["items"]
+    job_id, other_id = enqueue_targets(queue, world["org"], COURSE,
+                                       [{"type": "item_stimulus", "itemId": items[i]["id"]} for i in (0, 1)])
+    work = worker.store_image(worker.generate(worker.begin(claim(queue))))
+    attach_to_course(world["store"], COURSE, work.job.target_ref, work.url)  # ... and the process died here
+    stored_only = worker.store_image(worker.generate(worker.begin(claim(queue))))  # died before attaching
+    for jid in (job_id, other_id):
+        set_columns(world["db_url"], "ai_media_jobs", jid, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
+    report = reconcile_media(queue, world["store"], quiet_for=timedelta(seconds=60))
+    assert report.marked_done == [job_id] and report.checked == 2
+    done = queue.get(job_id, "ai_media_jobs")
+    assert (done.status, done.result_url, done.result_path) == ("done", work.url, work.key)
+    assert queue.get(other_id, "ai_media_jobs").status == "processing"  # the retry will attach it
+    assert stored_only.job.id == other_id

@@ -19,13 +19,16 @@ from ignite_dagster.defs.resources import code_location_services
 MAINTENANCE_TAGS = {"ignite/queue": "maintenance"}
 
 
-@op(description="Course jobs whose course.json was written by that job are marked done (with metadata).")
+@op(description="Course jobs whose course.json was written by that job are marked done (with metadata); "
+    "media jobs whose stored image is attached are marked done.")
 def reconcile_course_jobs(context: OpExecutionContext) -> None:
-    from ignite_dagster.reconcile import reconcile
+    from ignite_dagster.reconcile import reconcile, reconcile_media
 
     settings, queue, store = code_location_services()
-    report = reconcile(queue, store, quiet_for=timedelta(seconds=2 * settings.heartbeat_seconds))
-    context.log.info(f"checked {report.checked} job(s); marked done: {[str(j) for j in report.marked_done]}")
+    quiet = timedelta(seconds=2 * settings.heartbeat_seconds)
+    for kind, sweep in (("course", reconcile), ("media", reconcile_media)):
+        report = sweep(queue, store, quiet_for=quiet)
+        context.log.info(f"{kind}: checked {report.checked} job(s); marked done: {[str(j) for j in report.marked_done]}")
 
 
 @op(description="processing jobs without a heartbeat for IGNITE_STALE_TIMEOUT_SECONDS become stale.")
