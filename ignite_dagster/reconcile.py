@@ -27,21 +27,21 @@ class ReconcileReport:
     marked_done: list[UUID] = field(default_factory=list)
 
 
+def _unfinished(queue: JobQueue, table: str, columns: str, quiet_for: timedelta, limit: int) -> list[dict]:
+    """failed/stale jobs, and processing ones whose heartbeat has been quiet for ``quiet_for``."""
+    with queue.connection() as conn:
+        return conn.execute(
+            f"SELECT {columns} FROM {table} WHERE status IN ('failed', 'stale') "
+            "OR (status = 'processing' AND last_heartbeat < now() - %s) ORDER BY updated_at LIMIT %s",
+            (quiet_for, limit),
+        ).fetchall()
+
+
 def reconcile(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limit: int = 200) -> ReconcileReport:
     """Check up to ``limit`` unfinished jobs; a processing job is only touched once its heartbeat has been
     quiet for ``quiet_for`` (a live worker finishes its own job)."""
     report = ReconcileReport()
-    with queue.connection() as conn:
-        rows = conn.execute(
-            """
-            SELECT id, organization_id, course_id, wants_images FROM ai_course_jobs
-            WHERE status IN ('failed', 'stale')
-               OR (status = 'processing' AND last_heartbeat < now() - %s)
-            ORDER BY updated_at LIMIT %s
-            """,
-            (quiet_for, limit),
-        ).fetchall()
-    for row in rows:
+    for row in _unfinished(queue, "ai_course_jobs", "id, organization_id, course_id, wants_images", quiet_for, limit):
         report.checked += 1
         try:
             doc = json.loads(store.get(course_path(row["course_id"])).data)
@@ -69,16 +69,7 @@ def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta
     from ignite_dagster.media.attach import attached_urls, find_stored
 
     report = ReconcileReport()
-    with queue.connection() as conn:
-        rows = conn.execute(
-            """
-            SELECT id, course_id, target_ref FROM ai_media_jobs
-            WHERE status IN ('failed', 'stale') OR (status = 'processing' AND last_heartbeat < now() - %s)
-            ORDER BY updated_at LIMIT %s
-            """,
-            (quiet_for, limit),
-        ).fetchall()
-    for row in rows:
+    for row in _unfinished(queue, "ai_media_jobs", "id, course_id, target_ref", quiet_for, limit):
         report.checked += 1
         try:
             key = find_stored(store, row["course_id"], row["target_ref"], row["id"])
