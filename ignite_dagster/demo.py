@@ -404,6 +404,7 @@ class _Demo:
 
         from ignite_dagster.course.model import parse_course
         from ignite_dagster.course.validation import validate_course
+        from ignite_dagster.persist import course_path
         from ignite_dagster.storage import NotFound, open_store
 
         store = open_store(self.settings)
@@ -413,7 +414,7 @@ class _Demo:
             verdict = None
             if job.status == "done":
                 try:
-                    doc = json.loads(store.get(job.result_path or f"courses/{job.course_id}/course.json").data)
+                    doc = json.loads(store.get(job.result_path or course_path(job.course_id)).data)
                     course, issues = parse_course(doc)
                     if course is not None:
                         issues = validate_course(course, None, None)

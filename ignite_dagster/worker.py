@@ -21,7 +21,13 @@ from typing import Any
 
 from ignite_dagster.config import Settings
 from ignite_dagster.jobrun import StagedWorker
-from ignite_dagster.persist import CourseOwnedElsewhere, check_course_owner, record_course, write_course_json
+from ignite_dagster.persist import (
+    CourseOwnedElsewhere,
+    check_course_owner,
+    course_path,
+    record_course,
+    write_course_json,
+)
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.requests import debug_prefix, load_special_requests
@@ -237,7 +243,7 @@ class CourseWorker(StagedWorker):
         tokens = (getattr(usage, "tokens_in", 0) or 0) + (getattr(usage, "tokens_out", 0) or 0)
         cost = getattr(usage, "cost_usd", None)
         return {
-            "result_path": f"courses/{work.job.course_id}/course.json",
+            "result_path": course_path(work.job.course_id),
             "provider": work.provider, "model": work.model, "tokens": tokens,
             "cost_usd": str(cost) if cost is not None else None,
             "latency_ms": work.stage_ms.get("fill"),

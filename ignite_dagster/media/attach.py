@@ -189,7 +189,7 @@ def attach_to_course(
         if guard is not None:
             guard()
         if current is None:
-            raise CourseNotReady(f"courses/{course_id}/course.json does not exist yet")
+            raise CourseNotReady(f"{course_path(course_id)} does not exist yet")
         return apply_attachment(current, target, url, alt)
 
     doc, version, conflicts = update_json(store, course_path(course_id), mutate)
