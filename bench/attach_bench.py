@@ -68,8 +68,8 @@ def attacher(store_spec: dict[str, Any], target: dict[str, Any], start: Any, out
 
 
 def run_once(n: int, store_spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    from ignite_dagster.course_jobs.persist import course_path, write_course_json
     from ignite_dagster.media.attach import attached_urls
-    from ignite_dagster.persist import course_path, write_course_json
     from tests.support.media import local_or_s3_store, water_cycle_course
 
     store = local_or_s3_store(store_spec)

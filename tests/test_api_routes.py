@@ -17,8 +17,8 @@ from psycopg_pool import ConnectionPool
 from ignite_dagster import db
 from ignite_dagster.api.app import create_app
 from ignite_dagster.api.server import serve
+from ignite_dagster.course_jobs.submit import special_requests_path
 from ignite_dagster.queue import JobQueue
-from ignite_dagster.requests import special_requests_path
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.api_server import (
     ApiServer,

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ignite_dagster.cli.demo import stop_stack
 from ignite_dagster.config import REPO_ROOT
-from ignite_dagster.demo import stop_stack
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
 from tests.support.stack import start_stack, wait_until

@@ -18,7 +18,7 @@ from tests.support.jobs import new_course
 def ignite(*args: str, db_url: str, tmp_path, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, DATABASE_URL=db_url, IGNITE_HOME=str(tmp_path / "home"),
                IGNITE_STORAGE_ROOT=str(tmp_path / "storage"))
-    proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli", *args], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -85,7 +85,7 @@ def test_db_check_fails_clearly_on_an_empty_database(postgres, tmp_path):
 def test_every_command_has_help(tmp_path):
     for args in (["--help"], ["db", "--help"], ["enqueue", "--help"], ["jobs", "list", "--help"], ["dev", "--help"],
                  ["demo", "--help"]):
-        proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli", *args], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli.main", *args], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: ignite" in proc.stdout
 
 

@@ -12,7 +12,7 @@ from dagster import (
     DagsterInstance,
 )
 
-from ignite_dagster.defs.claims import JOBS_TAG, encode_claims
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims
 from ignite_dagster.defs.courses.jobs import generate_courses
 from ignite_dagster.defs.courses.sensors import build_course_sensors
 from ignite_dagster.defs.resources import code_location_services

@@ -14,9 +14,9 @@ import psutil
 import psycopg
 import pytest
 
+from ignite_dagster.cli.demo import OFFLINE_COURSES
 from ignite_dagster.course.model import parse_course
 from ignite_dagster.course.validation import validate_course
-from ignite_dagster.demo import OFFLINE_COURSES
 
 pytestmark = pytest.mark.e2e
 

@@ -36,7 +36,7 @@ def _answers(url: str) -> bool:
 def test_ignite_dev_serves_the_ui_runs_a_course_and_stops_on_ctrl_c(db_url, org_id, tmp_path):
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=db_url, IGNITE_HOME=str(tmp_path), IGNITE_SENSOR_INTERVAL_SECONDS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "ignite_dagster.cli", "dev", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ignite_dagster.cli.main", "dev", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/server_info") or proc.poll() is not None, 120,

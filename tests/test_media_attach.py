@@ -10,6 +10,12 @@ import re
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
+from ignite_dagster.course_jobs.persist import (
+    IMAGE_MARKER,
+    course_path,
+    merge_attached_media,
+    write_course_json,
+)
 from ignite_dagster.media.attach import (
     CourseNotReady,
     TargetMissing,
@@ -19,7 +25,6 @@ from ignite_dagster.media.attach import (
     media_completeness,
     media_key,
 )
-from ignite_dagster.persist import IMAGE_MARKER, course_path, merge_attached_media, write_course_json
 from ignite_dagster.storage import LocalObjectStore, S3ObjectStore
 from tests.support.media import water_cycle_course
 from tests.support.openai_server import tiny_png

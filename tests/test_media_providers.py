@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 
+from ignite_dagster.course_jobs.persist import course_path, write_course_json
 from ignite_dagster.media.attach import key_for_url
 from ignite_dagster.media.live import LIVE_PREFIX, generate_live_image
 from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider, sniff_image
 from ignite_dagster.media.worker import MediaJobFailed, MediaWorker
-from ignite_dagster.persist import course_path, write_course_json
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease, LostClaim
 from ignite_dagster.storage import LocalObjectStore
@@ -264,8 +264,8 @@ def test_upstream_retry_after_delays_the_queue_retry(server, world):
 
 
 def test_reconcile_finishes_a_media_job_whose_worker_died_after_attaching(world, server):
+    from ignite_dagster.course_jobs.reconcile import reconcile_media
     from ignite_dagster.media.attach import attach_to_course
-    from ignite_dagster.reconcile import reconcile_media
     from tests.support.jobs import set_columns
 
     queue, worker = world["queue"], world["worker"]

@@ -14,8 +14,8 @@ import multiprocessing as mp
 
 import pytest
 
+from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, is_attached, write_course_json
 from ignite_dagster.media.attach import media_completeness, target_url
-from ignite_dagster.persist import IMAGE_MARKER, course_path, is_attached, write_course_json
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage import S3ObjectStore
 from tests.support.media import (

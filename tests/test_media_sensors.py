@@ -19,11 +19,11 @@ from dagster import (
 )
 from dagster._core.test_utils import create_run_for_test
 
-from ignite_dagster.defs.claims import JOBS_TAG, decode_claims, encode_claims
+from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, write_course_json
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.media.jobs import MEDIA_JOB, generate_media
 from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, build_media_sensors
 from ignite_dagster.defs.resources import code_location_services
-from ignite_dagster.persist import IMAGE_MARKER, course_path, write_course_json
 from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage import LocalObjectStore
 from tests.support.media import IMAGE_MODEL, PRICES, enqueue_targets, water_cycle_course

@@ -9,12 +9,12 @@ import psycopg
 
 from ignite_dagster.config import Settings
 from ignite_dagster.course.model import GenerationInfo
-from ignite_dagster.persist import write_course_json
+from ignite_dagster.course_jobs.persist import write_course_json
+from ignite_dagster.course_jobs.reconcile import reconcile
+from ignite_dagster.course_jobs.worker import CourseWorker
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease
-from ignite_dagster.reconcile import reconcile
 from ignite_dagster.storage import LocalObjectStore
-from ignite_dagster.worker import CourseWorker
 from tests.support.jobs import new_course, set_columns
 
 

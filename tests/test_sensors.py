@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
-from ignite_dagster.defs.claims import decode_claims, plan_runs
+from ignite_dagster.defs.claim_sensors import decode_claims, plan_runs
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.defs.courses.sensors import build_course_jobs_sensor
 from ignite_dagster.defs.resources import code_location_services

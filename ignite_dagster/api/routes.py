@@ -38,10 +38,15 @@ from ignite_dagster.auth import (
     parse_organization_header,
     resolve_write_organization,
 )
+from ignite_dagster.catalog.publishing import (
+    CHANGE_SUMMARY_MAX,
+    COURSE_ID_PATTERN,
+    PublishError,
+    publish_course,
+)
+from ignite_dagster.course_jobs.submit import submit_course_request
 from ignite_dagster.generation.types import NOTES_MAX, STUDY_TEXT_MAX, CourseRequest
-from ignite_dagster.publishing import CHANGE_SUMMARY_MAX, COURSE_ID_PATTERN, PublishError, publish_course
 from ignite_dagster.queue import CourseJob, JobEvent, MediaJob
-from ignite_dagster.requests import submit_course_request
 from ignite_dagster.storage.base import StorageError
 
 router = APIRouter()

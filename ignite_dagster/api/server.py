@@ -15,7 +15,7 @@ from ignite_dagster import db
 from ignite_dagster.api.app import create_app
 from ignite_dagster.auth import check_auth_settings
 from ignite_dagster.config import ConfigError, Settings, load_settings
-from ignite_dagster.embedded import resolve_database_url
+from ignite_dagster.local.embedded import resolve_database_url
 from ignite_dagster.storage import open_store
 
 

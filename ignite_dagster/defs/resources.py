@@ -24,7 +24,7 @@ def code_location_services() -> tuple[Settings, JobQueue, ObjectStore]:
 
     Each sensor tick would otherwise pay for a new pool; the code server lives for hours."""
     from ignite_dagster import db
-    from ignite_dagster.embedded import resolve_database_url
+    from ignite_dagster.local.embedded import resolve_database_url
     from ignite_dagster.storage import open_store
 
     settings = load_settings()
@@ -45,7 +45,7 @@ class FactoryResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from ignite_dagster import db
-        from ignite_dagster.embedded import resolve_database_url
+        from ignite_dagster.local.embedded import resolve_database_url
         from ignite_dagster.storage import open_store
 
         self._settings = load_settings()
@@ -78,6 +78,6 @@ class FactoryResource(ConfigurableResource):
         return self._lease
 
     def worker(self):
-        from ignite_dagster.worker import CourseWorker
+        from ignite_dagster.course_jobs.worker import CourseWorker
 
         return CourseWorker(self._settings, self._queue, self._store, self._lease)

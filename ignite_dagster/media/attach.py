@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 from uuid import UUID
 
-from ignite_dagster.persist import IMAGE_MARKER, course_path, is_attached
+from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, is_attached
 from ignite_dagster.storage.base import BUCKETS, NotFound, ObjectStore
 from ignite_dagster.storage.cas import update_json
 

@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 
 from ignite_dagster.config import Settings
-from ignite_dagster.jobrun import JobAborted, StagedWorker
 from ignite_dagster.media.attach import (
     CourseNotReady,
     TargetMissing,
@@ -37,6 +36,7 @@ from ignite_dagster.media.providers import (
 )
 from ignite_dagster.queue import JobQueue, MediaJob
 from ignite_dagster.queue.lease import Claim, Lease, LostClaim
+from ignite_dagster.queue.staged import JobAborted, StagedWorker
 from ignite_dagster.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

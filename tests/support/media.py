@@ -108,8 +108,8 @@ def work_queue_in_process(db_url: str, store_spec: dict[str, Any], base_url: str
 def regenerate_in_process(store_spec: dict[str, Any], course_id: str, start: Any, stop: Any, out: Any) -> None:
     """Course regeneration racing the media workers: write a fresh copy from the same pack, again and
     again until told to stop; reports how many URLs each write carried over (proof of interleaving)."""
+    from ignite_dagster.course_jobs.persist import write_course_json
     from ignite_dagster.media.attach import attached_urls
-    from ignite_dagster.persist import write_course_json
 
     store = local_or_s3_store(store_spec)
     fresh = water_cycle_course(course_id)

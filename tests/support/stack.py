@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ignite_dagster.config import load_settings
-from ignite_dagster.stack import Stack, prepare_instance
+from ignite_dagster.local.stack import Stack, prepare_instance
 
 FAST_TIMINGS = {
     "IGNITE_SENSOR_INTERVAL_SECONDS": "1",

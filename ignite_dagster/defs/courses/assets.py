@@ -68,7 +68,7 @@ def course_schema_valid(context) -> AssetCheckResult:
 def evaluate_schema(store, course_id: str) -> AssetCheckResult:
     from ignite_dagster.course.model import parse_course
     from ignite_dagster.course.validation import validate_course
-    from ignite_dagster.persist import course_path
+    from ignite_dagster.course_jobs.persist import course_path
     from ignite_dagster.storage.base import NotFound
 
     try:

@@ -21,7 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from ignite_dagster.defs.claims import JOBS_TAG, decode_claims, encode_claims
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.courses.assets import (
     COURSE_CONTENT,
     COURSE_METADATA,
@@ -71,8 +71,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
 
 
 def _stage(context: OpExecutionContext, factory: FactoryResource, name: str, work):
-    from ignite_dagster.jobrun import JobAborted
     from ignite_dagster.queue.lease import LostClaim
+    from ignite_dagster.queue.staged import JobAborted
 
     try:
         return getattr(factory.worker(), name)(work)

@@ -6,7 +6,7 @@ claiming after a time budget far inside Dagster's 60 s sensor limit. Two daemons
 hands each job to one claimer, and run keys name (job id, attempt), which is unique per claim.
 """
 
-from ignite_dagster.defs.claims import build_queue_sensors
+from ignite_dagster.defs.claim_sensors import build_queue_sensors
 from ignite_dagster.defs.courses.jobs import generate_courses
 
 

@@ -22,7 +22,7 @@ MAINTENANCE_TAGS = {"ignite/queue": "maintenance"}
 @op(description="Course jobs whose course.json was written by that job are marked done (with metadata); "
     "media jobs whose stored image is attached are marked done.")
 def reconcile_course_jobs(context: OpExecutionContext) -> None:
-    from ignite_dagster.reconcile import reconcile, reconcile_media
+    from ignite_dagster.course_jobs.reconcile import reconcile, reconcile_media
 
     settings, queue, store = code_location_services()
     quiet = timedelta(seconds=2 * settings.heartbeat_seconds)

@@ -33,7 +33,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from ignite_dagster.defs.claims import JOBS_TAG, decode_claims, encode_claims
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.courses.assets import COURSE_MEDIA, MEDIA_CHECK, courses_partitions
 from ignite_dagster.defs.courses.ops import MODEL_POOL
 from ignite_dagster.defs.resources import FactoryResource

@@ -12,7 +12,7 @@
 * A tick stops claiming after a time budget far inside Dagster's 60 s sensor limit.
 """
 
-from ignite_dagster.defs.claims import build_queue_sensors
+from ignite_dagster.defs.claim_sensors import build_queue_sensors
 from ignite_dagster.defs.media.jobs import generate_media
 
 # Default media jobs per run (IGNITE_MEDIA_JOBS_PER_RUN). A course's study-text images are enqueued

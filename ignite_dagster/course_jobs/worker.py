@@ -20,17 +20,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ignite_dagster.config import Settings
-from ignite_dagster.jobrun import StagedWorker
-from ignite_dagster.persist import (
+from ignite_dagster.course_jobs.persist import (
     CourseOwnedElsewhere,
     check_course_owner,
     course_path,
     record_course,
     write_course_json,
 )
+from ignite_dagster.course_jobs.submit import debug_prefix, load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.lease import Claim, Lease
-from ignite_dagster.requests import debug_prefix, load_special_requests
+from ignite_dagster.queue.staged import StagedWorker
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import dump_json
 

@@ -93,7 +93,7 @@ def _tag(value: str) -> str:
 
 
 def run_demo(settings, args) -> int:
-    from ignite_dagster.cli import CliError
+    from ignite_dagster.cli.main import CliError
 
     if settings.env == "production":
         raise CliError("`ignite demo` writes demo courses and is for dev and test only, not IGNITE_ENV=production")
@@ -231,7 +231,7 @@ class _Demo:
 
         import psycopg
 
-        from ignite_dagster.stack import prepare_instance
+        from ignite_dagster.local.stack import prepare_instance
 
         s = self.settings
         embedded = not s.database_url
@@ -257,9 +257,9 @@ class _Demo:
         return env
 
     def _enqueue(self, url: str, org):
+        from ignite_dagster.course_jobs.submit import submit_course_request
         from ignite_dagster.generation.types import CourseRequest
         from ignite_dagster.queue import CourseJob, JobQueue
-        from ignite_dagster.requests import submit_course_request
         from ignite_dagster.storage import open_store
 
         queue, store = JobQueue(url), open_store(self.settings)
@@ -302,7 +302,7 @@ class _Demo:
         return jobs
 
     def _start(self, env: dict[str, str]) -> None:
-        from ignite_dagster.stack import Stack
+        from ignite_dagster.local.stack import Stack
 
         self.stack = Stack(env, log_dir=self.log_dir)
         names = ["daemon"] + (["webserver"] if self.args.keep_running else [])
@@ -404,7 +404,7 @@ class _Demo:
 
         from ignite_dagster.course.model import parse_course
         from ignite_dagster.course.validation import validate_course
-        from ignite_dagster.persist import course_path
+        from ignite_dagster.course_jobs.persist import course_path
         from ignite_dagster.storage import NotFound, open_store
 
         store = open_store(self.settings)

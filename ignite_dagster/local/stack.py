@@ -25,7 +25,7 @@ INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
 
 def prepare_instance(settings: Settings, dagster_home: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """Database up and migrated, DAGSTER_HOME holding dagster.yaml; returns the environment for children."""
-    from ignite_dagster.embedded import resolve_database_url
+    from ignite_dagster.local.embedded import resolve_database_url
 
     url = resolve_database_url(settings)
     db.migrate(url)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from ignite_dagster.auth import ConnSource, Principal, can_read, can_write, connection
 from ignite_dagster.course.model import parse_course
 from ignite_dagster.course.validation import Issue, errors_of, validate_course, warnings_of
-from ignite_dagster.persist import course_path
+from ignite_dagster.course_jobs.persist import course_path
 from ignite_dagster.storage.base import NotFound, ObjectStore, PreconditionFailed, StorageError
 
 COURSE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
 
-from ignite_dagster.persist import course_path, record_course
+from ignite_dagster.course_jobs.persist import course_path, record_course
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.base import NotFound, ObjectStore
 

@@ -20,7 +20,7 @@ class CliError(Exception):
 
 
 def _database_url(settings: Settings) -> str:
-    from ignite_dagster.embedded import resolve_database_url
+    from ignite_dagster.local.embedded import resolve_database_url
 
     return resolve_database_url(settings)
 
@@ -87,8 +87,8 @@ def cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from ignite_dagster.course_jobs.submit import submit_course_request
     from ignite_dagster.generation.types import CourseRequest
-    from ignite_dagster.requests import submit_course_request
     from ignite_dagster.storage import open_store
 
     fields = {
@@ -175,10 +175,10 @@ def cmd_jobs_depth(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
-    from ignite_dagster.stack import Stack, prepare_instance
+    from ignite_dagster.local.stack import Stack, prepare_instance
 
     if args.stop:
-        from ignite_dagster.embedded import stop_embedded
+        from ignite_dagster.local.embedded import stop_embedded
 
         print("embedded Postgres stopped" if stop_embedded(settings.home) else "embedded Postgres was not running")
         return 0
@@ -210,7 +210,7 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
     from ignite_dagster import db
     from ignite_dagster.auth import Principal
-    from ignite_dagster.publishing import PublishError, publish_course
+    from ignite_dagster.catalog.publishing import PublishError, publish_course
     from ignite_dagster.storage import open_store
 
     url = _database_url(settings)
@@ -323,12 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--stop", action="store_true", help="stop the embedded Postgres and exit")
     dev.set_defaults(func=cmd_dev)
 
-    from ignite_dagster import demo
+    from ignite_dagster.cli import demo
 
     demo_parser = sub.add_parser("demo", help="the main job end to end: embedded stack, several offline courses "
                                  "through the real sensors, runs and assets, live progress, summary table")
     demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(func=_lazy("ignite_dagster.demo", "run_demo"))
+    demo_parser.set_defaults(func=_lazy("ignite_dagster.cli.demo", "run_demo"))
 
     sub.add_parser("config", help="list every setting with its default").set_defaults(func=cmd_config)
     return p
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ignite: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from ignite_dagster.db import SchemaError
+        from ignite_dagster.db.migrations import SchemaError
 
         if isinstance(exc, SchemaError):
             print(f"ignite: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
-"""Postgres connections and the migrations runner.
+"""The migrations runner.
 
-Migrations are the numbered plain-SQL files of ``sql/``. Each is applied once, in its own transaction,
-under a session advisory lock so that two services starting together never race; ``check`` lets every
+Migrations are the numbered plain-SQL files of ``ignite_dagster/db/sql/``, shipped inside the package and
+read with :mod:`importlib.resources`, so an installed wheel migrates exactly like a source checkout.
+Each is applied once, in its own transaction, under a session advisory lock so that two services starting together never race; ``check`` lets every
 service refuse to start against a schema that is missing or behind, with a message that says what to run.
 """
 
@@ -9,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
-from ignite_dagster.config import REPO_ROOT
-
-SQL_DIR = REPO_ROOT / "sql"
+SQL_DIR: Traversable = files("ignite_dagster.db") / "sql"
 # Any constant works; it only has to be the same for every process that migrates this database.
 MIGRATION_LOCK_KEY = 0x16_417E_D46
 
@@ -29,36 +27,25 @@ class SchemaError(RuntimeError):
 @dataclass(frozen=True)
 class Migration:
     version: str
-    path: Path
+    path: Traversable
 
     @property
     def sql(self) -> str:
-        return self.path.read_text()
+        return self.path.read_text(encoding="utf-8")
 
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
-def migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    files = sorted(p for p in sql_dir.glob("*.sql") if p.name[:3].isdigit())
-    return [Migration(p.stem, p) for p in files]
-
-
-def connect(url: str, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(url, row_factory=dict_row, **kwargs)
-
-
-def make_pool(url: str, max_size: int = 10, min_size: int = 1, name: str = "ignite") -> ConnectionPool:
-    """A pool that hands out autocommit, dict-row connections (queue calls are single statements)."""
-
-    def configure(conn: psycopg.Connection) -> None:
-        conn.autocommit = True
-        conn.row_factory = dict_row
-
-    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, configure=configure, name=name, open=False)
-    pool.open(wait=True, timeout=30)
-    return pool
+def migrations(sql_dir: Traversable = SQL_DIR) -> list[Migration]:
+    """The numbered migrations, in order. Finding none is an error, never "up to date": an install that
+    lost its SQL files must not report a schema it cannot create."""
+    found = sorted((p for p in sql_dir.iterdir() if p.name.endswith(".sql") and p.name[:3].isdigit()),
+                   key=lambda p: p.name) if sql_dir.is_dir() else []
+    if not found:
+        raise SchemaError(f"no migration files found in {sql_dir}: the package is installed without its SQL")
+    return [Migration(p.name.removesuffix(".sql"), p) for p in found]
 
 
 _CREATE_TABLE = """
@@ -69,7 +56,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
-def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def migrate(url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply pending migrations; returns the versions applied by this call (empty when up to date)."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -91,14 +78,14 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
-def pending_migrations(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def pending_migrations(url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
         done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if exists else set()
     return [m.version for m in migrations(sql_dir) if m.version not in done]
 
 
-def check(url: str, sql_dir: Path = SQL_DIR) -> None:
+def check(url: str, sql_dir: Traversable = SQL_DIR) -> None:
     """Raise SchemaError naming the pending migrations; every service calls this at start-up."""
     try:
         pending = pending_migrations(url, sql_dir)
