@@ -306,7 +306,7 @@ def test_serve_refuses_a_schema_that_is_behind(postgres, tmp_path):
 def test_contract_payload_matches_the_domain_request():
     """The HTTP payload model and the domain's CourseRequest must carry the same fields."""
     from ignite_dagster.api.routes import EnqueuePayload
-    from ignite_dagster.generation.types import CourseRequest
+    from ignite_dagster.course.request import CourseRequest
 
     assert set(EnqueuePayload.model_fields) == set(CourseRequest.model_fields)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Course, Item, parse_course
-from ignite_dagster.course.validation import Issue
 
 
 def course_dict() -> dict:

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Group, Level, parse_course
-from ignite_dagster.course.validation import Issue, validate_course
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
+from ignite_dagster.course.validation import validate_course
 from ignite_dagster.generation.orchestrator import (
     fill_sync,
     generate_course_sync,
@@ -21,15 +24,7 @@ from ignite_dagster.generation.orchestrator import (
 from ignite_dagster.generation.packs import PackIndex, default_index
 from ignite_dagster.generation.skeleton import build_skeleton
 from ignite_dagster.generation.strategy import select_strategy
-from ignite_dagster.generation.types import (
-    CourseRequest,
-    GenerationDeps,
-    GenerationFailed,
-    Skeleton,
-    SkeletonItem,
-    StrategyChoice,
-    StudyTextSlot,
-)
+from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, StrategyChoice
 from ignite_dagster.storage.local import LocalObjectStore
 
 NOW = datetime(2024, 9, 1, 8, 30, tzinfo=UTC)

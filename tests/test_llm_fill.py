@@ -20,19 +20,12 @@ import pytest
 
 from ignite_dagster.config import Settings
 from ignite_dagster.course.model import Group, Level
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm import PROMPT_VERSION, LLMFiller
 from ignite_dagster.generation.orchestrator import generate_course, validate_and_normalize
 from ignite_dagster.generation.packs import ArithmeticPack, PackIndex
-from ignite_dagster.generation.types import (
-    ArithmeticMeta,
-    CourseRequest,
-    GenerationDeps,
-    GenerationFailed,
-    GenerationResult,
-    Skeleton,
-    SkeletonItem,
-    StudyTextSlot,
-)
+from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, GenerationResult
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.openai_server import (
     CHAT,

@@ -14,18 +14,13 @@ from typing import Any
 
 import pytest
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Group, Level
-from ignite_dagster.course.validation import Issue
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.generation.llm import LLMFiller
 from ignite_dagster.generation.orchestrator import generate_course
-from ignite_dagster.generation.types import (
-    ArithmeticMeta,
-    CourseRequest,
-    GenerationDeps,
-    GenerationFailed,
-    Skeleton,
-    SkeletonItem,
-)
+from ignite_dagster.generation.types import GenerationDeps, GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel
 from tests.test_llm_fill import NOW, PACKS, NoSleep, arithmetic_request, settings_for

@@ -17,7 +17,8 @@ from ignite_dagster.media.live import LIVE_PREFIX, generate_live_image
 from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider, sniff_image
 from ignite_dagster.media.worker import MediaJobFailed, MediaWorker
 from ignite_dagster.queue import JobQueue
-from ignite_dagster.queue.lease import Lease, LostClaim
+from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.lease import Lease
 from ignite_dagster.storage import LocalObjectStore
 from tests.support.jobs import set_columns
 from tests.support.media import IMAGE_MODEL, enqueue_targets, media_settings, water_cycle_course

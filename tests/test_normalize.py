@@ -10,8 +10,8 @@ from ignite_dagster.course.normalize import (
     normalize_course,
     normalize_item,
 )
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.course.validation import validate_course
-from ignite_dagster.generation.types import ArithmeticMeta, Skeleton, SkeletonItem
 
 ADD = ArithmeticMeta(op="add", a=7, b=5, expected=12)
 

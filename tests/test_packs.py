@@ -12,11 +12,12 @@ import pytest
 
 from ignite_dagster.course.model import parse_course
 from ignite_dagster.course.normalize import normalize_course
+from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.validation import count_blanks, validate_course
 from ignite_dagster.generation.deterministic import compile_pack
 from ignite_dagster.generation.packs import ArithmeticPack, KnowledgePack, PackIndex, default_index, find_pack
 from ignite_dagster.generation.skeleton import build_skeleton
-from ignite_dagster.generation.types import CourseRequest, StrategyChoice
+from ignite_dagster.generation.types import StrategyChoice
 
 INDEX = default_index()
 PACKS = sorted(INDEX.by_key.items())
@@ -140,8 +141,8 @@ def test_operands_stay_in_the_bands_ranges(key, pack):
 
 
 def test_distractors_model_real_errors():
+    from ignite_dagster.course.skeleton import ArithmeticMeta
     from ignite_dagster.generation.deterministic import ERRORS
-    from ignite_dagster.generation.types import ArithmeticMeta
 
     add = ArithmeticMeta(op="add", a=47, b=38, expected=85)
     assert ERRORS["carry_slip"](add) == [75]  # forgot to carry the ten

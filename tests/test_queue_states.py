@@ -249,7 +249,7 @@ def test_claimable_index_is_used(db_url, org_id):
 
 
 def test_complete_and_claim_next_is_one_fenced_step(queue, org_id):
-    from ignite_dagster.queue.lease import LostClaim
+    from ignite_dagster.queue.errors import LostClaim
 
     a = queue.enqueue_course(new_course("a"), organization_id=org_id).job
     b = queue.enqueue_course(new_course("b"), organization_id=org_id).job

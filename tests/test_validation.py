@@ -6,9 +6,10 @@ import copy
 
 import pytest
 
+from ignite_dagster.course.issues import ERROR_CODES, WARNING_CODES, Issue
 from ignite_dagster.course.model import Course, parse_course
-from ignite_dagster.course.validation import ERROR_CODES, WARNING_CODES, ContentGates, Issue, validate_course
-from ignite_dagster.generation.types import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
+from ignite_dagster.course.validation import ContentGates, validate_course
 
 STUDY = (
     "[SECTION:Adding]\nWhen we add, we put two groups together and count them all. "

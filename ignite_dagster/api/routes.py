@@ -44,8 +44,8 @@ from ignite_dagster.catalog.publishing import (
     PublishError,
     publish_course,
 )
+from ignite_dagster.course.request import NOTES_MAX, STUDY_TEXT_MAX, CourseRequest
 from ignite_dagster.course_jobs.submit import submit_course_request
-from ignite_dagster.generation.types import NOTES_MAX, STUDY_TEXT_MAX, CourseRequest
 from ignite_dagster.queue import CourseJob, JobEvent, MediaJob
 from ignite_dagster.storage.base import StorageError
 

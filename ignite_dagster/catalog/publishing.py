@@ -29,8 +29,9 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from ignite_dagster.auth import ConnSource, Principal, can_read, can_write, connection
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import parse_course
-from ignite_dagster.course.validation import Issue, errors_of, validate_course, warnings_of
+from ignite_dagster.course.validation import errors_of, validate_course, warnings_of
 from ignite_dagster.course_jobs.persist import course_path
 from ignite_dagster.storage.base import NotFound, ObjectStore, PreconditionFailed, StorageError
 

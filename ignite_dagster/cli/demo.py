@@ -93,7 +93,7 @@ def _tag(value: str) -> str:
 
 
 def run_demo(settings, args) -> int:
-    from ignite_dagster.cli.main import CliError
+    from ignite_dagster.cli.errors import CliError
 
     if settings.env == "production":
         raise CliError("`ignite demo` writes demo courses and is for dev and test only, not IGNITE_ENV=production")
@@ -257,8 +257,8 @@ class _Demo:
         return env
 
     def _enqueue(self, url: str, org):
+        from ignite_dagster.course.request import CourseRequest
         from ignite_dagster.course_jobs.submit import submit_course_request
-        from ignite_dagster.generation.types import CourseRequest
         from ignite_dagster.queue import CourseJob, JobQueue
         from ignite_dagster.storage import open_store
 

@@ -12,11 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
+from ignite_dagster.cli.errors import CliError
 from ignite_dagster.config import ConfigError, Settings, load_settings
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
 
 
 def _database_url(settings: Settings) -> str:
@@ -87,8 +84,8 @@ def cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from ignite_dagster.course.request import CourseRequest
     from ignite_dagster.course_jobs.submit import submit_course_request
-    from ignite_dagster.generation.types import CourseRequest
     from ignite_dagster.storage import open_store
 
     fields = {

@@ -1,9 +1,10 @@
 """The course document (Course v2), its coded validation, normalisation and readability.
 
-``normalize`` is not re-exported here: it depends on the generation skeleton types, and importing it from
-the package root would make ``course`` and ``generation.types`` import each other.
+``normalize`` is not re-exported here: it needs the skeleton, which needs the request; keeping the package
+root light keeps ``import ignite_dagster.course`` cheap.
 """
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import (
     Course,
     GenerationInfo,
@@ -15,7 +16,7 @@ from ignite_dagster.course.model import (
     StudyTextMetadata,
     parse_course,
 )
-from ignite_dagster.course.validation import ContentGates, Issue, validate_course
+from ignite_dagster.course.validation import ContentGates, validate_course
 
 __all__ = [
     "ContentGates",

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from ignite_dagster.course.validation import Issue
+from ignite_dagster.course.issues import Issue
 
 
 class _CourseModel(BaseModel):

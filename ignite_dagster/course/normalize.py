@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from ignite_dagster.course.model import Course, Group, Item, Level
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton
 from ignite_dagster.course.validation import count_blanks, parse_number
-from ignite_dagster.generation.types import ArithmeticMeta, Skeleton
 
 BLANK = "[blank]"
 _BLANK_VARIANTS_RE = re.compile(r"\[\s*blank\s*\]", re.IGNORECASE)

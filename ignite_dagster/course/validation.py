@@ -7,68 +7,16 @@ loop (only item-level errors that name an item are sent back to the model).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, Field
 
+from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.model import Course, Item
 from ignite_dagster.course.readability import flesch_kincaid_grade, text_stats
 
 if TYPE_CHECKING:
-    from ignite_dagster.course.model import Course, Item
-    from ignite_dagster.generation.types import Skeleton, SkeletonItem
-
-ERROR_CODES = (
-    "schema_error",
-    "unfilled_text",
-    "invalid_blank_count",
-    "invalid_options_count",
-    "invalid_correct_index",
-    "math_incorrect",
-    "missing_answer",
-    "unexpected_options",
-    "unfilled_content",
-    "banned_term",
-    "readability",
-)
-WARNING_CODES = ("duplicate_options", "missing_section_markers")
-
-IssueCode = Literal[
-    "schema_error",
-    "unfilled_text",
-    "invalid_blank_count",
-    "invalid_options_count",
-    "invalid_correct_index",
-    "math_incorrect",
-    "missing_answer",
-    "unexpected_options",
-    "unfilled_content",
-    "banned_term",
-    "readability",
-    "duplicate_options",
-    "missing_section_markers",
-]
-
-
-class Issue(BaseModel):
-    """One finding: ``{code, severity, message, itemId?, field?}`` (None values are omitted)."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
-    code: IssueCode
-    severity: Literal["error", "warning"]
-    message: str
-    item_id: int | None = Field(default=None, alias="itemId")
-    field: str | None = None
-
-    @model_serializer(mode="plain")
-    def _serialize(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "severity": self.severity, "message": self.message}
-        if self.item_id is not None:
-            out["itemId"] = self.item_id
-        if self.field is not None:
-            out["field"] = self.field
-        return out
-
+    from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 
 class ContentGates(BaseModel):
     """A pack's content gates, applied to both deterministic and model-written courses."""

@@ -22,7 +22,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ignite_dagster.queue.lease import LostClaim
+from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import update_json
 

@@ -15,7 +15,7 @@ from ignite_dagster.queue import EnqueueResult, JobQueue, NewCourseJob
 from ignite_dagster.storage.base import ObjectStore, StoredObject
 
 if TYPE_CHECKING:
-    from ignite_dagster.generation.types import CourseRequest
+    from ignite_dagster.course.request import CourseRequest
 
 
 def debug_prefix(job_id: UUID | str) -> str:

@@ -131,7 +131,7 @@ class CourseWorker(StagedWorker):
     # -- stages -------------------------------------------------------------------------------------
     def begin(self, job: CourseJob) -> CourseWork:
         """Rebuild the request from the job row (and its stored special requests) and take the lease."""
-        from ignite_dagster.generation.types import CourseRequest
+        from ignite_dagster.course.request import CourseRequest
 
         self.lease.add(Claim(job.id, TABLE, job.attempt))
         fields = {k: getattr(job, k) for k in ("course_id", "subject", "grade_band", "grade", "items_per_group",

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.generation.packs import ArithmeticPack, ArithmeticTemplate, KnowledgePack, Section
 from ignite_dagster.generation.skeleton import compute, seed_string, seeded_rng
-from ignite_dagster.generation.types import ArithmeticMeta, CourseRequest, Skeleton, SkeletonItem
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
 _IMAGE_MARKER_RE = re.compile(r"[ \t]*\[IMAGE:[^\]]*\][ \t]*\n?")

@@ -25,9 +25,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Course, GenerationInfo, parse_course
 from ignite_dagster.course.normalize import normalize_course
-from ignite_dagster.course.validation import ContentGates, Issue, errors_of, validate_course, warnings_of
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton
+from ignite_dagster.course.validation import ContentGates, errors_of, validate_course, warnings_of
 from ignite_dagster.generation.deterministic import compile_pack
 from ignite_dagster.generation.packs import ArithmeticPack, KnowledgePack, PackIndex, default_index
 from ignite_dagster.generation.repair_loop import repair_until_valid
@@ -35,12 +38,10 @@ from ignite_dagster.generation.request import parse_request
 from ignite_dagster.generation.skeleton import build_skeleton
 from ignite_dagster.generation.strategy import MODEL_SETTINGS_HINT, select_strategy
 from ignite_dagster.generation.types import (
-    CourseRequest,
     FillResult,
     GenerationDeps,
     GenerationFailed,
     GenerationResult,
-    Skeleton,
     StrategyChoice,
     Telemetry,
     Usage,

@@ -20,8 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ignite_dagster.course.request import CourseRequest, band_for_grade
 from ignite_dagster.course.validation import ContentGates
-from ignite_dagster.generation.types import CourseRequest, band_for_grade
 
 PACKS_DIR = Path(__file__).resolve().parent / "packs"
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Course
-from ignite_dagster.course.validation import ContentGates, Issue, errors_of
-from ignite_dagster.generation.types import CourseRequest, GenerationDeps, Skeleton, Usage
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton
+from ignite_dagster.course.validation import ContentGates, errors_of
+from ignite_dagster.generation.types import GenerationDeps, Usage
 
 
 @dataclass

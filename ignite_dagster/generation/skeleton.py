@@ -12,6 +12,8 @@ import hashlib
 import random
 
 from ignite_dagster.course.model import Group, Level
+from ignite_dagster.course.request import CourseRequest, band_range
+from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.packs import (
     ArithmeticGroup,
     ArithmeticPack,
@@ -20,15 +22,7 @@ from ignite_dagster.generation.packs import (
     default_index,
     items_per_group_for,
 )
-from ignite_dagster.generation.types import (
-    ArithmeticMeta,
-    CourseRequest,
-    Skeleton,
-    SkeletonItem,
-    StrategyChoice,
-    StudyTextSlot,
-    band_range,
-)
+from ignite_dagster.generation.types import StrategyChoice
 
 DEFAULT_GROUPS = 3
 DEFAULT_LEVELS = 3

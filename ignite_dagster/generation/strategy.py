@@ -8,8 +8,9 @@ non-retryable failure: content is never invented to cover for missing configurat
 
 from __future__ import annotations
 
+from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.generation.packs import PackIndex
-from ignite_dagster.generation.types import CourseRequest, GenerationFailed, StrategyChoice
+from ignite_dagster.generation.types import GenerationFailed, StrategyChoice
 
 MODEL_SETTINGS_HINT = "set OPENAI_API_KEY (and IGNITE_TEXT_MODEL, optionally OPENAI_BASE_URL)"
 

@@ -35,7 +35,8 @@ from ignite_dagster.media.providers import (
     sniff_image,
 )
 from ignite_dagster.queue import JobQueue, MediaJob
-from ignite_dagster.queue.lease import Claim, Lease, LostClaim
+from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.queue.staged import JobAborted, StagedWorker
 from ignite_dagster.storage.base import ObjectStore
 

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.models import (
     JOB_TABLES,
     CourseJob,
@@ -223,8 +224,6 @@ class JobQueue:
         """Complete a course job and claim the next one in one transaction (a worker loop's hot path).
 
         Raises LostClaim when the completion is refused; then nothing is claimed."""
-        from ignite_dagster.queue.lease import LostClaim
-
         payload = json.loads(json.dumps(result or {}, default=str))
         try:
             rows = self._rows("SELECT * FROM complete_course_job_and_claim_next(%s, %s, %s, %s)",

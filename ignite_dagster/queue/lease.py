@@ -13,14 +13,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from ignite_dagster.queue.client import JobQueue
+from ignite_dagster.queue.errors import LostClaim
 
 log = logging.getLogger(__name__)
-
-
-class LostClaim(RuntimeError):
-    """This worker no longer holds the job's claim; it must stop without writing results."""
-
-    reason_code = "lost_claim"
 
 
 @dataclass(frozen=True)

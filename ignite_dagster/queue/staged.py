@@ -18,7 +18,8 @@ from uuid import UUID
 
 from ignite_dagster.config import Settings
 from ignite_dagster.queue import JobQueue
-from ignite_dagster.queue.lease import Lease, LostClaim
+from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.lease import Lease
 from ignite_dagster.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

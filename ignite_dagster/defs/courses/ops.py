@@ -71,7 +71,7 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
 
 
 def _stage(context: OpExecutionContext, factory: FactoryResource, name: str, work):
-    from ignite_dagster.queue.lease import LostClaim
+    from ignite_dagster.queue.errors import LostClaim
     from ignite_dagster.queue.staged import JobAborted
 
     try:

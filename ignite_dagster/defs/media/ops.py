@@ -109,7 +109,7 @@ def claimed_media_jobs(context: OpExecutionContext, config: ClaimedMediaConfig, 
     "per job, no retry inside the run: retryable provider errors go back to the queue's backoff.", pool=MODEL_POOL)
 def generate_images(context: OpExecutionContext, factory: FactoryResource, batch: MediaBatch) -> MediaBatch:
     from ignite_dagster.media.worker import MediaJobFailed
-    from ignite_dagster.queue.lease import LostClaim
+    from ignite_dagster.queue.errors import LostClaim
 
     worker = _worker(factory)
 
@@ -142,7 +142,7 @@ def generate_images(context: OpExecutionContext, factory: FactoryResource, batch
     "the course_media materialization and the media_complete check for the course partition.")
 def attach_images(context: OpExecutionContext, factory: FactoryResource, batch: MediaBatch) -> None:
     from ignite_dagster.media.worker import MediaJobFailed
-    from ignite_dagster.queue.lease import LostClaim
+    from ignite_dagster.queue.errors import LostClaim
 
     worker = _worker(factory)
     for work in batch.works:

@@ -37,7 +37,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ignite_dagster.config import ConfigError, Settings
-from ignite_dagster.course.validation import Issue
+from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm.cache import LLMCache
 from ignite_dagster.generation.llm.prompts import (
     PROMPT_VERSION,
@@ -60,15 +62,7 @@ from ignite_dagster.generation.llm.schemas import (
     StudyTextOut,
     to_course_item,
 )
-from ignite_dagster.generation.types import (
-    CourseRequest,
-    FillResult,
-    GenerationFailed,
-    Skeleton,
-    SkeletonItem,
-    StudyTextSlot,
-    Usage,
-)
+from ignite_dagster.generation.types import FillResult, GenerationFailed, Usage
 from ignite_dagster.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ignite_dagster.generation.types import CourseRequest, Skeleton, SkeletonItem, StudyTextSlot
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 
 PROMPT_VERSION = "fill-v1"
 SOURCE_EXCERPT_CHARS = 8000

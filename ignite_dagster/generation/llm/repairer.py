@@ -22,11 +22,12 @@ import copy
 import logging
 from typing import Any
 
-from ignite_dagster.course.validation import Issue
+from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION, repair_messages
 from ignite_dagster.generation.llm.provider import StructuredClient, UsageMeter, run_all
 from ignite_dagster.generation.llm.schemas import FilledItem, RepairedItems, to_course_item
-from ignite_dagster.generation.types import CourseRequest, Skeleton, SkeletonItem
 
 log = logging.getLogger(__name__)
 

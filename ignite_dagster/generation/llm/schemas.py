@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ignite_dagster.course.skeleton import SkeletonItem
 from ignite_dagster.course.validation import FILL_TOKEN, numbers_equal, parse_number
-from ignite_dagster.generation.types import SkeletonItem
 
 
 class _Strict(BaseModel):
