@@ -36,7 +36,7 @@ from ignite_dagster.course.model import Group, Level  # noqa: E402
 from ignite_dagster.course.request import CourseRequest  # noqa: E402
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot  # noqa: E402
 from ignite_dagster.generation.llm import LLMFiller  # noqa: E402
-from ignite_dagster.generation.orchestrator import validate_and_normalize  # noqa: E402
+from ignite_dagster.generation.validate import validate_and_normalize  # noqa: E402
 from ignite_dagster.storage.local import LocalObjectStore  # noqa: E402
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel  # noqa: E402
 

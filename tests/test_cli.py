@@ -101,12 +101,12 @@ def test_definitions_load_and_validate():
 
 
 def test_publish_from_the_cli_writes_a_new_version_each_time(db_url, org_id, tmp_path):
-    from ignite_dagster.generation.orchestrator import generate_course_sync
+    from tests.support.courses import pack_course
 
-    course = generate_course_sync({"course_id": "add-pub", "subject": "addition", "grade_band": "3-5"}).course
+    course = pack_course({"course_id": "add-pub", "subject": "addition", "grade_band": "3-5"})
     path = tmp_path / "storage/courses/add-pub/course.json"
     path.parent.mkdir(parents=True)
-    path.write_bytes(course.to_json_bytes())
+    path.write_text(json.dumps(course))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO course_metadata (id, organization_id, title, storage_path) VALUES "
                      "('add-pub', %s, 'Addition', 'courses/add-pub/course.json')", (org_id,))

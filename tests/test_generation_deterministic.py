@@ -1,5 +1,6 @@
-"""The pipeline with deterministic packs: strategy rules, byte-identical courses, telemetry, artifacts,
-and the repair loop's refusals (the LLM helper's tests cover convergence against a real server)."""
+"""The pipeline with deterministic packs, through the production course worker (real Postgres, real
+storage): strategy rules, byte-identical courses, progress, artifacts, and the repair loop's refusals
+(the LLM tests cover convergence against a loopback server)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,14 @@ from ignite_dagster.course.model import Group, Level, parse_course
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.course.validation import validate_course
-from ignite_dagster.generation.orchestrator import (
-    fill_sync,
-    generate_course_sync,
-    repair,
-    validate_and_normalize,
-)
+from ignite_dagster.generation.fill import fill
 from ignite_dagster.generation.packs import PackIndex, default_index
+from ignite_dagster.generation.repair import repair_round
 from ignite_dagster.generation.skeleton import build_skeleton
 from ignite_dagster.generation.strategy import select_strategy
 from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, StrategyChoice
-from ignite_dagster.storage.local import LocalObjectStore
+from ignite_dagster.generation.validate import validate_and_normalize
+from tests.support.generate import generate
 
 NOW = datetime(2024, 9, 1, 8, 30, tzinfo=UTC)
 INDEX = default_index()
@@ -88,58 +86,66 @@ def test_explicit_deterministic_that_the_pack_cannot_serve_is_invalid_request():
     assert exc.value.reason_code == "invalid_request" and "numeric" in exc.value.message
 
 
-# ------------------------------------------------------------------ whole pipeline
+# ------------------------------------------------------------------ whole pipeline (the course worker)
 
 
-def test_same_request_gives_byte_identical_course_and_generation_block(tmp_path: Path):
-    a = generate_course_sync(req(), GenerationDeps(), job_id="job-1", attempt=2, now=NOW)
-    b = generate_course_sync(req(), GenerationDeps(), job_id="job-1", attempt=2, now=NOW)
-    assert a.course.to_json_bytes() == b.course.to_json_bytes()
-    gen = a.course.to_dict()["generation"]
-    assert gen == {"jobId": "job-1", "attempt": 2, "strategy": "deterministic", "provider": "pack",
-                   "packId": "addition.gK-2", "createdAt": "2024-09-01T08:30:00Z"}
-    assert a.issues == [] and a.strategy.kind == "deterministic"
-    course, issues = parse_course(json.loads(a.course.to_json_bytes()))
+@pytest.fixture
+def gen(db_url, org_id, tmp_path):
+    """``gen(request, **kw)``: one course through submit → claim → every worker stage."""
+    def run(request, **kw):
+        kw.setdefault("storage_root", tmp_path / "store")
+        return generate(db_url, org_id, request, now=NOW, **kw)
+    return run
+
+
+def test_same_request_gives_byte_identical_course_apart_from_its_job(gen):
+    a, b = gen(req()), gen(req())
+    strip = lambda g: {k: v for k, v in g.doc.items() if k != "generation"}  # noqa: E731
+    assert strip(a) == strip(b)
+    gen_a = a.doc["generation"]
+    assert gen_a == {"jobId": str(a.job.id), "attempt": 1, "strategy": "deterministic", "provider": "pack",
+                     "packId": "addition.gK-2", "createdAt": "2024-09-01T08:30:00Z"}
+    assert a.warnings == [] and a.work.choice.kind == "deterministic" and a.job.status == "done"
+    course, issues = parse_course(a.doc)
     assert course is not None and validate_course(course) == []
 
 
-def test_options_and_numeric_courses_differ_but_each_is_stable():
-    opts = generate_course_sync(req(), GenerationDeps(), now=NOW)
-    num = generate_course_sync(req(mode="numeric"), GenerationDeps(), now=NOW)
+def test_options_and_numeric_courses_differ_but_each_is_stable(gen):
+    opts = gen(req())
+    num = gen(req(course_id="add-k2-num", mode="numeric"))
     assert all(i.options is None and i.answer is not None for i in num.course.items)
     assert all(len(i.options) == 4 for i in opts.course.items)
 
 
-def test_telemetry_progress_and_artifacts(tmp_path: Path):
-    store = LocalObjectStore(tmp_path)
-    seen: list[tuple[str, int, str]] = []
-    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-7", on_stage=lambda *a: seen.append(a))
-    result = generate_course_sync(req(subject="water cycle", grade="4"), deps, job_id="job-7", now=NOW)
-    t = result.telemetry
-    assert (t.strategy, t.pack_id, t.provider, t.calls, t.tokens_in, t.repair_rounds) == (
-        "deterministic", "water-cycle", "pack", 0, 0, 0)
-    assert set(t.stage_ms) == {"select_strategy", "build_skeleton", "fill", "validate_normalize", "repair"}
-    stages = [s for s, _, _ in seen]
-    assert stages[0] == "select_strategy" and stages[-1] == "done"
-    percents = [p for _, p, _ in seen]
-    assert percents == sorted(percents)
-    for name in ("strategy.json", "skeleton.json", "draft.json"):
-        assert (tmp_path / "courses/debug/jobs/job-7" / name).exists()
-    skeleton = json.loads((tmp_path / "courses/debug/jobs/job-7/skeleton.json").read_text())
+def test_summary_progress_events_and_artifacts(gen, db_url, tmp_path: Path):
+    import psycopg
+
+    result = gen(req(subject="water cycle", grade="4"))
+    summary = result.job.summary
+    assert (summary["strategy"], summary["packId"], summary["calls"], summary["tokensIn"], summary["repairRounds"]) == (
+        "deterministic", "water-cycle", 0, 0, 0)
+    # the summary is written inside persist, so it times every stage before it
+    assert set(summary["stageMs"]) == {"select_strategy", "build_skeleton", "fill", "validate_normalize", "repair"}
+    with psycopg.connect(db_url) as conn:
+        events = conn.execute("SELECT step, progress FROM job_events WHERE job_id = %s AND status = 'success' "
+                              "ORDER BY seq", (result.job.id,)).fetchall()
+    assert [s for s, _ in events] == ["select_strategy", "build_skeleton", "fill", "validate_normalize", "repair",
+                                      "persist"]
+    percents = [p for _, p in events]
+    assert percents == sorted(percents) and result.job.progress_percent == 100
+    debug = tmp_path / "store/courses/debug/jobs" / str(result.job.id)
+    for name in ("strategy.json", "skeleton.json", "draft.json", "summary.json"):
+        assert (debug / name).exists(), name
+    skeleton = json.loads((debug / "skeleton.json").read_text())
     assert len(skeleton["items"]) == len(result.course.items)
-
-
-def test_a_dict_payload_is_validated_first():
-    with pytest.raises(GenerationFailed) as exc:
-        generate_course_sync({"course_id": "x", "subject": "", "grade": "3"}, GenerationDeps())
-    assert exc.value.reason_code == "invalid_request" and "subject" in exc.value.message
+    assert json.loads((debug / "strategy.json").read_text())["pack_id"] == "water-cycle"
 
 
 def test_llm_strategy_without_a_filler_fails_at_fill():
     choice = StrategyChoice(kind="llm", reason="test")
     skeleton = build_skeleton(req(subject="Fractions"), choice, None, INDEX)
     with pytest.raises(GenerationFailed) as exc:
-        fill_sync(skeleton, req(subject="Fractions"), choice, GenerationDeps())
+        asyncio.run(fill(skeleton, req(subject="Fractions"), choice, GenerationDeps(), None))
     assert exc.value.reason_code == "model_not_configured"
 
 
@@ -169,24 +175,22 @@ def _broken_pack_index(tmp_path: Path, where: str) -> PackIndex:
     return PackIndex.from_dir(tmp_path / "packs")
 
 
-def test_item_errors_without_a_model_fail_validation_and_write_no_course(tmp_path: Path):
-    store = LocalObjectStore(tmp_path / "store")
-    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-9")
+def test_item_errors_without_a_model_fail_validation_and_write_no_course(gen, tmp_path: Path):
     with pytest.raises(GenerationFailed) as exc:
-        generate_course_sync(req(subject="water cycle", grade="4"), deps, packs=_broken_pack_index(tmp_path, "item"), now=NOW)
+        gen(req(subject="water cycle", grade="4"), packs=_broken_pack_index(tmp_path, "item"))
     err = exc.value
     assert err.reason_code == "validation_failed" and err.retryable is False
     assert {i.code for i in err.issues} == {"banned_term"} and all(i.item_id is not None for i in err.issues)
     assert "banned_term" in err.message and "no text model" in err.message
-    saved = json.loads((tmp_path / "store/courses/debug/jobs/job-9/validation_issues.json").read_text())
+    assert (err.job_row.status, err.job_row.reason_code) == ("dead_letter", "validation_failed")
+    saved = json.loads((tmp_path / f"store/courses/debug/jobs/{err.job_row.id}/validation_issues.json").read_text())
     assert saved["repairRounds"] == 0 and {i["code"] for i in saved["issues"]} == {"banned_term"}
     assert not list((tmp_path / "store").rglob("course.json"))
 
 
-def test_errors_naming_no_item_fail_before_any_repair(tmp_path: Path):
+def test_errors_naming_no_item_fail_before_any_repair(gen, tmp_path: Path):
     with pytest.raises(GenerationFailed) as exc:
-        generate_course_sync(req(subject="water cycle", grade="4"), GenerationDeps(),
-                             packs=_broken_pack_index(tmp_path, "section"), now=NOW)
+        gen(req(subject="water cycle", grade="4"), packs=_broken_pack_index(tmp_path, "section"))
     assert exc.value.reason_code == "validation_failed" and "name no item" in exc.value.message
 
 
@@ -202,7 +206,7 @@ def test_repair_stage_refuses_non_item_errors_first():
     course, issues = validate_and_normalize(draft, skeleton, None)
     assert course is not None and [(i.code, i.item_id) for i in issues] == [("unfilled_content", None)]
     with pytest.raises(GenerationFailed, match="name no item"):
-        asyncio.run(repair(course.to_dict(), issues, skeleton, req(), GenerationDeps(), 1))
+        asyncio.run(repair_round(course.to_dict(), issues, skeleton, req(), GenerationDeps(), 1))
     item_issue = [Issue(code="missing_answer", severity="error", message="m", itemId=0)]
     with pytest.raises(GenerationFailed, match="no text model"):
-        asyncio.run(repair(course.to_dict(), item_issue, skeleton, req(), GenerationDeps(), 1))
+        asyncio.run(repair_round(course.to_dict(), item_issue, skeleton, req(), GenerationDeps(), 1))

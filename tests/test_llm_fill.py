@@ -1,8 +1,8 @@
-"""Skeleton + LLM fill end to end: ``generate_course`` with ``LLMFiller`` against the loopback server.
+"""Skeleton + LLM fill end to end: the course worker with ``LLMFiller`` against the loopback server.
 
 The scripted model (``ScriptedCourseModel``) answers from what the prompt says, like a real model, so
 these tests exercise the real prompts, structured outputs, batching, concurrency, enforcement of the
-skeleton and the orchestrator's validate/repair chain.
+skeleton and the worker's validate/repair stages (real Postgres and storage).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from ignite_dagster.course.model import Group, Level
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm import PROMPT_VERSION, LLMFiller
-from ignite_dagster.generation.orchestrator import generate_course, validate_and_normalize
 from ignite_dagster.generation.packs import ArithmeticPack, PackIndex
-from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, GenerationResult
+from ignite_dagster.generation.types import GenerationFailed
+from ignite_dagster.generation.validate import validate_and_normalize
 from ignite_dagster.storage.local import LocalObjectStore
+from tests.support.generate import Generated, generate
 from tests.support.openai_server import (
     CHAT,
     OpenAICompatServer,
@@ -106,12 +107,17 @@ def server():
         yield srv
 
 
-def run(request: dict[str, Any], filler: LLMFiller, store: LocalObjectStore | None = None, **deps_kw: Any) -> GenerationResult:
-    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-1" if store else None, llm=filler, **deps_kw)
-    return asyncio.run(generate_course(request, deps, now=NOW, packs=PACKS, job_id="job-1"))
+@pytest.fixture
+def run(db_url, org_id, tmp_path):
+    """``run(request, filler, store=None, packs=PACKS)``: one course through the production worker."""
+    def go(request: dict[str, Any], filler: LLMFiller, store: LocalObjectStore | None = None,
+           packs: PackIndex = PACKS) -> Generated:
+        return generate(db_url, org_id, request, store=store or LocalObjectStore(tmp_path / "run-store"),
+                        llm=filler, packs=packs, now=NOW)
+    return go
 
 
-def test_fill_produces_valid_course_with_skeleton_enforced(server):
+def test_fill_produces_valid_course_with_skeleton_enforced(server, run):
     model = ScriptedCourseModel()
     server.respond_with(CHAT, model)
     filler = LLMFiller(settings_for(server), sleep=NoSleep())
@@ -140,7 +146,7 @@ def test_fill_produces_valid_course_with_skeleton_enforced(server):
     assert t.cost_usd == (Decimal(t.tokens_in) * Decimal("0.15") + Decimal(t.tokens_out) * Decimal("0.6")) / Decimal(10**6)
 
 
-def test_prompts_carry_subject_band_mode_notes_and_source(server):
+def test_prompts_carry_subject_band_mode_notes_and_source(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server), sleep=NoSleep())
     run(arithmetic_request(study_text="Apples and pears are fruit. " * 20), filler)
@@ -153,7 +159,7 @@ def test_prompts_carry_subject_band_mode_notes_and_source(server):
     assert all('"arithmetic"' in p and '"mode": "options"' in p for p in item_prompts)
 
 
-def test_arithmetic_answers_come_from_the_skeleton(server):
+def test_arithmetic_answers_come_from_the_skeleton(server, run):
     """A model that points at the wrong option or states a wrong number is corrected without repair."""
     server.respond_with(CHAT, ScriptedCourseModel(faults={i: "wrong_index" for i in range(12)}))
     result = run(arithmetic_request(), LLMFiller(settings_for(server), sleep=NoSleep()))
@@ -169,18 +175,17 @@ def test_arithmetic_answers_come_from_the_skeleton(server):
         assert item.answer == _sum_in(item.text) and item.options is None
 
 
-def test_knowledge_subject_without_pack(server):
+def test_knowledge_subject_without_pack(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server), sleep=NoSleep())
-    deps = GenerationDeps(llm=filler)
     request = {"course_id": "photo", "subject": "Photosynthesis", "grade_band": "6-8", "items_per_group": 4,
                "notes": "Focus on leaves."}
-    result = asyncio.run(generate_course(request, deps, now=NOW, packs=PackIndex({})))
+    result = run(request, filler, packs=PackIndex({}))
     assert len(result.course.items) == 12 and len(result.course.study_texts) == 2
     assert all("[IMAGE:" not in st.content for st in result.course.study_texts)  # no images asked for
 
 
-def test_usage_counts_failed_attempts(server):
+def test_usage_counts_failed_attempts(server, run):
     """429 (retry-after honoured), 500 and a truncated answer cost attempts and tokens; all are counted."""
     model = ScriptedCourseModel()
     server.enqueue(CHAT, rate_limited(retry_after=1.5), server_error(500), chat_truncated(completion_tokens=2000))
@@ -196,7 +201,7 @@ def test_usage_counts_failed_attempts(server):
     assert sorted(budgets) == [2000] * 7 + [4000]  # only the retry after the truncation doubled its budget
 
 
-def test_batches_respect_size_bound_and_concurrency_limit(server):
+def test_batches_respect_size_bound_and_concurrency_limit(server, run):
     server.latency = 0.05
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server, llm_concurrency=3), items_per_call=4, sleep=NoSleep())
@@ -222,7 +227,7 @@ def test_plan_matches_calls_made(server):
     assert all(len(c.item_ids) <= 5 for c in plan)
 
 
-def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path):
+def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path, run):
     store = LocalObjectStore(tmp_path)
     server.respond_with(CHAT, ScriptedCourseModel())
     first = run(arithmetic_request(), LLMFiller(settings_for(server), store, sleep=NoSleep()), store)
@@ -231,11 +236,12 @@ def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path):
     assert len(server.requests) == made  # zero provider calls
     assert second.telemetry.calls == 0 and second.telemetry.cache_hits == made
     assert second.telemetry.tokens_in == 0 and second.telemetry.cost_usd == 0
-    assert second.course.to_json_bytes() == first.course.to_json_bytes()
+    assert {k: v for k, v in second.doc.items() if k != "generation"} == {
+        k: v for k, v in first.doc.items() if k != "generation"}
     assert list(tmp_path.joinpath("courses/debug/llm-cache").rglob("*.json"))
 
 
-def test_quota_fails_fast_with_clear_code(server):
+def test_quota_fails_fast_with_clear_code(server, run):
     server.enqueue(CHAT, quota_exceeded())
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=NoSleep())
@@ -246,7 +252,7 @@ def test_quota_fails_fast_with_clear_code(server):
     assert err.value.usage.calls == 1
 
 
-def test_refusal_fails_the_fill_as_content_refused(server):
+def test_refusal_fails_the_fill_as_content_refused(server, run):
     server.enqueue(CHAT, chat_refusal("I won't write that."))
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=NoSleep())
@@ -255,7 +261,7 @@ def test_refusal_fails_the_fill_as_content_refused(server):
     assert err.value.reason_code == "content_refused" and not err.value.retryable
 
 
-def test_missing_model_is_model_not_configured(server):
+def test_missing_model_is_model_not_configured(server, run):
     filler = LLMFiller(Settings(openai_base_url=server.base_url))
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)

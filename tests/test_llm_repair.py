@@ -1,7 +1,7 @@
 """Validation-driven repair through the model: fixable drafts converge, unfixable ones stop at the bound.
 
 Faults are injected per item by the scripted model (wrong option count, an arithmetic answer missing
-from the options, a text with no blank, an item left out); the orchestrator's validate → repair loop
+from the options, a text with no blank, an item left out); the course worker's validate → repair stages
 and ``LLMFiller.repair`` must end in a valid course or a coded ``validation_failed`` with no course.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ from ignite_dagster.course.model import Group, Level
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.generation.llm import LLMFiller
-from ignite_dagster.generation.orchestrator import generate_course
-from ignite_dagster.generation.types import GenerationDeps, GenerationFailed
+from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
+from tests.support.generate import generate
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel
 from tests.test_llm_fill import NOW, PACKS, NoSleep, arithmetic_request, settings_for
 
@@ -48,12 +49,12 @@ def repair_requests(server: OpenAICompatServer) -> list[list[dict[str, Any]]]:
 FAULTS = {1: "two_options", 4: "expected_absent", 7: "no_blank", 10: "omit"}
 
 
-def test_fixable_faults_converge_to_a_valid_course(server, tmp_path: Path):
+def test_fixable_faults_converge_to_a_valid_course(server, tmp_path: Path, db_url, org_id):
     model = ScriptedCourseModel(faults=FAULTS)
     server.respond_with(CHAT, model)
     store = LocalObjectStore(tmp_path)
-    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-1", llm=LLMFiller(settings_for(server), sleep=NoSleep()))
-    result = asyncio.run(generate_course(arithmetic_request(), deps, now=NOW, packs=PACKS))
+    result = generate(db_url, org_id, arithmetic_request(), store=store, packs=PACKS, now=NOW,
+                      llm=LLMFiller(settings_for(server), sleep=NoSleep()))
 
     assert result.telemetry.repair_rounds == 1
     sent = repair_requests(server)
@@ -72,7 +73,7 @@ def test_fixable_faults_converge_to_a_valid_course(server, tmp_path: Path):
     # usage of the fill and the repair round add up
     assert result.telemetry.calls == len(server.requests) == 5 + len(sent)
     # each round's artifact is saved
-    artifact = json.loads((tmp_path / "courses/debug/jobs/job-1/repair_1.json").read_text())
+    artifact = json.loads((tmp_path / f"courses/debug/jobs/{result.job.id}/repair_1.json").read_text())
     assert sorted(artifact["itemIds"]) == sorted(FAULTS)
 
 
@@ -84,20 +85,20 @@ def _meta_sum(sent: list[list[dict[str, Any]]], item_id: int) -> float:
     raise AssertionError(item_id)
 
 
-def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Path):
+def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Path, db_url, org_id):
     faults = {2: "two_options", 5: "no_blank"}
     model = ScriptedCourseModel(faults=faults, repair_faults=faults)  # repairs come back just as broken
     server.respond_with(CHAT, model)
     store = LocalObjectStore(tmp_path)
-    deps = GenerationDeps(store=store, debug_prefix="courses/debug/jobs/job-2", llm=LLMFiller(settings_for(server), sleep=NoSleep()),
-                          repair_rounds=2)
     with pytest.raises(GenerationFailed) as err:
-        asyncio.run(generate_course(arithmetic_request(), deps, now=NOW, packs=PACKS))
+        generate(db_url, org_id, arithmetic_request(), store=store, packs=PACKS, now=NOW,
+                 llm=LLMFiller(settings_for(server), sleep=NoSleep()), settings=replace(settings_for(server), repair_rounds=2))
     exc = err.value
     assert exc.reason_code == "validation_failed" and exc.retryable is True  # the model may answer differently next attempt
     assert {i.code for i in exc.issues} == {"invalid_options_count", "invalid_blank_count"}
     assert model.calls["RepairedItems"] == 2  # one request per round, two rounds
-    saved = json.loads((tmp_path / "courses/debug/jobs/job-2/validation_issues.json").read_text())
+    assert (exc.job_row.status, exc.job_row.reason_code) == ("failed", "validation_failed")
+    saved = json.loads((tmp_path / f"courses/debug/jobs/{exc.job_row.id}/validation_issues.json").read_text())
     assert saved["repairRounds"] == 2
     assert not (tmp_path / "courses/add-fruit/course.json").exists()
 

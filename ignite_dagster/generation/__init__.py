@@ -1,6 +1,6 @@
-"""Course generation: strategy selection, skeleton, deterministic packs or LLM fill, validation, repair.
+"""Course generation, one module per stage: ``strategy`` → ``skeleton`` → ``fill`` (``deterministic`` packs
+or ``llm``) → ``validate`` → ``repair``, plus the debug ``artifacts`` they leave.
 
-Stages live in their own modules (``strategy``, ``skeleton``, ``deterministic``, ``orchestrator``) and
-share the types of ``generation.types``. Nothing is imported here on purpose: ``course.normalize`` uses
-``generation.types``, and an eager import of the orchestrator from this package would be circular.
+The course worker (``course_jobs/worker.py``) is the only chain: it calls one stage per step, so every
+stage shows in Dagster with its own timing and tests drive exactly what runs in production.
 """

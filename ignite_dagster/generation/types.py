@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ignite_dagster.course.issues import Issue
-from ignite_dagster.course.model import Course
 from ignite_dagster.course.request import StrategyKind
 
 if TYPE_CHECKING:
@@ -48,21 +47,6 @@ class Usage(BaseModel):
 
     def add(self, other: Usage) -> Usage:
         return self + other
-
-
-class Telemetry(BaseModel):
-    strategy: StrategyKind
-    pack_id: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    prompt_version: str | None = None
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: Decimal = Decimal("0")
-    cache_hits: int = 0
-    stage_ms: dict[str, int] = Field(default_factory=dict)
-    repair_rounds: int = 0
 
 
 class FillResult(BaseModel):
@@ -119,12 +103,3 @@ class GenerationDeps:
     llm: Any | None = None
     repair_rounds: int = 2
     on_stage: Callable[[str, int, str], None] | None = None
-
-
-class GenerationResult(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    course: Course
-    issues: list[Issue] = Field(default_factory=list)
-    telemetry: Telemetry
-    strategy: StrategyChoice

@@ -122,12 +122,9 @@ def agent_headers(org: uuid.UUID | str, user: str | None = "agent-user-1", token
 @functools.lru_cache(maxsize=1)
 def _generated_course() -> dict:
     """One valid course from the deterministic generator (cached: the generator is deterministic)."""
-    from ignite_dagster.generation.orchestrator import generate_course_sync
+    from tests.support.courses import pack_course
 
-    result = generate_course_sync(
-        {"course_id": "template-course", "subject": "addition", "grade": "3", "items_per_group": 4}
-    )
-    return result.course.to_dict()
+    return pack_course({"course_id": "template-course", "subject": "addition", "grade": "3", "items_per_group": 4})
 
 
 def valid_course_doc(course_id: str) -> dict:

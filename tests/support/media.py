@@ -17,11 +17,11 @@ PRICES = json.dumps({IMAGE_MODEL: {"image": 0.04}})
 
 def water_cycle_course(course_id: str, **kw: Any) -> dict[str, Any]:
     """The water-cycle pack compiled with images wanted: two study texts, one [IMAGE:] marker each."""
-    from ignite_dagster.generation.orchestrator import generate_course_sync
+    from tests.support.courses import pack_course
 
     request = {"course_id": course_id, "subject": "water cycle", "grade_band": "3-5", "wants_images": True,
                "items_per_group": 4, **kw}
-    return generate_course_sync(request).course.to_dict()
+    return pack_course(request)
 
 
 def media_settings(base_url: str, **kw: Any) -> Settings:

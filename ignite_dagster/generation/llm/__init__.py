@@ -3,7 +3,7 @@
 Modules: ``provider`` (client, retry layer, usage metering), ``cache`` (content-addressed answer cache in
 object storage), ``pricing`` (token cost), ``prompts`` (versioned wording), ``schemas`` (structured
 output shapes and their mapping onto the skeleton), ``filler`` (``LLMFiller``: fill and repair, the
-object the orchestrator holds as ``deps.llm``), ``repairer`` (one targeted repair round).
+object the fill and repair stages hold as ``deps.llm``), ``repairer`` (one targeted repair round).
 """
 
 from ignite_dagster.generation.llm.filler import LLMFiller, LLMFillResult, PlannedCall

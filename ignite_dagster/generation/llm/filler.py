@@ -1,6 +1,6 @@
 """Skeleton + LLM: the model writes the content, the skeleton keeps the structure and the arithmetic.
 
-``LLMFiller`` is the object the orchestrator holds as ``deps.llm``: ``await fill(skeleton, request)``
+``LLMFiller`` is the object the fill and repair stages hold as ``deps.llm``: ``await fill(skeleton, request)``
 returns the draft course, ``await repair(course, issues, skeleton, request)`` rewrites failing items.
 
 Call plan of one fill (``LLMFiller.plan``), all started at once and bounded by ``llm_concurrency``:

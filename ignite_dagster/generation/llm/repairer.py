@@ -4,7 +4,7 @@ Why targeted: a draft with three bad items out of forty should cost three items'
 re-writing good items would only risk new errors. What is repairable follows the spec: item-level
 errors that name an item (``Issue.item_id``) whose id is in the skeleton. Course-level problems (a
 title too long, an empty study text) are not sent; they stay in the issues and fail the job if they
-remain. The orchestrator owns the rounds (bound ``repair_rounds``) and re-validates after each.
+remain. The repair stage (``generation/repair.py``) owns the rounds (bound ``repair_rounds``) and re-validates after each.
 
 Each request carries at most ``items_per_call`` items (a handful: small answers are rarely truncated
 and a refused or malformed answer costs little). Requests of one round run concurrently under the
