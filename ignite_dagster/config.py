@@ -62,8 +62,11 @@ class Settings:
     image_model: str | None = _env_field("IGNITE_IMAGE_MODEL", None, "Image model for media jobs (required when images are generated).")
     image_size: str = _env_field("IGNITE_IMAGE_SIZE", "1024x1024", "Image size passed to the image API.")
     image_timeout_seconds: float = _env_field("IGNITE_IMAGE_TIMEOUT_SECONDS", 180.0, "Per-request timeout for image generation (slower than text).", kind="float")
-    llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Concurrent model calls per course fill.", kind="int")
-    llm_timeout_seconds: float = _env_field("IGNITE_LLM_TIMEOUT_SECONDS", 60.0, "Per-request timeout for model calls.", kind="float")
+    llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Max model calls in flight per run process (all courses of a run share it); capped by the slots the server reports (llama.cpp /props).", kind="int")
+    llm_timeout_seconds: float = _env_field("IGNITE_LLM_TIMEOUT_SECONDS", 60.0, "Longest silence of a model call: with streaming, between two chunks (a slow model that keeps writing is never cut off); without, the whole answer. A timed-out call is retried once, then fails as provider_timeout.", kind="float")
+    llm_stream: bool = _env_field("IGNITE_LLM_STREAM", True, "Stream model answers (true/false); turn off only for a server that cannot stream.", kind="bool")
+    llm_fill_deadline_seconds: float = _env_field("IGNITE_LLM_FILL_DEADLINE_SECONDS", 900.0, "Deadline for one course's whole fill (or one repair round); past it the stage fails as provider_timeout. 0 = none.", kind="float")
+    llm_schema_drop: str | None = _env_field("IGNITE_LLM_SCHEMA_DROP", None, "Comma list of JSON-schema keywords to leave out of structured outputs for a server that rejects them (pattern, minItems, maxItems, minimum, maximum, enum); the validator still checks every rule.")
     llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call (429/5xx/timeouts) inside the engine's retry layer.", kind="int")
     llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Initial output budget per call; doubled once on truncation.", kind="int")
     llm_prices: str | None = _env_field("IGNITE_LLM_PRICES", None, 'JSON price table, USD per 1M tokens: {"model": {"input": 0.15, "output": 0.6}}; image models: {"model": {"image": 0.04}}.')
@@ -129,6 +132,13 @@ def _parse(kind: str, env: str, raw: str, errors: list[str]) -> Any:
             return float(raw)
         if kind == "path":
             return Path(raw).expanduser()
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
     except ValueError:
         errors.append(f"{env}={raw!r} is not a valid {kind}")
         return None

@@ -141,7 +141,7 @@ def test_fill_produces_valid_course_with_skeleton_enforced(server, run):
     # one overview + one per study text + one batch per group
     assert dict(model.calls) == {"CourseOverview": 1, "StudyTextOut": 2, "ItemBatch": 2}
     t = result.telemetry
-    assert t.calls == 5 == len(server.requests) and t.cache_hits == 0
+    assert t.calls == 5 == len(server.requests_to(CHAT)) and t.cache_hits == 0
     assert t.tokens_in > 0 and t.tokens_out > 0
     assert t.cost_usd == (Decimal(t.tokens_in) * Decimal("0.15") + Decimal(t.tokens_out) * Decimal("0.6")) / Decimal(10**6)
 
@@ -150,12 +150,12 @@ def test_prompts_carry_subject_band_mode_notes_and_source(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server), sleep=NoSleep())
     run(arithmetic_request(study_text="Apples and pears are fruit. " * 20), filler)
-    for req in server.requests:
+    for req in server.requests_to(CHAT):
         text = req.text()
         assert "Subject: addition" in text and "Grade band: K-2 (grade 1)" in text
         assert "Use fruit in every word problem." in text
         assert "Apples and pears are fruit." in text
-    item_prompts = [r.text() for r in server.requests if r.json["response_format"]["json_schema"]["name"] == "ItemBatch"]
+    item_prompts = [r.text() for r in server.requests_to(CHAT) if r.json["response_format"]["json_schema"]["name"] == "ItemBatch"]
     assert all('"arithmetic"' in p and '"mode": "options"' in p for p in item_prompts)
 
 
@@ -194,10 +194,10 @@ def test_usage_counts_failed_attempts(server, run):
     filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=sleep)
     result = run(arithmetic_request(), filler)
     t = result.telemetry
-    assert t.calls == 5 + 3 == len(server.requests)
+    assert t.calls == 5 + 3 == len(server.requests_to(CHAT))
     assert sleep.delays[0] == 1.5 and len(sleep.delays) == 2
     assert t.tokens_out >= 2000  # the truncated attempt's tokens
-    budgets = [r.max_tokens for r in server.requests]
+    budgets = [r.max_tokens for r in server.requests_to(CHAT)]
     assert sorted(budgets) == [2000] * 7 + [4000]  # only the retry after the truncation doubled its budget
 
 
@@ -206,7 +206,7 @@ def test_batches_respect_size_bound_and_concurrency_limit(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server, llm_concurrency=3), items_per_call=4, sleep=NoSleep())
     result = run(arithmetic_request(items_per_group=10, wants_images=False), filler)
-    batches = [r for r in server.requests if r.json["response_format"]["json_schema"]["name"] == "ItemBatch"]
+    batches = [r for r in server.requests_to(CHAT) if r.json["response_format"]["json_schema"]["name"] == "ItemBatch"]
     assert len(batches) == 2 * math.ceil(10 / 4)
     assert server.max_in_flight == 3
     assert len(result.course.items) == 20
@@ -231,9 +231,9 @@ def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path, run):
     store = LocalObjectStore(tmp_path)
     server.respond_with(CHAT, ScriptedCourseModel())
     first = run(arithmetic_request(), LLMFiller(settings_for(server), store, sleep=NoSleep()), store)
-    made = len(server.requests)
+    made = len(server.requests_to(CHAT))
     second = run(arithmetic_request(), LLMFiller(settings_for(server), store, sleep=NoSleep()), store)
-    assert len(server.requests) == made  # zero provider calls
+    assert len(server.requests_to(CHAT)) == made  # zero provider calls
     assert second.telemetry.calls == 0 and second.telemetry.cache_hits == made
     assert second.telemetry.tokens_in == 0 and second.telemetry.cost_usd == 0
     assert {k: v for k, v in second.doc.items() if k != "generation"} == {
@@ -248,7 +248,7 @@ def test_quota_fails_fast_with_clear_code(server, run):
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "provider_quota" and err.value.retryable is False
-    assert len(server.requests) == 1
+    assert len(server.requests_to(CHAT)) == 1
     assert err.value.usage.calls == 1
 
 
@@ -267,7 +267,7 @@ def test_missing_model_is_model_not_configured(server, run):
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "model_not_configured" and not err.value.retryable
     assert "OPENAI_API_KEY" in err.value.message and "IGNITE_TEXT_MODEL" in err.value.message
-    assert server.requests == []
+    assert server.requests_to(CHAT) == []
 
 
 def test_unpriced_model_reports_cost_as_incomplete(server):

@@ -19,7 +19,13 @@ from pydantic import BaseModel
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.pricing import token_cost
-from ignite_dagster.generation.llm.provider import ProviderConfig, StructuredClient, parse_retry_after
+from ignite_dagster.generation.llm.provider import (
+    ProviderConfig,
+    StructuredClient,
+    parse_retry_after,
+    response_format,
+    strict_json_schema,
+)
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.openai_server import (
@@ -91,7 +97,7 @@ def test_normal_answer_parsed_with_usage_and_cost(server):
     assert result == Answer(**GOOD)
     assert (meter.calls, meter.tokens_in, meter.tokens_out, meter.failed_attempts) == (1, 1000, 500, 0)
     assert meter.cost_usd == Decimal("0.00045")  # 1000 * 0.15/1M + 500 * 0.60/1M
-    sent = server.requests[0]
+    sent = server.requests_to(CHAT)[0]
     assert sent.headers["authorization"] == "Bearer test-key"
     assert sent.json["model"] == "test-model"
     assert sent.max_tokens == 1000
@@ -106,7 +112,7 @@ def test_429_honours_retry_after_then_succeeds(server):
     assert result == Answer(**GOOD)
     assert sleep.delays == [2.0, 1.5]
     assert meter.calls == 3 and meter.failed_attempts == 2
-    assert len(server.requests) == 3
+    assert len(server.requests_to(CHAT)) == 3
 
 
 def test_insufficient_quota_fails_fast(server):
@@ -114,7 +120,7 @@ def test_insufficient_quota_fails_fast(server):
     exc, meter = call(config(server))
     assert isinstance(exc, GenerationFailed)
     assert exc.reason_code == "provider_quota" and exc.retryable is False
-    assert len(server.requests) == 1 and meter.calls == 1
+    assert len(server.requests_to(CHAT)) == 1 and meter.calls == 1
 
 
 def test_account_wide_failure_stops_waiting_calls(server):
@@ -133,7 +139,7 @@ def test_account_wide_failure_stops_waiting_calls(server):
 
     results, meter = asyncio.run(run())
     assert [r.reason_code for r in results] == ["provider_quota"] * 4
-    assert len(server.requests) == 1 and meter.calls == 1
+    assert len(server.requests_to(CHAT)) == 1 and meter.calls == 1
 
 
 def test_rate_limit_exhausts_retries(server):
@@ -141,7 +147,7 @@ def test_rate_limit_exhausts_retries(server):
     sleep = SleepRecorder()
     exc, meter = call(config(server, max_retries=2), sleep=sleep)
     assert exc.reason_code == "provider_rate_limited" and exc.retryable is True
-    assert len(server.requests) == 3 and sleep.delays == [0.5, 0.5]
+    assert len(server.requests_to(CHAT)) == 3 and sleep.delays == [0.5, 0.5]
 
 
 def test_retry_after_beyond_bound_is_not_sat_out(server):
@@ -149,7 +155,7 @@ def test_retry_after_beyond_bound_is_not_sat_out(server):
     sleep = SleepRecorder()
     exc, _ = call(config(server), sleep=sleep)
     assert exc.reason_code == "provider_rate_limited" and exc.retryable is True
-    assert len(server.requests) == 1 and sleep.delays == []
+    assert len(server.requests_to(CHAT)) == 1 and sleep.delays == []
 
 
 def test_500_then_success_with_exponential_backoff(server):
@@ -166,7 +172,7 @@ def test_persistent_5xx_is_provider_unavailable(server):
     server.respond_with(CHAT, server_error(502))
     exc, meter = call(config(server, max_retries=3))
     assert exc.reason_code == "provider_unavailable" and exc.retryable is True
-    assert len(server.requests) == 4 and meter.calls == 4
+    assert len(server.requests_to(CHAT)) == 4 and meter.calls == 4
 
 
 def test_timeout_and_dropped_connection_are_retried(server):
@@ -181,7 +187,7 @@ def test_client_error_is_not_retried(server):
     exc, _ = call(config(server))
     assert exc.reason_code == "provider_error" and exc.retryable is False
     assert "model 'nope'" in exc.message
-    assert len(server.requests) == 1
+    assert len(server.requests_to(CHAT)) == 1
 
 
 def test_malformed_json_retried_then_success(server):
@@ -204,14 +210,14 @@ def test_malformed_json_bounded_then_provider_error(server):
     server.respond_with(CHAT, chat_text("this is not json"))
     exc, meter = call(config(server, malformed_retries=2))
     assert exc.reason_code == "provider_error" and exc.retryable is False
-    assert len(server.requests) == 3 and meter.tokens_out == 150
+    assert len(server.requests_to(CHAT)) == 3 and meter.tokens_out == 150
 
 
 def test_truncated_output_retried_with_doubled_budget(server):
     server.enqueue(CHAT, chat_truncated(completion_tokens=1000), chat_json(GOOD, completion_tokens=40))
     result, meter = call(config(server, max_output_tokens=1000))
     assert result == Answer(**GOOD)
-    budgets = [r.max_tokens for r in server.requests]
+    budgets = [r.max_tokens for r in server.requests_to(CHAT)]
     assert budgets == [1000, 2000]
     assert meter.tokens_out == 1040 and meter.calls == 2  # the truncated attempt's tokens count
     assert meter.cost_usd == (Decimal(200) * Decimal("0.15") + Decimal(1040) * Decimal("0.60")) / Decimal(1_000_000)
@@ -221,7 +227,7 @@ def test_truncated_twice_is_output_truncated(server):
     server.respond_with(CHAT, chat_truncated())
     exc, meter = call(config(server))
     assert exc.reason_code == "output_truncated"
-    assert len(server.requests) == 2 and meter.tokens_out == 8000
+    assert len(server.requests_to(CHAT)) == 2 and meter.tokens_out == 8000
 
 
 def test_refusal_is_content_refused(server):
@@ -229,7 +235,7 @@ def test_refusal_is_content_refused(server):
     exc, meter = call(config(server))
     assert exc.reason_code == "content_refused" and exc.retryable is False
     assert "can't write that" in exc.message
-    assert len(server.requests) == 1 and meter.tokens_in == 100
+    assert len(server.requests_to(CHAT)) == 1 and meter.tokens_in == 100
 
 
 def test_content_filter_is_content_refused(server):
@@ -277,8 +283,8 @@ def test_cache_hit_costs_no_provider_call(server, tmp_path: Path):
     second, meter2 = call(config(server), cache=cache)
     assert second == first
     assert meter2.calls == 0 and meter2.cache_hits == 1 and meter2.tokens_in == 0
-    assert len(server.requests) == 1
-    key = cache_key("test-model", "v1", Answer, MESSAGES)
+    assert len(server.requests_to(CHAT)) == 1
+    key = cache_key("test-model", "v1", response_format("Answer", strict_json_schema(Answer)), MESSAGES)
     assert (tmp_path / cache.path(key)).is_file()
     assert cache.path(key).startswith(f"courses/debug/llm-cache/{key[:2]}/")
 
@@ -289,13 +295,13 @@ def test_cache_hit_costs_no_provider_call(server, tmp_path: Path):
     call(config(server), cache=cache, prompt_version="v2")
     call(config(server), cache=cache, schema=Other)
     call(config(server), cache=cache, messages=[{"role": "user", "content": "something else"}])
-    assert len(server.requests) == 4
+    assert len(server.requests_to(CHAT)) == 4
 
 
 def test_damaged_cache_entry_is_a_miss(server, tmp_path: Path):
     store = LocalObjectStore(tmp_path)
     cache = LLMCache(store)
-    key = cache_key("test-model", "v1", Answer, MESSAGES)
+    key = cache_key("test-model", "v1", response_format("Answer", strict_json_schema(Answer)), MESSAGES)
     store.put(cache.path(key), b"{not json")
     server.respond_with(CHAT, chat_json(GOOD))
     result, meter = call(config(server), cache=cache)
@@ -350,11 +356,10 @@ def test_strict_schema_is_what_the_sdk_parse_helper_would_send(server):
     from openai.lib._pydantic import to_strict_json_schema
 
     from ignite_dagster.generation.llm.provider import response_format, strict_json_schema
-    from ignite_dagster.generation.llm.schemas import CourseOverview, ItemBatch, RepairedItems, StudyTextOut
 
-    for schema in (ItemBatch, RepairedItems, CourseOverview, StudyTextOut, Answer):
-        assert strict_json_schema(schema) == to_strict_json_schema(schema)
+    assert strict_json_schema(Answer) == to_strict_json_schema(Answer)
     server.enqueue(CHAT, chat_json(GOOD))
     call(config(server))
-    assert server.requests[0].json["response_format"] == response_format(Answer)
-    assert response_format(Answer)["json_schema"]["schema"]["additionalProperties"] is False
+    expected = response_format("Answer", strict_json_schema(Answer))
+    assert server.requests_to(CHAT)[0].json["response_format"] == expected
+    assert expected["json_schema"]["schema"]["additionalProperties"] is False

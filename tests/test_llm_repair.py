@@ -24,7 +24,7 @@ from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.generate import generate
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel
-from tests.test_llm_fill import NOW, PACKS, NoSleep, arithmetic_request, settings_for
+from tests.test_llm_fill import NOW, PACKS, NoSleep, _sum_in, arithmetic_request, settings_for
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def server():
 def repair_requests(server: OpenAICompatServer) -> list[list[dict[str, Any]]]:
     """The item blocks each repair request carried."""
     out = []
-    for req in server.requests:
+    for req in server.requests_to(CHAT):
         if req.json["response_format"]["json_schema"]["name"] != "RepairedItems":
             continue
         text = req.text()
@@ -58,31 +58,34 @@ def test_fixable_faults_converge_to_a_valid_course(server, tmp_path: Path, db_ur
 
     assert result.telemetry.repair_rounds == 1
     sent = repair_requests(server)
-    sent_ids = sorted(b["spec"]["id"] for blocks in sent for b in blocks)
-    assert sent_ids == sorted(FAULTS)  # only the failing items went back
+    sent_ids = sorted(b["spec"]["item"] - 1 for blocks in sent for b in blocks)
+    # item 4 (answer absent from its options) is corrected from the skeleton without repair; item 10 was
+    # left out, so its whole batch (items 6-11) could not be matched by position and is repaired
+    assert sent_ids == [1, 6, 7, 8, 9, 10, 11]
     assert all(len(blocks) <= 5 for blocks in sent)
-    problems = {b["spec"]["id"]: " ".join(b["problems"]) for blocks in sent for b in blocks}
+    problems = {b["spec"]["item"] - 1: " ".join(b["problems"]) for blocks in sent for b in blocks}
     assert "invalid_options_count" in problems[1]
-    assert "math_incorrect" in problems[4]
-    assert "invalid_blank_count" in problems[7]
     assert "unfilled_text" in problems[10]
     items = {it.id: it for it in result.course.items}
     assert len(items[1].options) == 4
-    assert float(items[4].options[items[4].correct_index]) == _meta_sum(sent, 4)
+    assert float(items[4].options[items[4].correct_index]) == _sum_in(items[4].text)
     assert items[7].text.count("[blank]") == 1
     # usage of the fill and the repair round add up
-    assert result.telemetry.calls == len(server.requests) == 5 + len(sent)
+    assert result.telemetry.calls == len(server.requests_to(CHAT)) == 5 + len(sent)
     # each round's artifact is saved
     artifact = json.loads((tmp_path / f"courses/debug/jobs/{result.job.id}/repair_1.json").read_text())
-    assert sorted(artifact["itemIds"]) == sorted(FAULTS)
+    assert sorted(artifact["itemIds"]) == sent_ids
 
 
-def _meta_sum(sent: list[list[dict[str, Any]]], item_id: int) -> float:
-    for blocks in sent:
-        for b in blocks:
-            if b["spec"]["id"] == item_id:
-                return float(b["spec"]["arithmetic"]["answer"])
-    raise AssertionError(item_id)
+def test_items_are_matched_by_position_not_by_the_ids_a_model_writes(server, tmp_path: Path, db_url, org_id):
+    """A model that labels its answers with ids of its own loses nothing: no repair, every item filled."""
+    model = ScriptedCourseModel(faults={i: "wrong_id" for i in range(12)})
+    server.respond_with(CHAT, model)
+    result = generate(db_url, org_id, arithmetic_request(), store=LocalObjectStore(tmp_path), packs=PACKS, now=NOW,
+                      llm=LLMFiller(settings_for(server), sleep=NoSleep()))
+    assert result.telemetry.repair_rounds == 0 and model.calls["RepairedItems"] == 0
+    for item in result.course.items:
+        assert f"Item {item.id}:" in item.text  # each item got the answer written for it
 
 
 def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Path, db_url, org_id):
@@ -143,7 +146,7 @@ def test_repair_sends_only_failing_items_in_small_batches_and_keeps_structure(se
 
     sent = repair_requests(server)
     assert sorted(len(b) for b in sent) == [2, 5, 5]  # 12 failing items, at most 5 per request
-    assert sorted(b["spec"]["id"] for blocks in sent for b in blocks) == sorted(failing)
+    assert sorted(b["spec"]["item"] - 1 for blocks in sent for b in blocks) == sorted(failing)
     assert result.usage.calls == 3 and result.provider == "openai-compatible"
     by_id = {it["id"]: it for it in result.course["items"]}
     assert [it["id"] for it in result.course["items"]] == list(range(14))
@@ -164,4 +167,4 @@ def test_repair_without_item_errors_makes_no_call(server):
     request = CourseRequest(course_id="rep", subject="multiplication", grade_band="3-5")
     issues = [Issue(code="unfilled_content", severity="error", message="study text missing")]
     result = asyncio.run(filler.repair(_broken_course(skeleton), issues, skeleton, request))
-    assert server.requests == [] and result.usage.calls == 0
+    assert server.requests_to(CHAT) == [] and result.usage.calls == 0

@@ -56,6 +56,9 @@ class Skeleton(BaseModel):
     items: list[SkeletonItem]
     study_text_slots: list[StudyTextSlot] = Field(default_factory=list)
     topic: str | None = None
+    # True when no pack named the structure (groups "Part n", levels "Level n"): the model path then
+    # plans the course first (skill-named groups, objectives, titles) and writes everything from the plan.
+    needs_plan: bool = False
 
     def item(self, item_id: int) -> SkeletonItem | None:
         for it in self.items:

@@ -5,7 +5,7 @@ Decisions (course-format.md):
   schema problem) fails at once — the model cannot patch those item by item;
 * without a model nothing can repair, so errors fail the job at once (deterministic packs are expected
   to compile clean; an error there is a pack bug that must surface, not be patched);
-* each round sends at most ``MAX_REPAIR_ITEMS`` failing items; rounds are bounded by
+* each round sends every failing item (in batches, see ``llm/repairer``); rounds are bounded by
   ``deps.repair_rounds``;
 * a validation failure is retryable only on the model path: a model answers differently on another
   attempt, a pack fails its own gates the same way every time. ``validation_issues.json`` says why.
@@ -25,8 +25,6 @@ from ignite_dagster.course.validation import ContentGates, errors_of
 from ignite_dagster.generation.artifacts import codes_summary, issues_json, save_artifact
 from ignite_dagster.generation.types import FillResult, GenerationDeps, GenerationFailed, Usage
 from ignite_dagster.generation.validate import validate_and_normalize
-
-MAX_REPAIR_ITEMS = 8
 
 
 @dataclass
@@ -69,7 +67,7 @@ async def repair_round(
     deps: GenerationDeps,
     round_no: int,
 ) -> FillResult:
-    """One repair round: send the failing items (at most MAX_REPAIR_ITEMS) back to the model.
+    """One repair round: send every failing item back to the model.
 
     Raises ``validation_failed`` at once when an error names no item or when no model is configured.
     The model's answer is saved as ``repair_<round_no>.json``.
@@ -83,7 +81,7 @@ async def repair_round(
         raise validation_failure(
             deps, issues, round_no - 1, "the course has errors and no text model is configured to repair them"
         )
-    chosen_ids = sorted(by_item)[:MAX_REPAIR_ITEMS]
+    chosen_ids = sorted(by_item)
     sent = [i for item_id in chosen_ids for i in by_item[item_id]]
     result: FillResult = await deps.llm.repair(course_dict, sent, skeleton, request)
     save_artifact(
@@ -107,16 +105,22 @@ async def repair_until_valid(
     """The valid course; raises GenerationFailed(validation_failed) when it cannot converge."""
     usage = Usage()
     rounds = 0
-    while errors_of(issues):
-        if rounds >= deps.repair_rounds:
-            raise validation_failure(deps, issues, rounds, f"errors remain after {rounds} repair round(s)")
-        rounds += 1
-        if on_round is not None:
-            on_round(rounds)
-        current = course.to_dict() if course is not None else draft
-        repaired = await repair_round(current, issues, skeleton, request, deps, rounds)
-        usage = usage + repaired.usage
-        draft = repaired.course
-        course, issues = validate_and_normalize(draft, skeleton, gates)
+    try:
+        while errors_of(issues):
+            if rounds >= deps.repair_rounds:
+                raise validation_failure(deps, issues, rounds, f"errors remain after {rounds} repair round(s)")
+            rounds += 1
+            if on_round is not None:
+                on_round(rounds)
+            current = course.to_dict() if course is not None else draft
+            repaired = await repair_round(current, issues, skeleton, request, deps, rounds)
+            usage = usage + repaired.usage
+            draft = repaired.course
+            course, issues = validate_and_normalize(draft, skeleton, gates)
+    except GenerationFailed as exc:
+        # what the rounds spent stays on the books, the failed round's own attempts included
+        failed_round = getattr(exc, "usage", None)
+        exc.usage = usage + failed_round if isinstance(failed_round, Usage) else usage  # type: ignore[attr-defined]
+        raise
     assert course is not None
     return RepairOutcome(course=course, issues=issues, rounds=rounds, usage=usage)

@@ -200,4 +200,5 @@ def build_skeleton(
         items=items,
         study_text_slots=slots,
         topic=topic,
+        needs_plan=structure is None,
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.request import StrategyKind
+from ignite_dagster.course.skeleton import Skeleton
 
 if TYPE_CHECKING:
     from ignite_dagster.storage.base import ObjectStore
@@ -54,12 +55,15 @@ class FillResult(BaseModel):
 
     course: dict[str, Any]
     usage: Usage = Field(default_factory=Usage)
+    # the skeleton as the plan stage named it (groups, levels, study text titles); None: unchanged
+    skeleton: Skeleton | None = None
+    plan: dict[str, Any] | None = None
     provider: str | None = None
     model: str | None = None
     prompt_version: str | None = None
 
 
-RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable", "output_truncated"})
+RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable", "provider_timeout", "output_truncated"})
 REASON_CODES = frozenset(
     {
         "invalid_request",
@@ -70,6 +74,7 @@ REASON_CODES = frozenset(
         "provider_quota",
         "provider_rate_limited",
         "provider_unavailable",
+        "provider_timeout",
         "output_truncated",
         "provider_error",
     }

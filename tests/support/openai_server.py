@@ -54,6 +54,7 @@ class Reply:
     delay: float = 0.0
     raw: bytes | None = None
     drop: bool = False
+    chunk_delay: float = 0.0  # streamed answers: pause before each content chunk (a slow or stalled model)
 
     def encode(self) -> bytes:
         if self.raw is not None:
@@ -350,6 +351,10 @@ class OpenAICompatServer:
                 handler.close_connection = True
                 handler.connection.close()
                 return
+            if reply.status == 200 and (request.json or {}).get("stream") and isinstance(reply.body, dict) \
+                    and "choices" in reply.body:
+                self._stream(handler, request, reply)
+                return
             payload = reply.encode()
             handler.send_response(reply.status)
             handler.send_header("content-type", "application/json")
@@ -368,12 +373,53 @@ class OpenAICompatServer:
                 self.in_flight -= 1
 
 
+    @staticmethod
+    def _stream(handler: BaseHTTPRequestHandler, request: RecordedRequest, reply: Reply) -> None:
+        """A ``chat.completion`` body sent as server-sent events, the way the API streams it: a role
+        chunk, the content in a few pieces, the finish reason, then usage (when asked for) and [DONE]."""
+        body = reply.body
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        base = {"id": body.get("id"), "object": "chat.completion.chunk", "created": body.get("created"),
+                "model": body.get("model")}
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+
+        content = message.get("content") or ""
+        step = max(1, len(content) // 4 + 1)
+        pieces = [content[i : i + step] for i in range(0, len(content), step)]
+        events = [event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+        if message.get("refusal"):
+            events.append(event([{"index": 0, "delta": {"refusal": message["refusal"]}, "finish_reason": None}]))
+        events += [event([{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces]
+        events.append(event([{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")}]))
+        if ((request.json or {}).get("stream_options") or {}).get("include_usage"):
+            events.append(event([], usage=body.get("usage")))
+        events.append(b"data: [DONE]\n\n")
+        try:
+            handler.send_response(200)
+            handler.send_header("content-type", "text/event-stream")
+            handler.send_header("transfer-encoding", "chunked")
+            handler.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
+            handler.end_headers()
+            for n, data in enumerate(events):
+                if reply.chunk_delay and 0 < n < len(events) - 2:
+                    time.sleep(reply.chunk_delay)
+                handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                handler.wfile.flush()
+            handler.wfile.write(b"0\r\n\r\n")
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
+
 # --- a scripted course-writing "model" ---------------------------------------------------------------
 # Answers the structured calls of ignite_dagster.generation.llm from what the prompt says, the way a
 # real model would: it reads the response schema's name and the JSON item specs embedded in the
 # prompt. Faults are injected per item id to drive validation and repair.
 
-FAULTS = ("two_options", "expected_absent", "wrong_index", "wrong_numeric", "no_blank", "omit")
+FAULTS = ("two_options", "expected_absent", "wrong_index", "wrong_numeric", "no_blank", "omit", "wrong_id")
 
 
 def _json_arrays(text: str) -> list[list[Any]]:
@@ -418,20 +464,24 @@ class ScriptedCourseModel:
 
     def __call__(self, request: RecordedRequest) -> Reply:
         data = request.json or {}
-        schema = ((data.get("response_format") or {}).get("json_schema") or {}).get("name", "")
+        fmt = (data.get("response_format") or {}).get("json_schema") or {}
+        schema, wire = fmt.get("name", ""), fmt.get("schema") or {}
         prompt = request.text()
         with self._lock:
             self.calls[schema] += 1
         if schema == "CourseOverview":
             out: Any = {"title": "Practice course", "description": "Short practice items with hints."}
+        elif schema == "CoursePlan":
+            out = self._plan(wire)
         elif schema == "StudyTextOut":
-            out = self._study_text(prompt)
+            out = self._study_text("imageDescription" in (wire.get("properties") or {}))
         elif schema == "ItemBatch":
             specs = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "mode" in a[0]), [])
-            out = {"items": [i for s in specs if (i := self.item(s, self.faults.get(s["id"]))) is not None]}
+            out = {"items": [i for s in specs if (i := self.item(s, self.faults.get(s["item"] - 1))) is not None]}
         elif schema == "RepairedItems":
             blocks = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "spec" in a[0]), [])
-            out = {"items": [i for b in blocks if (i := self.item(b["spec"], self.repair_faults.get(b["spec"]["id"]))) is not None]}
+            out = {"items": [i for b in blocks
+                             if (i := self.item(b["spec"], self.repair_faults.get(b["spec"]["item"] - 1))) is not None]}
         else:
             return api_error(400, f"unexpected response_format {schema!r}", type_="invalid_request_error")
         content = json.dumps(out)
@@ -440,38 +490,64 @@ class ScriptedCourseModel:
         ))
 
     @staticmethod
-    def _study_text(prompt: str) -> dict[str, Any]:
-        image = "\n[IMAGE:a number line from 0 to 20 with jumps drawn as arcs]\n" if "Include exactly one [IMAGE:" in prompt else "\n"
-        content = (
-            "[SECTION:What it means]\nAdding puts two groups together. We count all of them.\n"
-            + image
-            + "[SECTION:How to do it]\nStart at the bigger number and count on. Check by counting again."
-        )
-        return {
+    def _plan(wire: dict[str, Any]) -> dict[str, Any]:
+        """A plan shaped exactly as the request's schema asks (counts read from minItems)."""
+        props = wire.get("properties") or {}
+        groups = props.get("groups", {})
+        group_props = (groups.get("items") or {}).get("properties") or {}
+        n_groups = groups.get("minItems", 1)
+        n_objectives = (group_props.get("objectives") or {}).get("minItems", 1)
+        n_texts = (props.get("studyTexts") or {}).get("minItems", 0)
+        plan: dict[str, Any] = {
+            "title": "Planned practice course",
+            "description": "Practice items planned skill by skill.",
+            "groups": [],
+            "levels": [f"Stage {n + 1} of practice" for n in range(props.get("levels", {}).get("minItems", 1))],
+        }
+        for g in range(n_groups):
+            group: dict[str, Any] = {"name": f"Skill {chr(65 + g)}",
+                                     "objectives": [f"Use skill {chr(65 + g)} step {k + 1}" for k in range(n_objectives)]}
+            if "studyText" in group_props:
+                group["studyText"] = g % max(1, n_texts) + 1
+            plan["groups"].append(group)
+        if n_texts:
+            plan["studyTexts"] = [f"Reading {n + 1}" for n in range(n_texts)]
+        return plan
+
+    @staticmethod
+    def _study_text(wants_image: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "title": "Putting numbers together",
-            "content": content,
+            "sections": [
+                {"title": "What it means", "body": "Adding puts two groups together. We count all of them, one by one."},
+                {"title": "How to do it", "body": "Start at the bigger number and count on. Check by counting again."},
+            ],
             "learningObjectives": ["Add two numbers", "Check an answer"],
             "keywords": ["add", "sum", "count on"],
             "estimatedReadingTime": 3,
             "difficulty": "easy",
         }
+        if wants_image:
+            out["imageDescription"] = "a number line from 0 to 20 with jumps drawn as arcs"
+        return out
 
     @staticmethod
     def item(spec: dict[str, Any], fault: str | None = None) -> dict[str, Any] | None:
         """A correct item for ``spec``, or one with the given fault."""
         if fault == "omit":
             return None
-        iid = spec["id"]
+        iid = spec["item"] - 1
         arithmetic = spec.get("arithmetic")
         expr = arithmetic["expression"] if arithmetic else f"the idea of item {iid}"
         text = f"Item {iid}: {expr} = [blank]" if arithmetic else f"Item {iid}: the word for {expr} is [blank]."
         if fault == "no_blank":
             text = f"Item {iid}: think about {expr} and answer"
         item: dict[str, Any] = {
-            "id": iid, "text": text, "options": None, "correctIndex": None, "answer": None,
-            "hint": "Count on from the bigger number.", "explain": "Putting both groups together gives the total.",
-            "wrongExplanations": None, "relatedStudyTextIds": None,
+            "text": text, "hint": "Count on from the bigger number.",
+            "explain": "Putting both groups together gives the total.",
         }
+        if fault == "wrong_id":
+            item["id"] = iid + 100  # a model that writes ids of its own; position is what counts
         if spec["mode"] == "numeric":
             answer = float(arithmetic["answer"]) if arithmetic else 42.0
             item["answer"] = answer + 1 if fault == "wrong_numeric" else answer
@@ -489,5 +565,4 @@ class ScriptedCourseModel:
             correct = min(correct, 1)
         item["options"] = options
         item["correctIndex"] = correct
-        item["wrongExplanations"] = ["" if k == correct else "Count again." for k in range(len(options))]
         return item

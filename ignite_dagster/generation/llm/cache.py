@@ -3,7 +3,8 @@
 Why: regenerating a course with an unchanged request (a requeue after an infrastructure failure, a
 re-run in development, a benchmark) should not pay for the same tokens twice, and it makes such a
 re-run reproducible. Why object storage: every worker of every machine shares it, with no extra
-service; the entries sit under ``courses/debug/llm-cache/`` beside the other debugging artifacts.
+service; the entries sit under ``courses/debug/llm-cache/`` (``storage.keys.LLM_CACHE_PREFIX``) beside the
+other debugging artifacts.
 
 The key is a sha256 over everything that determines the answer we accept: the model name, the prompt
 version, a hash of the response schema (the pydantic JSON schema — a schema change invalidates old
@@ -27,24 +28,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from ignite_dagster.storage.base import NotFound, ObjectStore, StorageError
+from ignite_dagster.storage.keys import LLM_CACHE_PREFIX
 
 log = logging.getLogger(__name__)
 
-CACHE_PREFIX = "courses/debug/llm-cache"
 
-
-def schema_hash(schema: type[BaseModel]) -> str:
-    """sha256 of the model's JSON schema, canonicalised (key order does not matter)."""
-    text = json.dumps(schema.model_json_schema(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def cache_key(model: str, prompt_version: str, schema: type[BaseModel], messages: list[dict[str, Any]]) -> str:
-    """The content address of one structured call."""
+def cache_key(model: str, prompt_version: str, response_format: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    """The content address of one structured call: model, prompt version, the exact wire schema sent
+    (schemas are built per call, so a different batch size or keyword policy is a different call) and
+    the messages."""
     material = {
         "model": model,
         "prompt_version": prompt_version,
-        "schema": schema_hash(schema),
+        "schema": response_format,
         "messages": messages,
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -64,7 +60,7 @@ class CacheEntry:
 class LLMCache:
     """Read/write cache entries in an ObjectStore; blocking store calls run in a worker thread."""
 
-    def __init__(self, store: ObjectStore, prefix: str = CACHE_PREFIX) -> None:
+    def __init__(self, store: ObjectStore, prefix: str = LLM_CACHE_PREFIX) -> None:
         self.store = store
         self.prefix = prefix.rstrip("/")
 

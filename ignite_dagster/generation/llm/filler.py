@@ -3,11 +3,22 @@
 ``LLMFiller`` is the object the fill and repair stages hold as ``deps.llm``: ``await fill(skeleton, request)``
 returns the draft course, ``await repair(course, issues, skeleton, request)`` rewrites failing items.
 
-Call plan of one fill (``LLMFiller.plan``), all started at once and bounded by ``llm_concurrency``:
+Call plan of one fill (``LLMFiller.plan``), bounded by the client's concurrency (``llm_concurrency``,
+capped by the slots the server reports):
 
-* one *overview* call (title, description),
+* a course without a pack first makes one *plan* call (skill-named groups, one objective per cluster,
+  level and study-text titles, which study text each group practises); everything after is written
+  from the plan, and each item points at the study text its group practises;
+* a course whose structure a pack named makes one *overview* call (title, description) instead,
+  concurrently with the rest;
 * one call per study-text slot,
 * one call per batch of at most ``items_per_call`` items of one group.
+
+Every call's response schema is built from the skeleton (``schemas``): exact counts, one blank, option
+count and index range, length bounds. Answers map onto skeleton items by position.
+
+``fill_many`` fills several courses in one event loop with one client: their calls overlap under one
+concurrency limit, so the courses of a run take about as long as the longest, not the sum.
 
 Why batches per group: a group's items share a theme, so one call writes them consistently, while
 several groups (and large groups, split) proceed in parallel — the fill's wall time is about
@@ -29,6 +40,7 @@ failed job (there is no item-level repair for it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -45,6 +57,7 @@ from ignite_dagster.generation.llm.prompts import (
     PROMPT_VERSION,
     item_batch_messages,
     overview_messages,
+    plan_messages,
     study_text_messages,
 )
 from ignite_dagster.generation.llm.provider import (
@@ -57,9 +70,16 @@ from ignite_dagster.generation.llm.provider import (
 from ignite_dagster.generation.llm.repairer import repair_items
 from ignite_dagster.generation.llm.schemas import (
     CourseOverview,
+    CoursePlan,
     FilledItem,
     ItemBatch,
     StudyTextOut,
+    clusters_of,
+    item_batch_schema,
+    overview_schema,
+    plan_schema,
+    study_text_content,
+    study_text_schema,
     to_course_item,
 )
 from ignite_dagster.generation.types import FillResult, GenerationFailed, Usage
@@ -76,7 +96,7 @@ STUDY_TITLE_MAX = 200
 class PlannedCall:
     """One model call of a fill: what it writes."""
 
-    kind: str  # "overview" | "study_text" | "items"
+    kind: str  # "plan" | "overview" | "study_text" | "items"
     group_id: int | None = None
     item_ids: tuple[int, ...] = ()
     slot_id: str | None = None
@@ -103,6 +123,62 @@ def _clip(text: str, limit: int) -> str:
     cut = text[:limit]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-")
+
+
+async def _done(value: Any) -> Any:
+    return value
+
+
+def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
+    """The skeleton with the plan's names: groups by skill, level titles, study text titles.
+
+    Only names change; ids, counts, clusters and items stay the skeleton's. A name the plan left out
+    keeps the skeleton's placeholder (the validator does not judge names; an operator sees them).
+    """
+    groups = [
+        g.model_copy(update={"name": _clip(plan.groups[n].name, 60)}) if n < len(plan.groups) and plan.groups[n].name else g
+        for n, g in enumerate(skeleton.groups)
+    ]
+    levels = [
+        lv.model_copy(update={"title": _clip(plan.levels[n], 60)}) if n < len(plan.levels) and plan.levels[n].strip() else lv
+        for n, lv in enumerate(skeleton.levels)
+    ]
+    slots = [
+        s.model_copy(update={"title_hint": _clip(plan.studyTexts[n], STUDY_TITLE_MAX)})
+        if n < len(plan.studyTexts) and plan.studyTexts[n].strip() else s
+        for n, s in enumerate(sorted(skeleton.study_text_slots, key=lambda s: s.order))
+    ]
+    return skeleton.model_copy(update={"groups": groups, "levels": levels, "study_text_slots": slots})
+
+
+def cluster_objectives(skeleton: Skeleton, plan: CoursePlan | None) -> dict[str, str]:
+    """Cluster id → the objective the plan gave it (positional within each group)."""
+    if plan is None:
+        return {}
+    out: dict[str, str] = {}
+    for n, group in enumerate(skeleton.groups):
+        objectives = plan.groups[n].objectives if n < len(plan.groups) else []
+        for cluster, objective in zip(clusters_of(skeleton, group.id), objectives, strict=False):
+            if objective.strip():
+                out[cluster] = objective.strip()
+    return out
+
+
+def group_study_texts(skeleton: Skeleton, plan: CoursePlan | None) -> dict[int, str]:
+    """Group id → the id of the study text its items practise.
+
+    From the plan's 1-based ``studyText`` numbers; a group the plan did not map (or a course with a
+    pack's structure) is spread over the study texts in order, so every item of a planned course
+    points at an existing study text."""
+    slots = sorted(skeleton.study_text_slots, key=lambda s: s.order)
+    if not slots or plan is None:
+        return {}
+    out: dict[int, str] = {}
+    for n, group in enumerate(skeleton.groups):
+        number = plan.groups[n].studyText if n < len(plan.groups) else None
+        index = number - 1 if isinstance(number, int) and 1 <= number <= len(slots) else n % len(slots)
+        out[group.id] = slots[index].id
+    return out
 
 
 def to_usage(meter: UsageMeter) -> tuple[Usage, bool]:
@@ -176,8 +252,8 @@ class LLMFiller:
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, skeleton: Skeleton) -> list[PlannedCall]:
-        """The calls one fill makes (all concurrent, bounded by the concurrency limit)."""
-        calls = [PlannedCall("overview")]
+        """The calls one fill makes: the plan (or overview), then study texts and item batches."""
+        calls = [PlannedCall("plan" if skeleton.needs_plan else "overview")]
         calls += [PlannedCall("study_text", slot_id=s.id) for s in sorted(skeleton.study_text_slots, key=lambda s: s.order)]
         for group in skeleton.groups:
             items = [it for it in skeleton.items if it.group_id == group.id]
@@ -189,72 +265,121 @@ class LLMFiller:
     # -- fill -----------------------------------------------------------------------------------
     async def fill(self, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
         """Write the whole draft course; see the module docstring for the call plan and failures."""
+        [result] = await self.fill_many([(skeleton, request)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def fill_many(
+        self, courses: list[tuple[Skeleton, CourseRequest]]
+    ) -> list[LLMFillResult | GenerationFailed]:
+        """Fill several courses side by side (one client, one concurrency limit); a course's coded
+        failure is returned in its place and never stops the others."""
         config = self.config()
-        plan = self.plan(skeleton)
-        by_id = {it.id: it for it in skeleton.items}
-        slots = {s.id: s for s in skeleton.study_text_slots}
-        group_names = {g.id: g.name for g in skeleton.groups}
         async with self.client(config) as client:
-            meter = client.new_meter()
+            tasks = [self._fill_one(client, skeleton, request) for skeleton, request in courses]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        out: list[LLMFillResult | GenerationFailed] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, GenerationFailed):
+                raise result
+            out.append(result)
+        return out
+
+    async def _fill_one(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
+        meter = client.new_meter()
+        deadline = client.new_deadline()
+        by_id = {it.id: it for it in skeleton.items}
+        plan: CoursePlan | None = None
+        try:
+            if skeleton.needs_plan:
+                plan = await client.parse(
+                    plan_messages(skeleton, request), CoursePlan, json_schema=plan_schema(skeleton),
+                    schema_name="CoursePlan", meter=meter, prompt_version=PROMPT_VERSION,
+                    purpose=f"{skeleton.course_id}: plan", deadline=deadline,
+                )
+                skeleton = apply_plan(skeleton, plan)
+            objectives = cluster_objectives(skeleton, plan)
+            group_texts = group_study_texts(skeleton, plan)
+            slot_titles = {s.id: s.title_hint for s in skeleton.study_text_slots}
+            names = {g.id: g.name for g in skeleton.groups}
+            calls = self.plan(skeleton)
 
             async def overview() -> CourseOverview:
                 return await client.parse(
-                    overview_messages(skeleton, request), CourseOverview,
-                    meter=meter, prompt_version=PROMPT_VERSION, purpose="overview",
+                    overview_messages(skeleton, request), CourseOverview, json_schema=overview_schema(),
+                    schema_name="CourseOverview", meter=meter, prompt_version=PROMPT_VERSION,
+                    purpose=f"{skeleton.course_id}: overview", deadline=deadline,
                 )
 
             async def study_text(slot: StudyTextSlot) -> StudyTextOut:
+                skills = [objectives[c] for g, sid in group_texts.items() if sid == slot.id
+                          for c in clusters_of(skeleton, g) if c in objectives]
+                others = [t for i, t in slot_titles.items() if i != slot.id and t]
                 return await client.parse(
-                    study_text_messages(skeleton, request, slot), StudyTextOut,
-                    meter=meter, prompt_version=PROMPT_VERSION, purpose=f"study text {slot.id}",
+                    study_text_messages(skeleton, request, slot, title=slot.title_hint, skills=skills or None,
+                                        other_titles=others or None),
+                    StudyTextOut, json_schema=study_text_schema(slot.wants_image), schema_name="StudyTextOut",
+                    meter=meter, prompt_version=PROMPT_VERSION, purpose=f"{skeleton.course_id}: study text {slot.id}",
+                    deadline=deadline,
                 )
 
             async def items(group_id: int, batch: list[SkeletonItem]) -> ItemBatch:
+                text_id = group_texts.get(group_id)
                 return await client.parse(
-                    item_batch_messages(skeleton, request, group_names.get(group_id, str(group_id)), batch),
-                    ItemBatch, meter=meter, prompt_version=PROMPT_VERSION,
-                    purpose=f"items {batch[0].id}-{batch[-1].id} of group {group_id}",
+                    item_batch_messages(skeleton, request, names.get(group_id, str(group_id)), batch, objectives,
+                                        slot_titles.get(text_id) if text_id else None),
+                    ItemBatch, json_schema=item_batch_schema(skeleton.mode, len(batch)), schema_name="ItemBatch",
+                    meter=meter, prompt_version=PROMPT_VERSION, deadline=deadline,
+                    purpose=f"{skeleton.course_id}: items {batch[0].id}-{batch[-1].id} of group {group_id}",
                 )
 
+            slots = {s.id: s for s in skeleton.study_text_slots}
             coros: list[Coroutine[Any, Any, Any]] = []
-            for call in plan:
+            for call in calls:
                 if call.kind == "overview":
                     coros.append(overview())
+                elif call.kind == "plan":
+                    coros.append(_done(plan))
                 elif call.kind == "study_text":
                     assert call.slot_id is not None
                     coros.append(study_text(slots[call.slot_id]))
                 else:
                     assert call.group_id is not None
                     coros.append(items(call.group_id, [by_id[i] for i in call.item_ids]))
-            try:
-                answers = await run_all(coros)
-            except GenerationFailed as exc:
-                exc.usage = to_usage(meter)[0]  # type: ignore[attr-defined]
-                raise
+            answers = await run_all(coros)
+        except GenerationFailed as exc:
+            exc.usage = to_usage(meter)[0]  # type: ignore[attr-defined]
+            raise
+        course = self._assemble(skeleton, calls, answers, group_texts)
+        result = self._result(course, meter)
+        if plan is not None:
+            result.skeleton = skeleton
+            result.plan = plan.model_dump()
+        return result
 
-        course = self._assemble(skeleton, plan, answers)
-        return self._result(course, meter)
-
-    def _assemble(self, skeleton: Skeleton, plan: list[PlannedCall], answers: list[Any]) -> dict[str, Any]:
-        slot_ids = {s.id for s in skeleton.study_text_slots}
+    def _assemble(
+        self, skeleton: Skeleton, plan: list[PlannedCall], answers: list[Any], group_texts: dict[int, str]
+    ) -> dict[str, Any]:
         filled: dict[int, FilledItem] = {}
-        overview: CourseOverview | None = None
+        overview: CourseOverview | CoursePlan | None = None
         study_texts: list[dict[str, Any]] = []
         slots = {s.id: s for s in skeleton.study_text_slots}
         for call, answer in zip(plan, answers, strict=True):
-            if call.kind == "overview":
+            if call.kind in ("overview", "plan"):
                 overview = answer
             elif call.kind == "study_text":
                 assert call.slot_id is not None
                 study_texts.append(self._study_text(slots[call.slot_id], answer))
             else:
-                wanted = set(call.item_ids)
-                for it in answer.items:
-                    if it.id in wanted and it.id not in filled:
-                        filled[it.id] = it
-                missing = wanted - {i.id for i in answer.items}
-                if missing:
-                    log.warning("model left out items %s of group %s; they stay unfilled", sorted(missing), call.group_id)
+                # Position is identity: the n-th answer is the n-th item sent. A server that ignored
+                # the schema's exact count leaves no way to tell which answer is whose: the whole batch
+                # stays unfilled and the repair stage writes it (every failing item is repaired).
+                if len(answer.items) == len(call.item_ids):
+                    filled.update(zip(call.item_ids, answer.items, strict=True))
+                else:
+                    log.warning("model answered %d items for the %d of group %s; the batch goes to repair",
+                                len(answer.items), len(call.item_ids), call.group_id)
         assert overview is not None
         course: dict[str, Any] = {
             "id": skeleton.course_id,
@@ -265,7 +390,10 @@ class LLMFiller:
             "description": _clip(overview.description, DESCRIPTION_MAX),
             "groups": [g.model_dump(mode="json", by_alias=True, exclude_none=True) for g in skeleton.groups],
             "levels": [lv.model_dump(mode="json", by_alias=True, exclude_none=True) for lv in skeleton.levels],
-            "items": [to_course_item(sk, filled.get(sk.id), slot_ids) for sk in skeleton.items],
+            "items": [
+                to_course_item(sk, filled.get(sk.id), [group_texts[sk.group_id]] if sk.group_id in group_texts else [])
+                for sk in skeleton.items
+            ],
         }
         if study_texts:
             course["studyTexts"] = sorted(study_texts, key=lambda s: s["order"])
@@ -273,14 +401,10 @@ class LLMFiller:
 
     @staticmethod
     def _study_text(slot: StudyTextSlot, out: StudyTextOut) -> dict[str, Any]:
-        if slot.wants_image and "[IMAGE:" not in out.content:
-            log.warning("study text %s wants an image but the model wrote no [IMAGE:…] marker", slot.id)
-        if not slot.wants_image and "[IMAGE:" in out.content:
-            log.info("study text %s has [IMAGE:…] markers although no image was asked for", slot.id)
         text: dict[str, Any] = {
             "id": slot.id,
             "title": _clip(out.title, STUDY_TITLE_MAX),
-            "content": out.content.strip(),
+            "content": study_text_content(out, slot.wants_image),
             "order": slot.order,
         }
         if out.learningObjectives:
@@ -315,7 +439,8 @@ class LLMFiller:
             meter = client.new_meter()
             try:
                 repaired = await repair_items(
-                    client, meter, course, issues, skeleton, request, items_per_call=self.repair_items_per_call
+                    client, meter, course, issues, skeleton, request, items_per_call=self.repair_items_per_call,
+                    deadline=client.new_deadline(),
                 )
             except GenerationFailed as exc:
                 exc.usage = to_usage(meter)[0]  # type: ignore[attr-defined]

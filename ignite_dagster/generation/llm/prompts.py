@@ -7,6 +7,9 @@ can be traced to the prompt that wrote it. Bump it whenever a message below chan
 Messages are built deterministically (sorted JSON, no timestamps or ids), so the same request yields
 byte-identical messages and therefore cache hits.
 
+Item identity is positional: the prompt lists the items to write in order and the schema asks for exactly
+that many answers in that order; no prompt asks the model to copy ids.
+
 Budget: the request's source material (``study_text``, up to 50 000 characters) goes in full into the
 study-text calls, which are written from it; item and overview calls get its first
 ``SOURCE_EXCERPT_CHARS`` characters, enough to keep items on the same material without paying for the
@@ -21,25 +24,24 @@ from typing import Any
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 
-PROMPT_VERSION = "fill-v1"
+PROMPT_VERSION = "fill-v2"
 SOURCE_EXCERPT_CHARS = 8000
 
 _OPS = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
 
 SYSTEM = """You write content for short practice courses used by school students.
-Write for the stated grade band and in the stated language. Be accurate, concrete and kind.
+Write for the stated grade band and in the language of the stated locale. Be accurate, concrete and kind.
 Follow the teacher's special requests unless they conflict with these rules.
 Answer only with JSON that matches the response schema."""
 
 ITEM_RULES = """Rules for every item:
-- Keep each item's "id" exactly as given. Write one item for every id listed, and no others.
-- "text" (1-2000 characters) contains exactly one "[blank]" placeholder, where the answer goes. No other blanks or underscores.
-- Items with the same clusterId practise the same skill; variants "1", "2", "3" are different wordings or contexts of it.
-- mode "options": "options" holds exactly 4 distinct short choices (each 1-200 characters), "correctIndex" is the 0-based index of the correct one, "answer" is null. "wrongExplanations" has one entry per option explaining why that option is wrong ("" for the correct option).
-- mode "numeric": "options", "correctIndex" and "wrongExplanations" are null, "answer" is the number that fills the blank.
-- When an item has "arithmetic", its answer is exactly the given value: for mode "options" include that value written as a plain number among the options and point "correctIndex" at it.
-- "hint" (at most 200 characters) nudges without giving the answer away; "explain" (at most 1000 characters) shows why the answer is right.
-- "relatedStudyTextIds": ids from the study texts listed that the item practises, or null."""
+- "text" is one sentence or question with exactly one "[blank]" where the answer goes. No other brackets or underscores.
+- Items of the same skill practise it in different wordings or contexts.
+- mode "options": "options" holds 4 distinct short choices, "correctIndex" is the 0-based index of the correct one.
+- mode "numeric": "answer" is the number that fills the blank.
+- When an item has "arithmetic", its answer is exactly the given value: for mode "options" write that value as a plain number in one option and point "correctIndex" at it.
+- "hint" nudges without giving the answer away; "explain" says in one sentence why the answer is right.
+- Answer with one entry per item listed, in the same order."""
 
 
 def _dump(data: Any) -> str:
@@ -51,7 +53,7 @@ def _context(skeleton: Skeleton, request: CourseRequest, *, full_source: bool = 
         f"Subject: {skeleton.subject}",
         f"Topic: {skeleton.topic}" if skeleton.topic else "",
         f"Grade band: {skeleton.grade_band}" + (f" (grade {request.grade})" if request.grade else ""),
-        f"Language (locale): {skeleton.locale}",
+        f"Language (locale): {skeleton.locale} — write every text in this language",
         f"Answer mode of the course: {skeleton.mode}",
     ]
     if request.notes:
@@ -63,80 +65,103 @@ def _context(skeleton: Skeleton, request: CourseRequest, *, full_source: bool = 
     return "\n".join(line for line in lines if line)
 
 
-def _slots_listing(skeleton: Skeleton) -> list[dict[str, Any]]:
-    return [{"id": s.id, "title": s.title_hint} for s in sorted(skeleton.study_text_slots, key=lambda s: s.order)]
+def _messages(user: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def item_spec(item: SkeletonItem) -> dict[str, Any]:
-    """What the model is told about one skeleton item (structure and exact arithmetic)."""
-    spec: dict[str, Any] = {"id": item.id, "clusterId": item.cluster_id, "variant": item.variant, "mode": item.mode}
+def item_spec(item: SkeletonItem, objective: str | None = None) -> dict[str, Any]:
+    """What the model is told about one skeleton item: its mode, its skill and its exact arithmetic."""
+    spec: dict[str, Any] = {"item": item.id + 1, "mode": item.mode, "variant": item.variant}
+    if objective:
+        spec["skill"] = objective
     if item.meta is not None:
         m = item.meta
         spec["arithmetic"] = {"expression": f"{m.a} {_OPS[m.op]} {m.b}", "answer": m.expected}
     return spec
 
 
+def plan_messages(skeleton: Skeleton, request: CourseRequest) -> list[dict[str, Any]]:
+    """The plan of a course without a pack: groups named by skill, objectives, titles."""
+    shape = [
+        {"group": n + 1, "skills": len({it.cluster_id for it in skeleton.items if it.group_id == g.id}),
+         "items": sum(1 for it in skeleton.items if it.group_id == g.id)}
+        for n, g in enumerate(skeleton.groups)
+    ]
+    texts = len(skeleton.study_text_slots)
+    user = (
+        f"{_context(skeleton, request)}\n\n"
+        f"Plan a practice course in {len(skeleton.groups)} groups of items: {_dump(shape)}.\n"
+        "- \"title\": the course title; \"description\": one or two sentences for students and teachers.\n"
+        "- \"groups\": for each group, a short \"name\" naming the skill it practises (not \"Part 1\"), and one "
+        "learning objective per skill in \"objectives\" (what the student can do afterwards).\n"
+        f"- \"levels\": {len(skeleton.levels)} short level titles, from easiest to hardest.\n"
+        + (
+            f"- \"studyTexts\": {texts} study text titles, each covering different material the items practise; "
+            f"each group's \"studyText\" is the number (1 to {texts}) of the study text it practises.\n"
+            if texts else ""
+        )
+    )
+    return _messages(user)
+
+
 def overview_messages(skeleton: Skeleton, request: CourseRequest) -> list[dict[str, Any]]:
     groups = [g.name for g in skeleton.groups]
     user = (
         f"{_context(skeleton, request)}\n\nThe course has these groups of practice items: {_dump(groups)}.\n"
-        "Write the course title (at most 80 characters) and a description for students and teachers "
-        "(at most 400 characters)."
+        "Write the course title and a description for students and teachers (one or two sentences)."
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return _messages(user)
 
 
-def study_text_messages(skeleton: Skeleton, request: CourseRequest, slot: StudyTextSlot) -> list[dict[str, Any]]:
-    others = [s for s in _slots_listing(skeleton) if s["id"] != slot.id]
+def study_text_messages(
+    skeleton: Skeleton, request: CourseRequest, slot: StudyTextSlot, *, title: str | None = None,
+    skills: list[str] | None = None, other_titles: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    title = title or slot.title_hint
     image_rule = (
-        "- Include exactly one [IMAGE:description] marker on its own line where a picture helps; the description "
-        "(at most 200 characters) says what an illustrator should draw. No URLs.\n"
-        if slot.wants_image
-        else "- Do not include [IMAGE:...] markers.\n"
+        '- "imageDescription": what an illustrator should draw for this text (no URLs).\n' if slot.wants_image else ""
     )
     user = (
         f"{_context(skeleton, request, full_source=True)}\n\n"
-        f"Write study text number {slot.order + 1} of the course"
-        + (f', about "{slot.title_hint}"' if slot.title_hint else "")
-        + ".\n"
-        + (f"The other study texts cover: {_dump([o['title'] for o in others])}; do not repeat them.\n" if others else "")
+        f"Write study text number {slot.order + 1} of the course" + (f', titled "{title}"' if title else "") + ".\n"
+        + (f"Students practise these skills with it: {_dump(skills)}\n" if skills else "")
+        + (f"The other study texts cover: {_dump(other_titles)}; do not repeat them.\n" if other_titles else "")
         + "Rules:\n"
-        "- 250 to 600 words, at the reading level of the grade band.\n"
-        "- Divide the content into 2 to 5 sections; start each with a [SECTION:Section title] marker on its own line.\n"
+        "- 2 to 4 sections, each with a short title and a body of a few sentences at the reading level of the grade band.\n"
         + image_rule
-        + "- \"title\" at most 120 characters; 2 to 4 learningObjectives; 3 to 8 keywords; "
-        "estimatedReadingTime in whole minutes; difficulty one of easy, medium, hard."
+        + "- 2 to 4 learningObjectives; 3 to 6 keywords; estimatedReadingTime in whole minutes; difficulty easy, medium or hard."
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return _messages(user)
 
 
 def item_batch_messages(
-    skeleton: Skeleton, request: CourseRequest, group_name: str, items: list[SkeletonItem]
+    skeleton: Skeleton, request: CourseRequest, group_name: str, items: list[SkeletonItem],
+    objectives: dict[str, str] | None = None, study_text_title: str | None = None,
 ) -> list[dict[str, Any]]:
-    slots = _slots_listing(skeleton)
+    objectives = objectives or {}
+    specs = [item_spec(i, objectives.get(i.cluster_id)) for i in items]
     user = (
         f"{_context(skeleton, request)}\n\n"
-        + (f"Study texts of the course: {_dump(slots)}\n\n" if slots else "")
-        + f'Write these practice items of the group "{group_name}":\n{_dump([item_spec(i) for i in items])}\n\n'
+        + (f'These items practise the study text "{study_text_title}".\n' if study_text_title else "")
+        + f'Write {len(items)} practice items of the group "{group_name}", in this order:\n{_dump(specs)}\n\n'
         + ITEM_RULES
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return _messages(user)
 
 
 def repair_messages(
     skeleton: Skeleton, request: CourseRequest, entries: list[tuple[SkeletonItem, dict[str, Any], list[str]]]
 ) -> list[dict[str, Any]]:
-    """``entries``: (skeleton item, the item as it stands, its validation messages)."""
+    """``entries``: (skeleton item, the item as it stands, its validation messages), in answer order."""
     blocks = []
     for sk, current, problems in entries:
-        blocks.append({"spec": item_spec(sk), "current": current, "problems": problems})
-    slots = _slots_listing(skeleton)
+        shown = {k: v for k, v in current.items() if k in ("text", "options", "correctIndex", "answer", "hint", "explain")}
+        blocks.append({"spec": item_spec(sk), "current": shown, "problems": problems})
     user = (
         f"{_context(skeleton, request)}\n\n"
-        + (f"Study texts of the course: {_dump(slots)}\n\n" if slots else "")
-        + "These practice items failed validation. Rewrite each one so that every listed problem is fixed, "
-        "keeping its id, clusterId, variant, mode and topic. Return every item listed, complete.\n"
+        f"These {len(entries)} practice items failed validation. Rewrite each one so that every listed problem is "
+        "fixed, keeping its topic and mode. Answer with one entry per item, in the same order.\n"
         f"{_dump(blocks)}\n\n"
         + ITEM_RULES
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return _messages(user)

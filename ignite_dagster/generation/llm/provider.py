@@ -72,6 +72,7 @@ from pydantic import BaseModel
 from ignite_dagster.config import Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.pricing import token_cost
+from ignite_dagster.generation.llm.schemas import SchemaPolicy
 from ignite_dagster.generation.types import GenerationFailed
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,11 @@ class ProviderConfig:
     backoff_cap_seconds: float = 8.0
     max_retry_after_seconds: float = 120.0
     malformed_retries: int = 2
+    timeout_retries: int = 1
+    stream: bool = True
+    fill_deadline_seconds: float | None = None
+    schema_policy: SchemaPolicy = field(default_factory=SchemaPolicy)
+    discover_slots: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProviderConfig:
@@ -162,6 +168,9 @@ class ProviderConfig:
             "max_output_tokens": settings.llm_max_output_tokens,
             "concurrency": settings.llm_concurrency,
             "prices": settings.prices(),
+            "stream": settings.llm_stream,
+            "fill_deadline_seconds": settings.llm_fill_deadline_seconds or None,
+            "schema_policy": SchemaPolicy.parse(settings.llm_schema_drop),
         }
         values.update(overrides)
         return cls(**values)
@@ -238,15 +247,63 @@ def strict_json_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return root
 
 
-@functools.cache
-def response_format(schema: type[BaseModel]) -> dict[str, Any]:
-    """The ``response_format`` for ``schema``, built once per class (schema generation is not free)."""
-    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": strict_json_schema(schema), "strict": True}}
+def response_format(name: str, schema: dict[str, Any], policy: SchemaPolicy | None = None) -> dict[str, Any]:
+    """The strict ``response_format`` for a wire schema (see ``schemas``), minus keywords the server rejects."""
+    wire = policy.apply(schema) if policy is not None else schema
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": wire, "strict": True}}
 
 
 def _failed(reason: str, message: str) -> GenerationFailed:
     """A coded failure; whether the queue retries it follows the shared table (types.RETRYABLE_REASONS)."""
     return GenerationFailed(reason, message)
+
+
+@functools.cache
+def _model_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    return strict_json_schema(schema)
+
+
+_SLOTS: dict[str, int | None] = {}
+
+
+async def discover_slots(base_url: str | None, api_key: str, timeout: float = 5.0) -> int | None:
+    """The server's parallel slots, where it reports them (llama.cpp: ``GET /props`` → ``total_slots``).
+
+    Requests beyond a server's slots wait inside the server, and that wait would count against our
+    timeout; the client never sends more at once than the server can decode. Hosted APIs report no
+    slots (None: the concurrency setting alone applies). Cached per base URL for the process.
+    """
+    if not base_url:
+        return None
+    if base_url in _SLOTS:
+        return _SLOTS[base_url]
+    root = base_url.rstrip("/")
+    root = root[: -len("/v1")] if root.endswith("/v1") else root
+    slots: int | None = None
+    try:
+        async with httpx2.AsyncClient(timeout=timeout) as http:
+            resp = await http.get(f"{root}/props", headers={"authorization": f"Bearer {api_key}"})
+        if resp.status_code == 200:
+            value = resp.json().get("total_slots")
+            slots = int(value) if isinstance(value, int) and value > 0 else None
+    except (httpx2.HTTPError, ValueError, AttributeError):
+        slots = None
+    _SLOTS[base_url] = slots
+    if slots:
+        log.info("model server %s reports %d slots", base_url, slots)
+    return slots
+
+
+@dataclass
+class _Answer:
+    """One HTTP 200 attempt, streamed or not: what the model sent and what it cost."""
+
+    content: str | None
+    finish: str | None
+    refusal: str | None
+    usage: Mapping[str, Any] | None
+    model: str | None
+    body_ok: bool = True
 
 
 class StructuredClient:
@@ -259,16 +316,22 @@ class StructuredClient:
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._fatal: GenerationFailed | None = None
+        self.concurrency = max(1, config.concurrency)
 
     async def __aenter__(self) -> StructuredClient:
+        # Streaming: ``read`` is the longest silence between two chunks, so a slow but working model
+        # is never cut off while a stalled one is; without streaming it bounds the whole answer.
+        timeout = httpx2.Timeout(self.config.timeout_seconds, connect=min(10.0, self.config.timeout_seconds))
         self._client = openai.AsyncOpenAI(
             api_key=self.config.api_key,
             base_url=self.config.base_url,
-            timeout=self.config.timeout_seconds,
+            timeout=timeout,
             max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
-        self._semaphore = asyncio.Semaphore(max(1, self.config.concurrency))
+        slots = await discover_slots(self.config.base_url, self.config.api_key) if self.config.discover_slots else None
+        self.concurrency = max(1, min(self.config.concurrency, slots or self.config.concurrency))
+        self._semaphore = asyncio.Semaphore(self.concurrency)
         self._fatal = None
         return self
 
@@ -278,12 +341,67 @@ class StructuredClient:
         self._client = None
         self._semaphore = None
 
+    def new_deadline(self) -> float | None:
+        """A whole-fill deadline starting now (monotonic), from ``fill_deadline_seconds``; None: none."""
+        seconds = self.config.fill_deadline_seconds
+        return time.monotonic() + seconds if seconds else None
+
     def new_meter(self) -> UsageMeter:
         return UsageMeter(model=self.config.model, prices=self.config.prices)
 
     def _backoff(self, retry_number: int) -> float:
         base = self.config.backoff_base_seconds * (2**retry_number)
         return min(self.config.backoff_cap_seconds, base) * (1 - 0.25 * random.random())
+
+    def _check_deadline(self, deadline: float | None, purpose: str) -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _failed(
+                "provider_timeout",
+                f"{purpose}: the fill deadline ({self.config.fill_deadline_seconds:.0f}s) passed before this call finished",
+            )
+
+    async def _send(self, messages: list[dict[str, Any]], fmt: dict[str, Any], budget: int) -> _Answer:
+        assert self._client is not None
+        if not self.config.stream:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format=fmt,  # type: ignore[arg-type]
+                max_completion_tokens=budget,
+            )
+            body = _json_body(raw.http_response)
+            if body is None:
+                return _Answer(None, None, None, None, None, body_ok=False)
+            choices = body.get("choices")
+            choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            usage = body.get("usage")
+            return _Answer(message.get("content"), choice.get("finish_reason"), message.get("refusal"),
+                           usage if isinstance(usage, Mapping) else None, body.get("model"))
+        stream = await self._client.chat.completions.create(
+            model=self.config.model,
+            messages=messages,  # type: ignore[arg-type]
+            response_format=fmt,  # type: ignore[arg-type]
+            max_completion_tokens=budget,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        parts: list[str] = []
+        refusal: list[str] = []
+        finish = usage = model = None
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices or []:
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    parts.append(delta.content)
+                if delta is not None and getattr(delta, "refusal", None):
+                    refusal.append(delta.refusal)  # type: ignore[arg-type]
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        return _Answer("".join(parts), finish, "".join(refusal) or None, usage, model)
 
     async def parse(
         self,
@@ -294,15 +412,23 @@ class StructuredClient:
         prompt_version: str,
         purpose: str = "call",
         use_cache: bool = True,
+        json_schema: dict[str, Any] | None = None,
+        schema_name: str | None = None,
+        deadline: float | None = None,
     ) -> T:
         """One structured answer parsed into ``schema``, or GenerationFailed with a reason code.
 
-        ``use_cache=False`` skips the answer cache for this call (repairs: asking again must be able
-        to give a different answer).
+        ``json_schema`` is the wire schema (built per call from the skeleton, see ``schemas``); without
+        it the pydantic model's strict schema is sent. ``deadline`` (monotonic, see ``new_deadline``)
+        bounds every attempt and wait of this call. ``use_cache=False`` skips the answer cache for
+        this call (repairs: asking again must be able to give a different answer).
         """
         if self._client is None or self._semaphore is None:
             raise RuntimeError("StructuredClient used outside 'async with'")
-        key = cache_key(self.config.model, prompt_version, schema, messages) if self.cache and use_cache else None
+        name = schema_name or schema.__name__
+        wire = json_schema if json_schema is not None else _model_schema(schema)
+        fmt = response_format(name, wire, self.config.schema_policy)
+        key = cache_key(self.config.model, prompt_version, fmt, messages) if self.cache and use_cache else None
         if self.cache is not None and key is not None:
             entry = await self.cache.get(key)
             if entry is not None:
@@ -317,22 +443,21 @@ class StructuredClient:
 
         budget = self.config.max_output_tokens
         transient = 0
+        timeouts = 0
         malformed = 0
         truncated = False
         while True:
+            self._check_deadline(deadline, purpose)
             try:
                 async with self._semaphore:
                     if self._fatal is not None:
                         # An account-wide failure (no quota, bad key, unknown model) dooms every call:
                         # waiting calls stop here instead of each paying for the same answer.
                         raise _failed(self._fatal.reason_code, f"{purpose}: not sent: {self._fatal.message}")
+                    self._check_deadline(deadline, purpose)
                     meter.calls += 1
-                    raw = await self._client.chat.completions.with_raw_response.create(
-                        model=self.config.model,
-                        messages=messages,  # type: ignore[arg-type]
-                        response_format=response_format(schema),  # type: ignore[arg-type]
-                        max_completion_tokens=budget,
-                    )
+                    remaining = deadline - time.monotonic() if deadline is not None else None
+                    answer = await asyncio.wait_for(self._send(messages, fmt, budget), remaining)
             except openai.APIStatusError as exc:
                 meter.failed_attempts += 1
                 status = exc.status_code
@@ -355,7 +480,23 @@ class StructuredClient:
                 log.info("%s: HTTP %s, retry %d in %.2fs", purpose, status, transient, delay)
                 await self._sleep(delay)
                 continue
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            except (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError) as exc:
+                # A timeout is its own reason: the server is up but too slow for this setting (or the
+                # fill deadline passed). It is retried at most ``timeout_retries`` times, so a slow
+                # server cannot multiply a fill's wall time unnoticed; usage of the cut attempt is unknown.
+                meter.failed_attempts += 1
+                meter.record_response(None, None)
+                self._check_deadline(deadline, purpose)
+                if timeouts >= self.config.timeout_retries:
+                    raise _failed(
+                        "provider_timeout",
+                        f"{purpose}: no answer within {self.config.timeout_seconds:.0f}s of silence, "
+                        f"{timeouts + 1} attempt(s) (IGNITE_LLM_TIMEOUT_SECONDS)",
+                    ) from exc
+                timeouts += 1
+                log.info("%s: timed out (%s), retry %d", purpose, type(exc).__name__, timeouts)
+                continue
+            except (openai.APIConnectionError, httpx2.TransportError) as exc:
                 meter.failed_attempts += 1
                 if transient >= self.config.max_retries:
                     raise _failed("provider_unavailable", f"{purpose}: {type(exc).__name__} after {transient + 1} attempts") from exc
@@ -365,14 +506,8 @@ class StructuredClient:
                 await self._sleep(delay)
                 continue
 
-            body = _json_body(raw.http_response)
-            usage = body.get("usage") if body else None
-            meter.record_response(usage if isinstance(usage, Mapping) else None, body.get("model") if body else None)
-            choices = body.get("choices") if body else None
-            choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-            finish = choice.get("finish_reason")
-            if finish == "length":
+            meter.record_response(answer.usage if answer.body_ok else None, answer.model)
+            if answer.finish == "length":
                 meter.failed_attempts += 1
                 if not truncated:
                     truncated = True
@@ -380,17 +515,16 @@ class StructuredClient:
                     log.info("%s: output truncated, retrying with max_completion_tokens=%d", purpose, budget)
                     continue
                 raise _failed("output_truncated", f"{purpose}: output truncated even with {budget} output tokens")
-            if finish == "content_filter":
+            if answer.finish == "content_filter":
                 meter.failed_attempts += 1
                 raise _failed("content_refused", f"{purpose}: the provider's content filter stopped the answer")
-            refusal = message.get("refusal")
-            if refusal:
+            if answer.refusal:
                 meter.failed_attempts += 1
-                raise _failed("content_refused", f"{purpose}: the model refused: {str(refusal)[:300]}")
-            content = message.get("content")
+                raise _failed("content_refused", f"{purpose}: the model refused: {str(answer.refusal)[:300]}")
+            content = answer.content
             try:
                 if not isinstance(content, str) or not content.strip():
-                    raise ValueError("no content in the answer" if body else "the response body is not a JSON object")
+                    raise ValueError("no content in the answer" if answer.body_ok else "the response body is not a JSON object")
                 parsed = schema.model_validate_json(content)
             except ValueError as exc:  # pydantic.ValidationError is a ValueError: malformed JSON or schema mismatch
                 meter.failed_attempts += 1
@@ -400,12 +534,12 @@ class StructuredClient:
                 log.info("%s: malformed output (%s), retry %d", purpose, _short(exc), malformed)
                 continue
             if self.cache is not None and key is not None:
-                counts = usage if isinstance(usage, Mapping) else {}
+                counts = answer.usage or {}
                 await self.cache.put(
                     key, parsed,
                     tokens_in=int(counts.get("prompt_tokens") or 0),
                     tokens_out=int(counts.get("completion_tokens") or 0),
-                    model=str((body or {}).get("model") or self.config.model),
+                    model=str(answer.model or self.config.model),
                 )
             return parsed
 

@@ -6,6 +6,9 @@ errors that name an item (``Issue.item_id``) whose id is in the skeleton. Course
 title too long, an empty study text) are not sent; they stay in the issues and fail the job if they
 remain. The repair stage (``generation/repair.py``) owns the rounds (bound ``repair_rounds``) and re-validates after each.
 
+Every failing item is sent (in batches, all concurrent); a batch whose call fails leaves its items as
+they were while the other batches' answers are kept (valid parts of a partial answer are not thrown
+away); only when every batch fails, or the failure is account-wide (quota, deadline), does the round fail.
 Each request carries at most ``items_per_call`` items (a handful: small answers are rarely truncated
 and a refused or malformed answer costs little). Requests of one round run concurrently under the
 client's concurrency limit. Each item keeps its id, groupId, clusterId, variant and mode (enforced from
@@ -27,7 +30,11 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION, repair_messages
 from ignite_dagster.generation.llm.provider import StructuredClient, UsageMeter, run_all
-from ignite_dagster.generation.llm.schemas import FilledItem, RepairedItems, to_course_item
+from ignite_dagster.generation.llm.schemas import ItemBatch, item_batch_schema, to_course_item
+from ignite_dagster.generation.types import GenerationFailed
+
+# failures that doom every call of the round: no point keeping the others' partial answers
+ACCOUNT_WIDE = frozenset({"provider_quota", "provider_timeout"})
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ async def repair_items(
     request: CourseRequest,
     *,
     items_per_call: int = 5,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """A copy of ``course`` with the failing items replaced by the model's repaired versions."""
     failing = repairable(issues, skeleton)
@@ -74,25 +82,37 @@ async def repair_items(
 
     chunks = [entries[i : i + items_per_call] for i in range(0, len(entries), items_per_call)]
 
-    async def call(chunk: list[tuple[SkeletonItem, dict[str, Any], list[str]]]) -> RepairedItems:
+    async def call(chunk: list[tuple[SkeletonItem, dict[str, Any], list[str]]]) -> ItemBatch | GenerationFailed:
         ids = [sk.id for sk, _, _ in chunk]
-        return await client.parse(
-            repair_messages(skeleton, request, chunk), RepairedItems,
-            meter=meter, prompt_version=PROMPT_VERSION, purpose=f"repair items {ids}", use_cache=False,
-        )
+        try:
+            return await client.parse(
+                repair_messages(skeleton, request, chunk), ItemBatch,
+                json_schema=item_batch_schema(skeleton.mode, len(chunk)), schema_name="RepairedItems",
+                meter=meter, prompt_version=PROMPT_VERSION, purpose=f"repair items {ids}", use_cache=False,
+                deadline=deadline,
+            )
+        except GenerationFailed as exc:
+            if exc.reason_code in ACCOUNT_WIDE:
+                raise
+            return exc  # this batch stays as it was; the others' answers are kept
 
     answers = await run_all([call(c) for c in chunks])
-    slot_ids = {s.id for s in skeleton.study_text_slots}
+    failures = [a for a in answers if isinstance(a, GenerationFailed)]
+    if failures and len(failures) == len(answers):
+        raise failures[0]  # nothing came back: the round failed as its first batch did
+    for failure in failures:
+        log.warning("repair batch failed (%s); its items stay as they were: %s", failure.reason_code, failure.message)
+    related = {it.get("id"): it.get("relatedStudyTextIds") or [] for it in items if isinstance(it, dict)}
     for chunk, answer in zip(chunks, answers, strict=True):
-        got: dict[int, FilledItem] = {}
-        for it in answer.items:
-            got.setdefault(it.id, it)
-        for sk, _, _ in chunk:
-            filled = got.get(sk.id)
-            if filled is None:
-                log.warning("repair answer left out item %s; it stays as it was", sk.id)
-                continue
-            new_item = _merge(to_course_item(sk, filled, slot_ids), items[position[sk.id]] if sk.id in position else None)
+        if isinstance(answer, GenerationFailed):
+            continue
+        if len(answer.items) != len(chunk):  # count ignored by the server: no way to tell whose answer is whose
+            log.warning("repair answer has %d items for %d sent; they stay as they were", len(answer.items), len(chunk))
+            continue
+        # position is identity: the n-th answer repairs the n-th item sent
+        for (sk, _, _), filled in zip(chunk, answer.items, strict=True):
+            new_item = _merge(to_course_item(sk, filled, related.get(sk.id, [])),
+                              items[position[sk.id]] if sk.id in position else None)
             if sk.id in position:
                 items[position[sk.id]] = new_item
             else:

@@ -1,73 +1,232 @@
-"""The shapes the model must return (sent as strict JSON-schema structured outputs).
+"""Response schemas built per call from the skeleton, so constrained decoding does the validating.
 
-Why so loose: the schemas carry no length or count constraints. Strict structured outputs support only
-a subset of JSON Schema, and a constraint the provider cannot enforce would turn a content problem
-(three options instead of four) into an unparsable answer that costs a whole retry. Content rules are
-checked afterwards by the course validator, whose coded issues drive a targeted repair of just the
-failing items. Every field is required and nullable instead of optional, as strict mode demands.
+Why per call: the course rules a provider can enforce while it decodes are specific to the call — the
+number of items in this batch, the number of groups and clusters in this course, the answer mode.
+Structured outputs (OpenAI strict mode; llama.cpp, vLLM and others compile the schema into a grammar)
+then make a whole class of validation errors impossible instead of repairing them afterwards:
 
-Field names are the course format's camelCase names, so the model maps them one to one.
+============================  ===============================================================
+rule (course-format.md)       how the schema encodes it
+============================  ===============================================================
+one answer per skeleton item  ``items``: ``minItems`` = ``maxItems`` = the batch size
+exactly one ``[blank]``       ``text``: ``pattern`` with one literal ``\\[blank\\]`` and no other
+                              brackets or underscores (underscore runs also count as blanks)
+3–4 options                   ``options``: ``minItems`` = ``maxItems`` = 4
+correctIndex in range         ``correctIndex``: integer, ``minimum`` 0, ``maximum`` 3
+length limits                 ``pattern`` quantifiers (``[^\\n]{1,150}``): OpenAI strict mode does
+                              not accept ``minLength``/``maxLength``; ``pattern`` it does
+known values                  ``enum`` (difficulty) and integer ranges (study text numbers)
+============================  ===============================================================
 
-``to_course_item`` maps one answer onto its skeleton item (structure and arithmetic enforced); fill and
-repair share it so both enforce the same rules.
+Every object is closed (``additionalProperties: false``) and lists every property as required, as strict
+mode demands. ``SchemaPolicy.drop`` removes keywords a given server rejects
+(``IGNITE_LLM_SCHEMA_DROP=pattern`` for one that cannot compile patterns); the validator still checks
+every rule afterwards, so dropping a keyword costs repair rounds, never correctness.
+
+Item identity comes from position: the n-th answer of a batch belongs to the n-th skeleton item sent.
+The model never writes ids, so it cannot write the wrong ones.
+
+Answers are parsed into the loose pydantic models below (the schema, not the parser, does the
+constraining; a server that ignored a keyword still yields a draft the validator can judge).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ignite_dagster.course.skeleton import SkeletonItem
+from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 from ignite_dagster.course.validation import FILL_TOKEN, numbers_equal, parse_number
 
+OPTIONS_PER_ITEM = 4
+# Pattern bodies. No "[" "]" or "_" around the blank: both would count as extra blanks.
+TEXT_PATTERN = r"^[^\[\]_\n]{2,160}\[blank\][^\[\]_\n]{0,120}$"
+OPTION_PATTERN = r"^[^\[\]\n]{1,60}$"
+HINT_PATTERN = r"^[^\n]{3,150}$"
+EXPLAIN_PATTERN = r"^[^\n]{3,300}$"
+TITLE_PATTERN = r"^[^\[\]\n]{3,80}$"
+DESCRIPTION_PATTERN = r"^[^\[\]\n]{10,300}$"
+NAME_PATTERN = r"^[^\[\]\n]{3,60}$"
+OBJECTIVE_PATTERN = r"^[^\[\]\n]{5,150}$"
+SECTION_TITLE_PATTERN = r"^[^\[\]\n]{3,60}$"
+SECTION_BODY_PATTERN = r"^[^\[\]]{60,900}$"
+IMAGE_PATTERN = r"^[^\[\]\n]{5,150}$"
+KEYWORD_PATTERN = r"^[^\[\]\n]{2,40}$"
+DIFFICULTIES = ["easy", "medium", "hard"]
+CONSTRAINT_KEYWORDS = frozenset({"pattern", "minItems", "maxItems", "minimum", "maximum", "enum"})
 
-class _Strict(BaseModel):
+
+@dataclass(frozen=True)
+class SchemaPolicy:
+    """Which constraint keywords to leave out for a server that rejects them (default: none)."""
+
+    drop: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str | None) -> SchemaPolicy:
+        names = frozenset(n.strip() for n in (text or "").split(",") if n.strip())
+        unknown = names - CONSTRAINT_KEYWORDS
+        if unknown:
+            raise ValueError(f"unknown schema keyword(s) {sorted(unknown)}; known: {sorted(CONSTRAINT_KEYWORDS)}")
+        return cls(names)
+
+    def apply(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if not self.drop:
+            return schema
+
+        def strip(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: strip(v) for k, v in node.items() if not (k in self.drop and not isinstance(v, dict))}
+            if isinstance(node, list):
+                return [strip(v) for v in node]
+            return node
+
+        return strip(schema)
+
+
+# --- schema builders ---------------------------------------------------------------------------------
+
+
+def _obj(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
+
+
+def _str(pattern: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": pattern}
+
+
+def _array(items: dict[str, Any], n_min: int, n_max: int | None = None) -> dict[str, Any]:
+    return {"type": "array", "items": items, "minItems": n_min, "maxItems": n_max if n_max is not None else n_min}
+
+
+def item_schema(mode: str) -> dict[str, Any]:
+    """One item's content; structure (id, groupId, clusterId, variant, mode) comes from the skeleton."""
+    if mode == "options":
+        return _obj(
+            text=_str(TEXT_PATTERN),
+            options=_array(_str(OPTION_PATTERN), OPTIONS_PER_ITEM),
+            correctIndex={"type": "integer", "minimum": 0, "maximum": OPTIONS_PER_ITEM - 1},
+            hint=_str(HINT_PATTERN),
+            explain=_str(EXPLAIN_PATTERN),
+        )
+    return _obj(text=_str(TEXT_PATTERN), answer={"type": "number"}, hint=_str(HINT_PATTERN), explain=_str(EXPLAIN_PATTERN))
+
+
+def item_batch_schema(mode: str, n_items: int) -> dict[str, Any]:
+    """Exactly ``n_items`` answers, in the order the items were sent."""
+    return _obj(items=_array(item_schema(mode), n_items))
+
+
+def clusters_of(skeleton: Skeleton, group_id: int) -> list[str]:
+    """The group's cluster ids in skeleton order."""
+    return list(dict.fromkeys(it.cluster_id for it in skeleton.items if it.group_id == group_id))
+
+
+def plan_schema(skeleton: Skeleton) -> dict[str, Any]:
+    """The plan of a course without a pack: skill-named groups, cluster objectives, level and study text
+    titles, and which study text each group practises (by its number, 1-based)."""
+    n_texts = len(skeleton.study_text_slots)
+    groups = []
+    for g in skeleton.groups:
+        props: dict[str, Any] = {
+            "name": _str(NAME_PATTERN),
+            "objectives": _array(_str(OBJECTIVE_PATTERN), len(clusters_of(skeleton, g.id))),
+        }
+        if n_texts:
+            props["studyText"] = {"type": "integer", "minimum": 1, "maximum": n_texts}
+        groups.append(_obj(**props))
+    group_shape = groups[0] if groups else _obj(name=_str(NAME_PATTERN))
+    # every group has the same shape unless cluster counts differ; then the largest bound is used and
+    # the plan is read positionally (extra objectives are ignored, missing ones leave a cluster plain)
+    counts = {len(clusters_of(skeleton, g.id)) for g in skeleton.groups}
+    if len(counts) > 1:
+        group_shape["properties"]["objectives"] = _array(_str(OBJECTIVE_PATTERN), min(counts), max(counts))
+    props = {
+        "title": _str(TITLE_PATTERN),
+        "description": _str(DESCRIPTION_PATTERN),
+        "groups": _array(group_shape, len(skeleton.groups)),
+        "levels": _array(_str(NAME_PATTERN), len(skeleton.levels)),
+    }
+    if n_texts:
+        props["studyTexts"] = _array(_str(TITLE_PATTERN), n_texts)
+    return _obj(**props)
+
+
+def overview_schema() -> dict[str, Any]:
+    """Title and description for a course whose structure a pack already named."""
+    return _obj(title=_str(TITLE_PATTERN), description=_str(DESCRIPTION_PATTERN))
+
+
+def study_text_schema(wants_image: bool) -> dict[str, Any]:
+    """A study text as sections (assembled into ``[SECTION:…]`` markup here, so markers are always right)."""
+    props: dict[str, Any] = {
+        "title": _str(TITLE_PATTERN),
+        "sections": _array(_obj(title=_str(SECTION_TITLE_PATTERN), body=_str(SECTION_BODY_PATTERN)), 2, 4),
+        "learningObjectives": _array(_str(OBJECTIVE_PATTERN), 2, 4),
+        "keywords": _array(_str(KEYWORD_PATTERN), 3, 6),
+        "estimatedReadingTime": {"type": "integer", "minimum": 1, "maximum": 30},
+        "difficulty": {"type": "string", "enum": DIFFICULTIES},
+    }
+    if wants_image:
+        props["imageDescription"] = _str(IMAGE_PATTERN)
+    return _obj(**props)
+
+
+# --- answer models (parsing only; the schema does the constraining) -----------------------------------
+
+
+class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class FilledItem(_Strict):
-    """One item's content; structure (groupId, clusterId, variant, mode) comes from the skeleton."""
-
-    id: int
-    text: str
-    options: list[str] | None
-    correctIndex: int | None  # noqa: N815 - the course format's name
-    answer: float | None
-    hint: str | None
-    explain: str | None
-    wrongExplanations: list[str] | None  # noqa: N815
-    relatedStudyTextIds: list[str] | None  # noqa: N815
+class FilledItem(_Loose):
+    text: str = ""
+    options: list[str] | None = None
+    correctIndex: int | None = None  # noqa: N815 - the course format's name
+    answer: float | None = None
+    hint: str | None = None
+    explain: str | None = None
 
 
-class ItemBatch(_Strict):
-    """The answer to one fill call: the items of (part of) one group."""
-
+class ItemBatch(_Loose):
     items: list[FilledItem]
 
 
-class RepairedItems(_Strict):
-    """The answer to one repair call: replacements for the failing items sent."""
+class PlanGroup(_Loose):
+    name: str | None = None
+    objectives: list[str] = []
+    studyText: int | None = None  # noqa: N815
 
-    items: list[FilledItem]
+
+class CoursePlan(_Loose):
+    title: str
+    description: str
+    groups: list[PlanGroup] = []
+    levels: list[str] = []
+    studyTexts: list[str] = []  # noqa: N815
 
 
-class CourseOverview(_Strict):
-    """Course-level text the skeleton cannot provide."""
-
+class CourseOverview(_Loose):
     title: str
     description: str
 
 
-class StudyTextOut(_Strict):
-    """One study text; ``content`` carries ``[SECTION:…]`` and ``[IMAGE:…]`` markers."""
-
+class Section(_Loose):
     title: str
-    content: str
-    learningObjectives: list[str]  # noqa: N815
-    keywords: list[str]
-    estimatedReadingTime: int  # noqa: N815 - minutes
-    difficulty: str
+    body: str
+
+
+class StudyTextOut(_Loose):
+    title: str
+    sections: list[Section]
+    learningObjectives: list[str] = []  # noqa: N815
+    keywords: list[str] = []
+    estimatedReadingTime: int = 1  # noqa: N815 - minutes
+    difficulty: str = "medium"
+    imageDescription: str | None = None  # noqa: N815
 
 
 # --- mapping answers onto the skeleton ---------------------------------------------------------------
@@ -76,10 +235,7 @@ UNFILLED = FILL_TOKEN
 
 
 def expected_index(options: list[str], expected: float) -> int | None:
-    """Index of the option that states ``expected`` as a plain number, if exactly one does.
-
-    Uses the validator's number parsing so enforcement and validation agree on what "states" means.
-    """
+    """Index of the option that states ``expected`` as a plain number, if exactly one does."""
     hits = [
         i for i, o in enumerate(options) if (n := parse_number(o)) is not None and numbers_equal(n, float(expected))
     ]
@@ -90,15 +246,19 @@ def _clean_number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def to_course_item(sk: SkeletonItem, filled: FilledItem | None, slot_ids: set[str]) -> dict[str, Any]:
+def _fmt(value: float) -> str:
+    return str(_clean_number(value))
+
+
+def to_course_item(sk: SkeletonItem, filled: FilledItem | None, related: Iterable[str] = ()) -> dict[str, Any]:
     """The course item for ``sk`` built from the model's answer, with the skeleton enforced.
 
     Structure (id, groupId, clusterId, variant, mode) always comes from the skeleton. Arithmetic is
-    exact: a numeric item's answer is ``meta.expected``; an options item's correctIndex is set to the
-    option stating ``meta.expected`` — and when no option states it, the model's index is kept so the
-    validator reports ``math_incorrect`` and the item goes to repair (nothing is made up here). An item
-    the model left out keeps the ``__FILL__`` placeholder, which the validator reports as
-    ``unfilled_text``.
+    exact: a numeric item's answer is ``meta.expected``; an options item's correctIndex points at the
+    option stating ``meta.expected``, and when no option states it, the model's choice of correct option
+    is rewritten to state the skeleton's answer (the exact value is known, so writing it is not making
+    anything up). ``related`` are the study texts the item practises (from the plan). An item the model
+    left out keeps the ``__FILL__`` placeholder, which the validator reports as ``unfilled_text``.
     """
     item: dict[str, Any] = {
         "id": sk.id,
@@ -113,16 +273,17 @@ def to_course_item(sk: SkeletonItem, filled: FilledItem | None, slot_ids: set[st
     item["text"] = filled.text
     if sk.mode == "options":
         options = [str(o) for o in (filled.options or [])]
-        item["options"] = options
         correct = filled.correctIndex
-        if sk.meta is not None:
+        if sk.meta is not None and options:
             idx = expected_index(options, sk.meta.expected)
             if idx is not None:
                 correct = idx
+            else:  # no option states the answer: the one marked correct is made to state it
+                correct = correct if correct is not None and 0 <= correct < len(options) else 0
+                options[correct] = _fmt(sk.meta.expected)
+        item["options"] = options
         if correct is not None:
             item["correctIndex"] = correct
-        if filled.wrongExplanations:
-            item["wrongExplanations"] = list(filled.wrongExplanations)
     else:
         answer = sk.meta.expected if sk.meta is not None else filled.answer
         if answer is not None:
@@ -131,7 +292,17 @@ def to_course_item(sk: SkeletonItem, filled: FilledItem | None, slot_ids: set[st
         item["hint"] = filled.hint
     if filled.explain:
         item["explain"] = filled.explain
-    related = [s for s in (filled.relatedStudyTextIds or []) if s in slot_ids]
+    related = list(dict.fromkeys(related))
     if related:
-        item["relatedStudyTextIds"] = list(dict.fromkeys(related))
+        item["relatedStudyTextIds"] = related
     return item
+
+
+def study_text_content(out: StudyTextOut, wants_image: bool) -> str:
+    """``[SECTION:title]`` blocks, with one ``[IMAGE:…]`` marker after the first section when asked for."""
+    blocks = []
+    for n, section in enumerate(out.sections):
+        blocks.append(f"[SECTION:{section.title.strip()}]\n{section.body.strip()}")
+        if n == 0 and wants_image and out.imageDescription:
+            blocks.append(f"[IMAGE:{out.imageDescription.strip()}]")
+    return "\n\n".join(blocks)
