@@ -54,8 +54,23 @@ def test_no_pack_goes_to_the_model():
 
 
 def test_unsupported_pack_request_goes_to_the_model():
-    choice = select_strategy(req(subject="water cycle", mode="numeric"), INDEX, model_configured=True)
+    choice = select_strategy(req(subject="water cycle", grade="4", mode="numeric"), INDEX, model_configured=True)
     assert choice.kind == "llm" and "numeric" in choice.reason
+
+
+def test_a_pack_is_never_served_outside_its_grade_bands():
+    """Ancient Egypt is written for grades 6-8: a K-2 request is the model's, never the pack relabelled."""
+    egypt = INDEX.find("ancient egypt")
+    assert egypt is not None and egypt.grade_bands == ("6-8",)
+    assert select_strategy(req(subject="ancient egypt", grade="7"), INDEX, True).kind == "deterministic"
+    choice = select_strategy(req(subject="ancient egypt", grade="1"), INDEX, model_configured=True)
+    assert choice.kind == "llm" and "written for grades 6-8, not K-2" in choice.reason
+    with pytest.raises(GenerationFailed) as exc:
+        select_strategy(req(subject="ancient egypt", grade="1"), INDEX, model_configured=False)
+    assert exc.value.reason_code == "model_not_configured" and "6-8" in exc.value.message
+    with pytest.raises(GenerationFailed) as exc:
+        select_strategy(req(subject="ancient egypt", grade="1", strategy="deterministic"), INDEX, True)
+    assert exc.value.reason_code == "invalid_request"
 
 
 @pytest.mark.parametrize("kw", [{"subject": "Fractions"}, {"notes": "more word problems"}, {"strategy": "llm"}])
@@ -82,7 +97,7 @@ def test_explicit_deterministic_without_a_pack_is_no_pack():
 
 def test_explicit_deterministic_that_the_pack_cannot_serve_is_invalid_request():
     with pytest.raises(GenerationFailed) as exc:
-        select_strategy(req(subject="ancient egypt", mode="numeric", strategy="deterministic"), INDEX, True)
+        select_strategy(req(subject="ancient egypt", grade="7", mode="numeric", strategy="deterministic"), INDEX, True)
     assert exc.value.reason_code == "invalid_request" and "numeric" in exc.value.message
 
 

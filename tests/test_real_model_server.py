@@ -18,7 +18,10 @@ from tests.support.llama import llama_server
 
 pytestmark = pytest.mark.real_model
 
-BLANK_PATTERN = r"^[^\[\]]*\[blank\][^\[\]]*$"
+# Bounded and JSON-safe on purpose: llama.cpp turns the pattern into a grammar over raw characters, so a
+# bare [^\[\]]* lets the model emit '"' or newlines (invalid JSON), and an unbounded * lets a 135M model
+# ramble until max_tokens without ever writing [blank]. {0,60} forces the marker within reach.
+BLANK_PATTERN = r'^[^\[\]"\\\x00-\x1f]{0,60}\[blank\][^\[\]"\\\x00-\x1f]{0,60}$'
 
 SCHEMA = {
     "type": "object",
@@ -36,7 +39,7 @@ SCHEMA = {
                         "type": "array",
                         "minItems": 3,
                         "maxItems": 3,
-                        "items": {"type": "string", "maxLength": 30},
+                        "items": {"type": "string", "maxLength": 20},
                     },
                 },
                 "required": ["text", "correctIndex", "options"],
@@ -66,7 +69,7 @@ def test_strict_json_schema_answer_honours_the_schema() -> None:
                     },
                 ],
                 "temperature": 0,
-                "max_tokens": 400,
+                "max_tokens": 300,
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "quiz", "strict": True, "schema": SCHEMA},
@@ -87,5 +90,5 @@ def test_strict_json_schema_answer_honours_the_schema() -> None:
         assert re.fullmatch(BLANK_PATTERN, item["text"]), item["text"]
         assert isinstance(item["correctIndex"], int) and 0 <= item["correctIndex"] <= 2
         assert len(item["options"]) == 3
-        assert all(isinstance(o, str) and len(o) <= 30 for o in item["options"])
+        assert all(isinstance(o, str) and len(o) <= 20 for o in item["options"])
     assert body["usage"]["completion_tokens"] > 0

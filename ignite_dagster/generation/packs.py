@@ -151,8 +151,20 @@ class _PackBase(_PackModel):
     def modes(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    @property
+    def grade_bands(self) -> tuple[str, ...]:
+        """The grade bands this pack is written for (reading level, vocabulary, number ranges); empty
+        when the pack declares none and serves every band."""
+        return (self.grade,) if self.grade else ()
+
+    def serves_band(self, request: CourseRequest) -> bool:
+        return not self.grade_bands or request.band in self.grade_bands
+
     def unsupported_reason(self, request: CourseRequest) -> str | None:
         """Why this pack cannot compile ``request`` (None when it can). Never a silent clamp."""
+        if not self.serves_band(request):
+            # a grade 6-8 text labelled K-2 would be a lie on the course; the model writes for the band asked
+            return f"pack {self.pack_id} is written for grades {', '.join(self.grade_bands)}, not {request.band}"
         if request.locale.split("-")[0].casefold() != self.locale.casefold():
             return f"pack {self.pack_id} is written in {self.locale!r}, not {request.locale!r}"
         if request.mode not in self.modes:

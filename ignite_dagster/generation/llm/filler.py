@@ -277,7 +277,7 @@ class LLMFiller:
         failure is returned in its place and never stops the others."""
         config = self.config()
         async with self.client(config) as client:
-            tasks = [self._fill_one(client, skeleton, request) for skeleton, request in courses]
+            tasks = [self.fill_with(client, skeleton, request) for skeleton, request in courses]
             results = await asyncio.gather(*tasks, return_exceptions=True)
         out: list[LLMFillResult | GenerationFailed] = []
         for result in results:
@@ -286,7 +286,8 @@ class LLMFiller:
             out.append(result)
         return out
 
-    async def _fill_one(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
+    async def fill_with(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
+        """One course filled through an open client (shared with other courses: see ``background``)."""
         meter = client.new_meter()
         deadline = client.new_deadline()
         by_id = {it.id: it for it in skeleton.items}

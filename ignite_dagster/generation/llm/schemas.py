@@ -42,19 +42,26 @@ from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 from ignite_dagster.course.validation import FILL_TOKEN, numbers_equal, parse_number
 
 OPTIONS_PER_ITEM = 4
-# Pattern bodies. No "[" "]" or "_" around the blank: both would count as extra blanks.
-TEXT_PATTERN = r"^[^\[\]_\n]{2,160}\[blank\][^\[\]_\n]{0,120}$"
-OPTION_PATTERN = r"^[^\[\]\n]{1,60}$"
-HINT_PATTERN = r"^[^\n]{3,150}$"
-EXPLAIN_PATTERN = r"^[^\n]{3,300}$"
-TITLE_PATTERN = r"^[^\[\]\n]{3,80}$"
-DESCRIPTION_PATTERN = r"^[^\[\]\n]{10,300}$"
-NAME_PATTERN = r"^[^\[\]\n]{3,60}$"
-OBJECTIVE_PATTERN = r"^[^\[\]\n]{5,150}$"
-SECTION_TITLE_PATTERN = r"^[^\[\]\n]{3,60}$"
-SECTION_BODY_PATTERN = r"^[^\[\]]{60,900}$"
-IMAGE_PATTERN = r"^[^\[\]\n]{5,150}$"
-KEYWORD_PATTERN = r"^[^\[\]\n]{2,40}$"
+# Pattern bodies. Character classes exclude '"' and '\\': servers that compile the schema into a grammar
+# (llama.cpp) apply a pattern to the raw JSON text, where an unescaped quote ends the string and breaks
+# the JSON; excluding both keeps the pattern's meaning the same on the raw text and on the decoded value.
+# Control characters are excluded for the same reason: a raw newline is not valid inside a JSON string, and
+# the escaped form needs the backslash, so model-written strings are single lines (sections are separate).
+# No "[" "]" or "_" around the blank: both would count as extra blanks.
+_C = r'[^"\\\[\]_\x00-\x1f]'  # text characters: no quote, backslash, bracket, underscore, control character
+_L = r'[^"\\\[\]\x00-\x1f]'  # line characters: no quote, backslash, bracket, control character
+TEXT_PATTERN = rf"^{_C}{{2,120}}\[blank\]{_C}{{0,80}}$"
+OPTION_PATTERN = rf"^{_L}{{1,40}}$"
+HINT_PATTERN = rf"^{_L}{{3,100}}$"
+EXPLAIN_PATTERN = rf"^{_L}{{3,160}}$"
+TITLE_PATTERN = rf"^{_L}{{3,80}}$"
+DESCRIPTION_PATTERN = rf"^{_L}{{10,240}}$"
+NAME_PATTERN = rf"^{_L}{{3,60}}$"
+OBJECTIVE_PATTERN = rf"^{_L}{{5,100}}$"
+SECTION_TITLE_PATTERN = rf"^{_L}{{3,60}}$"
+SECTION_BODY_PATTERN = rf"^{_L}{{60,600}}$"  # one paragraph per section
+IMAGE_PATTERN = rf"^{_L}{{5,120}}$"
+KEYWORD_PATTERN = rf"^{_L}{{2,30}}$"
 DIFFICULTIES = ["easy", "medium", "hard"]
 CONSTRAINT_KEYWORDS = frozenset({"pattern", "minItems", "maxItems", "minimum", "maximum", "enum"})
 
