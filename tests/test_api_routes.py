@@ -17,8 +17,8 @@ from psycopg_pool import ConnectionPool
 from ignite_dagster import db
 from ignite_dagster.api.app import create_app
 from ignite_dagster.api.server import serve
-from ignite_dagster.course_jobs.submit import special_requests_path
 from ignite_dagster.queue import JobQueue
+from ignite_dagster.storage.keys import special_requests_path
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.api_server import (
     ApiServer,
@@ -167,13 +167,13 @@ def test_rate_limit(db_url, tmp_path):
 def test_oversize_body_is_413_and_writes_nothing(world):
     c = world.client
     before = snapshot(world.db_url, world.root)
-    big = json.dumps(body(notes="x" * 600_000)).encode()
+    big = json.dumps(body(notes="x" * 1_200_000)).encode()
     r = c.post(ENQUEUE, content=big, headers={**world.token("editor_a"), "content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     assert r.headers["x-request-id"]
 
     def chunks():  # no Content-Length: the limit must hold for chunked bodies too
-        for _ in range(100):
+        for _ in range(120):
             yield b"x" * 10_000
 
     r = c.post(ENQUEUE, content=chunks(), headers={**world.token("editor_a"), "content-type": "application/json"})
@@ -303,12 +303,46 @@ def test_serve_refuses_a_schema_that_is_behind(postgres, tmp_path):
         serve(api_settings(agent_token=None, jwt_secret=None, database_url=raw, storage_root=Path(tmp_path)))
 
 
-def test_contract_payload_matches_the_domain_request():
-    """The HTTP payload model and the domain's CourseRequest must carry the same fields."""
-    from ignite_dagster.api.routes import EnqueuePayload
+def test_contract_payload_is_the_domain_request():
+    """The HTTP payload model is CourseRequest itself (made strict): one list of fields."""
+    from ignite_dagster.api.schemas import EnqueuePayload
     from ignite_dagster.course.request import CourseRequest
 
-    assert set(EnqueuePayload.model_fields) == set(CourseRequest.model_fields)
+    assert issubclass(EnqueuePayload, CourseRequest)
+    assert EnqueuePayload.model_fields.keys() == CourseRequest.model_fields.keys()
+
+
+def test_the_largest_valid_request_is_accepted_not_413(world):
+    """Every text field at its maximum length in characters outside the BMP, JSON-escaped as Python does
+    (12 bytes a character): the schema says it is valid, so the body limit must let it through."""
+    from ignite_dagster.course.request import NOTES_MAX, STUDY_TEXT_MAX, SUBJECT_MAX
+
+    wide = "\U0001F34E"  # one character, a surrogate pair when escaped
+    p = body("max-size", subject="a" + wide * (SUBJECT_MAX - 1), notes=wide * NOTES_MAX, study_text=wide * STUDY_TEXT_MAX,
+             locale="zh-Hant-TW", groups_count=12, levels_count=20, study_texts_count=20, items_per_group=100)
+    raw = json.dumps(p).encode()
+    assert len(raw) > 800_000
+    r = world.client.post(ENQUEUE, content=raw, headers={**world.token("editor_a"), "content-type": "application/json"})
+    assert r.status_code == 202, r.text[:300]
+    saved = json.loads(world.store.get(special_requests_path(uuid.UUID(r.json()["jobId"]))).data)
+    assert len(saved["study_text"]) == STUDY_TEXT_MAX
+
+
+def test_api_modules_import_downwards_only():
+    """schemas and dependencies know nothing of routes or app; routes knows nothing of app."""
+    import ast
+    from pathlib import Path
+
+    import ignite_dagster.api as api
+
+    root = Path(api.__file__).parent
+    forbidden = {"schemas": {"routes", "app", "dependencies", "server"}, "dependencies": {"routes", "app", "server"},
+                 "routes": {"app", "server"}, "errors": {"routes", "app", "schemas", "dependencies", "server"}}
+    for module, banned in forbidden.items():
+        tree = ast.parse((root / f"{module}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {f"ignite_dagster.api.{b}" for b in banned} & imported, (module, imported)
 
 
 def test_payload_types_are_exact(world):

@@ -55,6 +55,9 @@ def test_enqueue_list_show_requeue_round_trip(db_url, org_id, tmp_path):
     (["--items-per-group", "500"], "items_per_group"),
     (["--mode", "essay"], "mode"),
     (["--subject", "   "], "subject"),
+    (["--course-id", "abc\n"], "course_id"),
+    (["--locale", "fr\n"], "locale"),
+    (["--groups-count", "13"], "groups_count"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(db_url, org_id, tmp_path, args, message):
     flags = {"--course-id": "ok-1", "--subject": "addition", "--grade-band": "3-5", args[0]: args[1]}
@@ -63,6 +66,36 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(db_url, org_id, tmp_path,
     assert proc.returncode == 2 and "invalid request" in proc.stderr and message in proc.stderr
     assert job_count(db_url) == 0
     assert not (tmp_path / "storage").exists() or not any((tmp_path / "storage").rglob("*.json"))
+
+
+def test_every_request_field_is_a_flag_and_is_stored(db_url, org_id, tmp_path):
+    from ignite_dagster.course.request import CourseRequest
+
+    helptext = ignite("enqueue", "--help", db_url=db_url, tmp_path=tmp_path).stdout
+    for name in CourseRequest.model_fields:
+        assert f"--{name.replace('_', '-')}" in helptext, name
+
+    values = {"course_id": "every-flag", "subject": "addition", "grade_band": "3-5", "grade": "4", "items_per_group": "5",
+              "mode": "numeric", "notes": "use coins", "study_text": "Coins are money.", "levels_count": "2",
+              "study_texts_count": "1", "groups_count": "2", "strategy": "llm", "locale": "pt-BR"}
+    argv = [x for k, v in values.items() for x in (f"--{k.replace('_', '-')}", v)]
+    out = json.loads(ignite("enqueue", "--org", str(org_id), *argv, "--wants-images", "--json",
+                            db_url=db_url, tmp_path=tmp_path).stdout)
+    job = JobQueue(db_url).get(out["jobId"])
+    expected = CourseRequest(**values, wants_images=True)
+    assert {n: getattr(job, n) for n in CourseRequest.column_names()} == expected.columns()
+    assert job.request_fingerprint == expected.fingerprint()
+    saved = json.loads((tmp_path / f"storage/courses/debug/jobs/{out['jobId']}/special_requests.json").read_text())
+    assert (saved["notes"], saved["study_text"]) == ("use coins", "Coins are money.")
+
+
+def test_same_key_with_other_notes_is_refused_by_the_cli(db_url, org_id, tmp_path):
+    base = ["enqueue", "--org", str(org_id), "--course-id", "k-1", "--subject", "addition", "--grade-band", "3-5",
+            "--idempotency-key", "k"]
+    ignite(*base, "--notes", "apples", db_url=db_url, tmp_path=tmp_path)
+    proc = ignite(*base, "--notes", "pears", db_url=db_url, tmp_path=tmp_path, check=False)
+    assert proc.returncode == 2 and "idempotency" in proc.stderr.lower() and "notes" in proc.stderr
+    assert job_count(db_url) == 1
 
 
 @pytest.mark.parametrize("field, value", [("course_id", "UPPER"), ("course_id", "x" * 65), ("items_per_group", 0),

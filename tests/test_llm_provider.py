@@ -363,3 +363,75 @@ def test_strict_schema_is_what_the_sdk_parse_helper_would_send(server):
     expected = response_format("Answer", strict_json_schema(Answer))
     assert server.requests_to(CHAT)[0].json["response_format"] == expected
     assert expected["json_schema"]["schema"]["additionalProperties"] is False
+
+
+# --- timeouts that fit the server (issue: the model path against a real model server) -----------------
+
+
+def test_a_server_slower_than_the_timeout_is_provider_timeout_after_one_retry(server):
+    """Not provider_unavailable after four attempts: a timeout has its own code and is retried once."""
+    server.enqueue(CHAT, chat_json(GOOD, delay=1.5), chat_json(GOOD, delay=1.5), chat_json(GOOD))
+    result, meter = call(config(server, timeout_seconds=0.4))
+    assert isinstance(result, GenerationFailed)
+    assert result.reason_code == "provider_timeout" and result.retryable is True
+    assert "IGNITE_LLM_TIMEOUT_SECONDS" in result.message
+    assert meter.calls == 2 == len(server.requests_to(CHAT))
+
+
+def test_a_streamed_answer_slower_than_the_timeout_but_never_silent_that_long_succeeds(server):
+    """The timeout bounds silence between chunks, not the whole answer: a slow model that keeps writing
+    is never cut off (the answer below takes ~1.5 s against a 0.5 s timeout)."""
+    reply = chat_json(GOOD)
+    reply.chunk_delay = 0.3
+    server.enqueue(CHAT, reply)
+    result, meter = call(config(server, timeout_seconds=0.5))
+    assert result == Answer(**GOOD) and meter.calls == 1 and meter.failed_attempts == 0
+    assert server.requests_to(CHAT)[0].json["stream"] is True
+
+
+def test_without_streaming_the_timeout_bounds_the_whole_answer(server):
+    reply = chat_json(GOOD, delay=1.0)
+    server.enqueue(CHAT, reply, reply)
+    result, _ = call(config(server, timeout_seconds=0.4, stream=False))
+    assert isinstance(result, GenerationFailed) and result.reason_code == "provider_timeout"
+    assert "stream" not in server.requests_to(CHAT)[0].json
+
+
+def test_the_fill_deadline_stops_a_call_whatever_its_retries(server):
+    server.respond_with(CHAT, rate_limited(retry_after=0.2))
+
+    async def run():
+        async with StructuredClient(config(server, fill_deadline_seconds=0.6, max_retries=50)) as client:
+            meter = client.new_meter()
+            try:
+                await client.parse(MESSAGES, Answer, meter=meter, prompt_version="v1", deadline=client.new_deadline())
+            except GenerationFailed as exc:
+                return exc
+        return None
+
+    exc = asyncio.run(run())
+    assert exc is not None and exc.reason_code == "provider_timeout" and "deadline" in exc.message
+    assert len(server.requests_to(CHAT)) <= 4  # 0.2 s apart within 0.6 s
+
+
+def test_concurrency_is_capped_by_the_slots_the_server_reports(server):
+    """llama.cpp's /props reports total_slots; more in flight would only queue inside the server, where
+    the wait would count against our timeout."""
+    from ignite_dagster.generation.llm import provider
+
+    provider._SLOTS.pop(server.base_url, None)
+    server.respond_with("/props", Reply(body={"total_slots": 2}))
+    server.respond_with(CHAT, chat_json(GOOD, delay=0.1))
+
+    async def run():
+        async with StructuredClient(config(server, concurrency=8)) as client:
+            meter = client.new_meter()
+            await asyncio.gather(*[
+                client.parse([{"role": "user", "content": f"q{i}"}], Answer, meter=meter, prompt_version="v1")
+                for i in range(8)
+            ])
+            return client.concurrency
+
+    assert asyncio.run(run()) == 2
+    assert server.max_in_flight == 2
+    provider._SLOTS.pop(server.base_url, None)

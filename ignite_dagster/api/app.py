@@ -1,12 +1,14 @@
 """The ASGI application factory: everything the routes need is passed in, nothing is global.
 
+Layout of the package, each importing only downwards: ``schemas`` (request/response models),
+``dependencies`` (per-app services, auth, rate limits), ``routes`` (handlers), ``app`` (this factory).
+
 Tests and ``ignite api`` build the same app from a pool and a store they opened, so what the tests
 exercise over real HTTP is exactly what production serves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -16,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ignite_dagster.api.dependencies import AppDeps
 from ignite_dagster.api.errors import (
     DEFAULT_MAX_BODY_BYTES,
     RequestContextMiddleware,
@@ -25,6 +28,7 @@ from ignite_dagster.api.errors import (
     request_id_of,
 )
 from ignite_dagster.api.ratelimit import TokenBucketLimiter
+from ignite_dagster.api.routes import router
 from ignite_dagster.auth import Authenticator, check_auth_settings
 from ignite_dagster.config import Settings
 from ignite_dagster.queue import JobQueue
@@ -58,19 +62,6 @@ Every response carries `X-Request-Id`.
 """
 
 
-@dataclass
-class AppDeps:
-    """What the routes use, kept on ``app.state.deps``."""
-
-    settings: Settings
-    pool: ConnectionPool
-    store: ObjectStore
-    queue: JobQueue
-    authenticator: Authenticator
-    enqueue_limiter: TokenBucketLimiter
-    media_limiter: TokenBucketLimiter
-
-
 def create_app(
     settings: Settings,
     pool: ConnectionPool,
@@ -84,8 +75,6 @@ def create_app(
     ``cors_origins``: browser origins allowed to call the API (``["*"]`` for any). A frontend that
     called the Supabase edge functions from the browser needs this to switch base URL; None = no CORS.
     """
-    from ignite_dagster.api.routes import router  # late: routes import this module's AppDeps
-
     check_auth_settings(settings)
     app = FastAPI(
         title="ignite-dagster API",

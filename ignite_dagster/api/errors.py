@@ -27,10 +27,12 @@ log = logging.getLogger("ignite_dagster.api")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-# Why 512 KiB and not less: a payload may carry notes (20 000 chars) and a study text (50 000 chars);
-# a client that JSON-escapes non-ASCII (Python's default) spends up to 6 bytes per character, which
-# is ~420 KB for a legitimate maximal request.
-DEFAULT_MAX_BODY_BYTES = 512 * 1024
+# The limit must sit above the largest *valid* request, or the service would refuse (413) what its
+# published schema accepts. A payload may carry notes (20 000 characters), a study text (50 000) and a
+# subject (200); a client that JSON-escapes non-ASCII (Python's default) spends up to 12 bytes on one
+# character outside the BMP (a surrogate pair, two \uXXXX escapes): ~845 KB for a maximal request.
+# tests/test_api_routes.py sends that request and expects 202.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 _STATUS_CODES = {
     400: "bad_request",

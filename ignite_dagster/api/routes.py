@@ -18,42 +18,50 @@ Status choices worth knowing:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security
-from fastapi.security import APIKeyHeader, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ignite_dagster.api.app import AppDeps
+from ignite_dagster.api.dependencies import (
+    AppDeps,
+    PrincipalDep,
+    deps_of,
+    enqueue_principal,
+    media_principal,
+    write_org,
+)
 from ignite_dagster.api.errors import ApiError, ErrorResponse, IssueOut, log, request_id_of
 from ignite_dagster.api.ratelimit import TokenBucketLimiter
-from ignite_dagster.auth import (
-    AuthError,
-    Principal,
-    can_read,
-    can_write,
-    parse_organization_header,
-    resolve_write_organization,
+from ignite_dagster.api.schemas import (
+    EnqueueBody,
+    EnqueueResponse,
+    EventOut,
+    HealthErrorResponse,
+    HealthResponse,
+    JobListResponse,
+    JobOut,
+    JobStatusName,
+    JobStatusResponse,
+    JobTableName,
+    MediaBody,
+    MediaResponse,
+    PublishBody,
+    PublishResponse,
+    RequeueBody,
+    RequeueResponse,
 )
-from ignite_dagster.catalog.publishing import (
-    CHANGE_SUMMARY_MAX,
-    COURSE_ID_PATTERN,
-    PublishError,
-    publish_course,
-)
-from ignite_dagster.course.request import NOTES_MAX, STUDY_TEXT_MAX, CourseRequest
-from ignite_dagster.course_jobs.submit import submit_course_request
-from ignite_dagster.queue import CourseJob, JobEvent, MediaJob
+from ignite_dagster.auth import Principal, can_read, can_write
+from ignite_dagster.catalog.publishing import PublishError, publish_course
+from ignite_dagster.course.request import CourseId
+from ignite_dagster.course_jobs.submit import IdempotencyConflict, submit_course_request
+from ignite_dagster.queue import CourseJob, MediaJob
 from ignite_dagster.storage.base import StorageError
 
 router = APIRouter()
 audit_log = logging.getLogger("ignite_dagster.api.audit")
-
-JobTableName = Literal["ai_course_jobs", "ai_media_jobs"]
-JobStatusName = Literal["pending", "processing", "done", "failed", "stale", "dead_letter"]
 
 # -- OpenAPI error documentation ---------------------------------------------------------------------
 
@@ -79,382 +87,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 _READ_ERRORS = (400, 401, 403, 404, 422, 500, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 500, 503)
 
-# -- auth dependencies --------------------------------------------------------------------------------
-# The security objects only document the schemes in OpenAPI; Authenticator reads the raw headers.
-
-_bearer = HTTPBearer(auto_error=False, scheme_name="BearerJWT", description="User session JWT.")
-_agent_token = APIKeyHeader(
-    name="x-agent-token", auto_error=False, scheme_name="AgentToken", description="Agent token (AGENT_TOKEN)."
-)
-_agent_org = APIKeyHeader(
-    name="x-organization-id",
-    auto_error=False,
-    scheme_name="AgentOrganization",
-    description="Organization UUID. Required for agents; selects the organization of a write for users in several.",
-)
-_agent_user = APIKeyHeader(
-    name="x-user-id", auto_error=False, scheme_name="AgentUser", description="Agent's user id, audit text only."
-)
-
-
-def deps_of(request: Request) -> AppDeps:
-    return request.app.state.deps
-
-
-def current_principal(
-    request: Request,
-    _bearer_doc: Annotated[Any, Security(_bearer)] = None,
-    _token_doc: Annotated[Any, Security(_agent_token)] = None,
-    _org_doc: Annotated[Any, Security(_agent_org)] = None,
-    _user_doc: Annotated[Any, Security(_agent_user)] = None,
-) -> Principal:
-    try:
-        return deps_of(request).authenticator.authenticate(request.headers)
-    except AuthError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        raise ApiError(exc.status, exc.code, exc.message, headers=headers) from exc
-
-
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-
-
-def _limit(limiter: TokenBucketLimiter, principal: Principal, what: str) -> None:
-    wait = limiter.acquire(principal.rate_key)
-    if wait is not None:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many {what} requests; retry in {TokenBucketLimiter.retry_after_header(wait)} s",
-            headers={"Retry-After": TokenBucketLimiter.retry_after_header(wait)},
-        )
-
-
-async def enqueue_principal(request: Request, principal: PrincipalDep) -> Principal:
-    """Auth, then the caller's enqueue bucket — before the body is validated, so a flood of invalid
-    requests is limited too. ``async``: the bucket is a microsecond in memory, not worth a thread hop."""
-    _limit(deps_of(request).enqueue_limiter, principal, "enqueue")
-    return principal
-
-
-async def media_principal(request: Request, principal: PrincipalDep) -> Principal:
-    _limit(deps_of(request).media_limiter, principal, "image generation")
-    return principal
-
-
-def _write_org(request: Request, principal: Principal) -> UUID:
-    try:
-        requested = parse_organization_header(request.headers.get("x-organization-id"))
-        return resolve_write_organization(principal, requested, deps_of(request).pool)
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
-
-
-# -- models -------------------------------------------------------------------------------------------
-
-
-def _band_pattern() -> str:
-    """Every grade band ``low-high`` with K/0 <= low <= high <= 12, spelled out: a plain regex cannot
-    compare numbers, and the published schema must accept exactly what the service accepts."""
-    grades = [str(n) for n in range(13)]
-    alternatives = ["(?:K|k|0)-(?:" + "|".join(grades) + ")"]
-    alternatives += [f"{low}-(?:" + "|".join(grades[low:]) + ")" for low in range(1, 13)]
-    return "^(?:" + "|".join(alternatives) + ")$"
-
-
-_INT_FIELDS = frozenset({"grade", "items_per_group", "levels_count", "study_texts_count", "groups_count"})
-_GRADE_PATTERN = r"^(?:K|k|[0-9]|1[0-2])$"
-# Text that reaches Postgres must hold a non-blank character and no NUL (Postgres text cannot store it).
-# (Unpaired UTF-16 surrogates, the other text Postgres refuses, are already rejected by pydantic.)
-_NOT_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
-_NO_NUL = r"^[^\x00]*$"
-_LOCALE_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$"
-
-
-class EnqueuePayload(BaseModel):
-    """The ``ai_course_generate`` payload as the HTTP contract states it.
-
-    It carries the same fields as the domain's ``CourseRequest`` (a test keeps them in step) but is
-    *exact* where the domain is lenient: strict JSON types (no ``"5"`` for 5), canonical grade bands,
-    no reliance on whitespace stripping. The published schema then accepts precisely what the service
-    accepts, which is what lets clients (and the schema fuzzer) trust it. The validated payload is
-    handed to ``CourseRequest`` unchanged.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        regex_engine="python-re",
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["grade_band"], "properties": {"grade_band": {"type": "string"}}},
-                {"required": ["grade"], "properties": {"grade": {"type": ["string", "integer"]}}},
-            ]
-        },
-    )
-
-    course_id: str = Field(pattern=COURSE_ID_PATTERN, description="Lower-case letters, digits and '-'.")
-    subject: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
-    grade_band: str | None = Field(default=None, pattern=_band_pattern(), description="e.g. K-2, 3-5, 6-8, 9-12")
-    grade: Annotated[str, Field(pattern=_GRADE_PATTERN)] | Annotated[int, Field(ge=0, le=12)] | None = Field(
-        default=None, description="A single grade (K or 1..12); implies its band when grade_band is absent."
-    )
-    items_per_group: int = Field(default=12, ge=1, le=100)
-    mode: Literal["options", "numeric"] = "options"
-    notes: str | None = Field(default=None, max_length=NOTES_MAX)
-    study_text: str | None = Field(default=None, max_length=STUDY_TEXT_MAX)
-    levels_count: int | None = Field(default=None, ge=1, le=20)
-    study_texts_count: int | None = Field(default=None, ge=0, le=20)
-    groups_count: int | None = Field(default=None, ge=1, le=12)
-    wants_images: bool = False
-    strategy: Literal["deterministic", "llm"] | None = None
-    locale: str = Field(default="en", max_length=16, pattern=_LOCALE_PATTERN)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _whole_floats(cls, data: Any) -> Any:
-        """``3.0`` is the integer 3 in JSON; strict mode would refuse it, and ``"3"`` must stay refused."""
-        if isinstance(data, dict):
-            data = {
-                k: int(v) if k in _INT_FIELDS and isinstance(v, float) and v.is_integer() else v
-                for k, v in data.items()
-            }
-        return data
-
-    @model_validator(mode="after")
-    def _band_or_grade(self) -> EnqueuePayload:
-        if self.grade_band is None and self.grade is None:
-            raise ValueError("one of grade_band (e.g. '3-5') or grade (e.g. '4') is required")
-        return self
-
-    def to_request(self) -> CourseRequest:
-        return CourseRequest.model_validate(self.model_dump(exclude_unset=True))
-
-
-class EnqueueBody(BaseModel):
-    """The original edge function's body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    jobType: Literal["ai_course_generate"] = Field(description="Only ai_course_generate is served here.")
-    payload: EnqueuePayload
-
-
-class EnqueueResponse(BaseModel):
-    ok: Literal[True] = True
-    jobId: UUID
-    status: str = Field(description="'queued' while the job is pending; otherwise the job's status (replays).")
-    jobStatus: JobStatusName
-    replayed: bool = Field(description="True when the Idempotency-Key matched an existing job.")
-    requestId: str
-
-
-class JobProgress(BaseModel):
-    stage: str | None = None
-    percent: int | None = None
-    message: str | None = None
-
-
-class JobOut(BaseModel):
-    id: UUID
-    jobTable: JobTableName
-    organizationId: UUID
-    courseId: str
-    status: JobStatusName
-    progress: JobProgress
-    priority: int
-    attempt: int
-    retryCount: int
-    maxRetries: int
-    nextAttemptAt: datetime
-    createdAt: datetime
-    updatedAt: datetime
-    startedAt: datetime | None = None
-    completedAt: datetime | None = None
-    lastHeartbeat: datetime | None = None
-    error: str | None = None
-    reasonCode: str | None = None
-    resultPath: str | None = None
-    idempotencyKey: str | None = None
-    createdBy: UUID | None = None
-    requestedBy: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    costUsd: float | None = None
-    # course jobs
-    subject: str | None = None
-    gradeBand: str | None = None
-    grade: str | None = None
-    itemsPerGroup: int | None = None
-    levelsCount: int | None = None
-    studyTextsCount: int | None = None
-    mode: str | None = None
-    strategy: str | None = None
-    wantsImages: bool | None = None
-    hasSpecialRequests: bool | None = None
-    tokens: int | None = None
-    summary: dict[str, Any] | None = None
-    # media jobs
-    mediaType: str | None = None
-    prompt: str | None = None
-    style: str | None = None
-    targetRef: dict[str, Any] | None = None
-    resultUrl: str | None = None
-
-    @classmethod
-    def of(cls, job: CourseJob | MediaJob) -> JobOut:
-        common: dict[str, Any] = dict(
-            id=job.id,
-            jobTable=job.table,
-            organizationId=job.organization_id,
-            courseId=job.course_id,
-            status=job.status,
-            progress=JobProgress(stage=job.progress_stage, percent=job.progress_percent, message=job.progress_message),
-            priority=job.priority,
-            attempt=job.attempt,
-            retryCount=job.retry_count,
-            maxRetries=job.max_retries,
-            nextAttemptAt=job.next_attempt_at,
-            createdAt=job.created_at,
-            updatedAt=job.updated_at,
-            startedAt=job.started_at,
-            completedAt=job.completed_at,
-            lastHeartbeat=job.last_heartbeat,
-            error=job.error,
-            reasonCode=job.reason_code,
-            resultPath=job.result_path,
-            idempotencyKey=job.idempotency_key,
-            createdBy=job.created_by,
-            requestedBy=job.requested_by,
-            provider=job.provider,
-            model=job.model,
-            costUsd=float(job.cost_usd) if job.cost_usd is not None else None,
-        )
-        if isinstance(job, CourseJob):
-            common.update(
-                subject=job.subject,
-                gradeBand=job.grade_band,
-                grade=job.grade,
-                itemsPerGroup=job.items_per_group,
-                levelsCount=job.levels_count,
-                studyTextsCount=job.study_texts_count,
-                mode=job.mode,
-                strategy=job.strategy,
-                wantsImages=job.wants_images,
-                hasSpecialRequests=job.has_special_requests,
-                tokens=job.tokens,
-                summary=job.summary,
-            )
-        else:
-            common.update(
-                mediaType=job.media_type,
-                prompt=job.prompt,
-                style=job.style,
-                targetRef=job.target_ref,
-                resultUrl=job.result_url,
-            )
-        return cls(**common)
-
-
-class EventOut(BaseModel):
-    seq: int
-    attempt: int | None = None
-    step: str
-    status: Literal["info", "success", "error"]
-    progress: int | None = None
-    message: str | None = None
-    meta: dict[str, Any] | None = None
-    createdAt: datetime
-
-    @classmethod
-    def of(cls, event: JobEvent) -> EventOut:
-        return cls(
-            seq=event.seq,
-            attempt=event.attempt,
-            step=event.step,
-            status=event.status,
-            progress=event.progress,
-            message=event.message,
-            meta=event.meta,
-            createdAt=event.created_at,
-        )
-
-
-class JobStatusResponse(BaseModel):
-    ok: Literal[True] = True
-    jobId: UUID
-    status: JobStatusName
-    job: JobOut
-    events: list[EventOut]
-    requestId: str
-
-
-class JobListResponse(BaseModel):
-    ok: Literal[True] = True
-    jobs: list[JobOut]
-    count: int
-    requestId: str
-
-
-class RequeueBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    jobId: UUID
-    jobTable: JobTableName = "ai_course_jobs"
-
-
-class RequeueResponse(BaseModel):
-    ok: Literal[True] = True
-    jobId: UUID
-    jobTable: JobTableName
-    status: Literal["pending"] = "pending"
-    requestId: str
-
-
-class PublishBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
-
-    courseId: str = Field(pattern=COURSE_ID_PATTERN)
-    changeSummary: str | None = Field(default=None, max_length=CHANGE_SUMMARY_MAX, pattern=_NO_NUL)
-
-
-class PublishResponse(BaseModel):
-    ok: Literal[True] = True
-    courseId: str
-    version: int
-    etag: int
-    storagePath: str
-    contentSha256: str
-    catalogVersion: int
-    warnings: list[IssueOut]
-    requestId: str
-
-
-class MediaBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
-
-    prompt: str = Field(min_length=1, max_length=4000, pattern=_NOT_BLANK)
-    style: str | None = Field(default=None, max_length=200)
-    size: str | None = Field(default=None, pattern=r"^[0-9]{2,4}x[0-9]{2,4}$", description="e.g. 1024x1024")
-
-
-class MediaResponse(BaseModel):
-    ok: Literal[True] = True
-    url: str
-    path: str
-    details: dict[str, Any] = Field(default_factory=dict, description="Anything else the generator reported.")
-    requestId: str
-
-
-class HealthResponse(BaseModel):
-    ok: bool
-    checks: dict[str, str]
-    requestId: str
-
-
-class HealthErrorResponse(ErrorResponse):
-    checks: dict[str, str]
-
-
 # -- helpers ------------------------------------------------------------------------------------------
 
 
@@ -477,10 +109,6 @@ def _find_job(
 
 def _status_word(status: str) -> str:
     return "queued" if status == "pending" else status
-
-
-_COMPARED = ("course_id", "subject", "grade_band", "grade", "items_per_group", "mode", "levels_count",
-             "study_texts_count", "wants_images", "strategy")
 
 
 # -- routes -------------------------------------------------------------------------------------------
@@ -516,35 +144,25 @@ async def enqueue_job(
 
     def work() -> EnqueueResponse:
         deps = deps_of(request)
-        org = _write_org(request, principal)
-        try:
-            course_request = body.payload.to_request()
-        except ValidationError as exc:  # the contract model should make this unreachable; say what failed
-            raise ApiError(422, "invalid_request", f"payload: {exc.errors()[0].get('msg', 'invalid')}") from exc
+        org = write_org(request, principal)
         try:
             result = submit_course_request(
                 deps.queue,
                 deps.store,
-                course_request,
+                body.payload,
                 organization_id=org,
                 idempotency_key=idempotency_key,
                 created_by=principal.user_id if principal.kind == "user" else None,
                 requested_by=principal.audit_text(),
             )
+        except IdempotencyConflict as exc:
+            raise ApiError(409, exc.code, str(exc)) from exc
         except (StorageError, OSError) as exc:
             log.error("special requests not saved (nothing enqueued): %s", exc)
             raise ApiError(503, "storage_unavailable", "could not save the request's notes; nothing was enqueued") from exc
         job = result.job
         assert isinstance(job, CourseJob)
         if result.replayed:
-            wanted = course_request
-            differing = [f for f in _COMPARED if getattr(job, f) != getattr(wanted, f)]
-            if differing:
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    f"Idempotency-Key was used for a different request (differs in: {', '.join(differing)})",
-                )
             response.status_code = 200
         audit_log.info("enqueue job=%s org=%s by=%s replayed=%s", job.id, org, principal.rate_key, result.replayed)
         return EnqueueResponse(
@@ -596,7 +214,7 @@ async def list_jobs(
     request: Request,
     principal: PrincipalDep,
     status: Annotated[JobStatusName | None, Query()] = None,
-    courseId: Annotated[str | None, Query(pattern=COURSE_ID_PATTERN)] = None,
+    courseId: Annotated[CourseId | None, Query()] = None,
     organizationId: Annotated[UUID | None, Query(description="Only this organization (must be visible).")] = None,
     jobTable: Annotated[JobTableName, Query()] = "ai_course_jobs",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -705,7 +323,7 @@ async def ai_generate_media(
 
     def work() -> MediaResponse:
         deps = deps_of(request)
-        _write_org(request, principal)  # costs money: only callers who may write somewhere
+        write_org(request, principal)  # costs money: only callers who may write somewhere
         try:
             from ignite_dagster.media.live import generate_live_image
         except ModuleNotFoundError as exc:

@@ -84,38 +84,30 @@ def cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from ignite_dagster.course.request import CourseRequest
-    from ignite_dagster.course_jobs.submit import submit_course_request
+    from ignite_dagster.course.request import CourseRequest, describe_validation_error
+    from ignite_dagster.course_jobs.submit import IdempotencyConflict, submit_course_request
     from ignite_dagster.storage import open_store
 
-    fields = {
-        "course_id": args.course_id,
-        "subject": args.subject,
-        "grade_band": args.grade_band,
-        "grade": args.grade,
-        "items_per_group": args.items_per_group,
-        "mode": args.mode,
-        "notes": args.notes,
-        "levels_count": args.levels,
-        "study_texts_count": args.study_texts,
-        "wants_images": args.images,
-        "strategy": args.strategy,
-    }
+    # Only the flags given: a field left out keeps the model's default *and* counts as not requested.
+    fields = {name: getattr(args, name) for name in CourseRequest.model_fields if getattr(args, name) is not None}
     try:
-        request = CourseRequest(**{k: v for k, v in fields.items() if v is not None})
+        request = CourseRequest(**fields)
     except ValidationError as exc:
-        raise CliError("invalid request: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        raise CliError(f"invalid request: {describe_validation_error(exc)}") from exc
     queue = _queue(settings)
-    result = submit_course_request(
-        queue,
-        open_store(settings),
-        request,
-        organization_id=args.org,
-        idempotency_key=args.idempotency_key,
-        requested_by=args.requested_by,
-        priority=args.priority,
-        max_retries=args.max_retries,
-    )
+    try:
+        result = submit_course_request(
+            queue,
+            open_store(settings),
+            request,
+            organization_id=args.org,
+            idempotency_key=args.idempotency_key,
+            requested_by=args.requested_by,
+            priority=args.priority,
+            max_retries=args.max_retries,
+        )
+    except IdempotencyConflict as exc:
+        raise CliError(f"not enqueued: {exc} (existing job {exc.job.id})") from exc
     if args.json:
         _print_json({"jobId": str(result.job.id), "status": result.job.status, "replayed": result.replayed})
     else:
@@ -123,6 +115,41 @@ def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
         if result.replayed:
             print(f"(replayed: existing job, status {result.job.status})", file=sys.stderr)
     return 0
+
+
+# Older spellings of some request flags, still accepted.
+_REQUEST_FLAG_ALIASES = {"levels_count": ["--levels"], "study_texts_count": ["--study-texts"], "wants_images": ["--images"]}
+
+
+def _add_request_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per CourseRequest field (``items_per_group`` → ``--items-per-group``), typed from the model,
+    with the field's description and default as help. Every flag defaults to None (= not given)."""
+    import types
+    import typing
+
+    from ignite_dagster.course.request import CourseRequest
+
+    for name, field in CourseRequest.model_fields.items():
+        flags = [f"--{name.replace('_', '-')}", *_REQUEST_FLAG_ALIASES.get(name, [])]
+        members = [field.annotation]
+        while any(typing.get_origin(m) in (typing.Union, types.UnionType, typing.Annotated) for m in members):
+            members = [a for m in members for a in (
+                typing.get_args(m)[:1] if typing.get_origin(m) is typing.Annotated
+                else typing.get_args(m) if typing.get_origin(m) in (typing.Union, types.UnionType) else (m,))]
+        members = [m for m in members if m is not type(None)]
+        help_text = field.description or ""
+        if not field.is_required() and field.default not in (None, False):
+            help_text += f" (default {field.default})"
+        kwargs: dict = {"dest": name, "default": None, "help": help_text, "required": field.is_required()}
+        if members == [bool]:
+            parser.add_argument(*flags, action="store_const", const=True, **kwargs)
+        elif len(members) == 1 and typing.get_origin(members[0]) is typing.Literal:
+            # the model checks the value, so a wrong one reads like every other invalid request
+            parser.add_argument(*flags, metavar="{" + ",".join(typing.get_args(members[0])) + "}", **kwargs)
+        elif members == [int]:
+            parser.add_argument(*flags, type=int, **kwargs)
+        else:  # text (a grade may also be a number: the model reads "4" as well as 4)
+            parser.add_argument(*flags, **kwargs)
 
 
 def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -265,17 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("enqueue", help="queue a course request; prints the job id")
     e.add_argument("--org", type=UUID, required=True, help="organization id (see `ignite orgs list`)")
-    e.add_argument("--course-id", required=True, help="^[a-z0-9-]{1,64}$")
-    e.add_argument("--subject", required=True)
-    e.add_argument("--grade-band", help="K-2, 3-5, 6-8 ...")
-    e.add_argument("--grade", help="a single grade, e.g. 4")
-    e.add_argument("--items-per-group", type=int, default=12)
-    e.add_argument("--mode", default="options", help="options | numeric")
-    e.add_argument("--notes", help="special requests (forces the model path unless --strategy deterministic)")
-    e.add_argument("--levels", type=int)
-    e.add_argument("--study-texts", type=int)
-    e.add_argument("--images", action="store_true", help="generate study-text images")
-    e.add_argument("--strategy", choices=["deterministic", "llm"])
+    _add_request_flags(e)
     e.add_argument("--priority", type=int, default=100, help="lower runs first")
     e.add_argument("--max-retries", type=int, default=3)
     e.add_argument("--idempotency-key")

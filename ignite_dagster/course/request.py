@@ -1,29 +1,127 @@
 """The course request: the one definition of what a requester may ask for.
 
-Its fields drive the HTTP schema, the job row, the worker's rebuild and the idempotency comparison;
-everything else derives from this model, so a field added here cannot silently fall through.
+Its fields drive everything else: the HTTP schema (the API's payload model *is* this model, made
+strict), the job row (one column per field, except the free texts stored apart in object storage), the
+worker's rebuild of the request from that row, the idempotency fingerprint and the CLI's flags. A field
+added here therefore either reaches every one of them or fails loudly (a row model without its column).
+
+Patterns are *full* matches. Python's ``$`` also matches before a trailing newline, so ``"abc\\n"``
+would pass ``^[a-z0-9-]{1,64}$`` under ``re.match``; :class:`FullMatch` enforces with ``re.fullmatch``
+and publishes ``^(?:...)$``, which in JSON Schema (ECMA-262) already means "the whole string".
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Strict,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
 
 Mode = Literal["options", "numeric"]
 StrategyKind = Literal["deterministic", "llm"]
 
 NOTES_MAX = 20_000
 STUDY_TEXT_MAX = 50_000
+SUBJECT_MAX = 200
 
-_BAND_RE = re.compile(r"^(K|\d{1,2})-(\d{1,2})$")
-_GRADE_RE = re.compile(r"^(?:grade\s*)?(K|\d{1,2})$", re.IGNORECASE)
+# Fields whose text is stored in object storage (special_requests.json), not on the job row.
+STORED_APART: tuple[str, ...] = ("notes", "study_text")
+
+
+@dataclass(frozen=True)
+class FullMatch:
+    """``Annotated[str, FullMatch(regex)]``: the whole string must match ``regex``.
+
+    Enforced with :func:`re.fullmatch` and published as ``^(?:regex)$``. Write ``regex`` with explicit
+    character classes (no ``\\s``, ``\\w``, ``\\d``, whose sets differ between Python and ECMA-262), so
+    that the published pattern and the enforced one accept exactly the same strings.
+    """
+
+    regex: str
+    message: str | None = None
+
+    @property
+    def published(self) -> str:
+        return f"^(?:{self.regex})$"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        compiled = re.compile(self.regex)
+        published, message = self.published, self.message
+
+        def check(value: str) -> str:
+            if compiled.fullmatch(value) is None:
+                if message:
+                    raise PydanticCustomError("string_pattern_mismatch", message)
+                raise PydanticCustomError(
+                    "string_pattern_mismatch", "String should match pattern '{pattern}'", {"pattern": published}
+                )
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        out = handler(schema)
+        out["pattern"] = self.published
+        return out
+
+
+def _band_regex() -> str:
+    """Every grade band ``low-high`` with K/0 <= low <= high <= 12, spelled out: a regex cannot compare
+    numbers, and the published schema must accept exactly what the service accepts."""
+    grades = [str(n) for n in range(13)]
+    alternatives = ["(?:K|k|0)-(?:K|k|" + "|".join(grades) + ")"]
+    alternatives += [f"{low}-(?:" + "|".join(grades[low:]) + ")" for low in range(1, 13)]
+    return "|".join(alternatives)
+
+
+# ECMA-262 and Python agree on these explicit sets. Controls are C0, DEL and C1.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_SPACE = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+COURSE_ID_REGEX = r"[a-z0-9-]{1,64}"
+BAND_REGEX = _band_regex()
+GRADE_REGEX = r"K|k|[0-9]|1[0-2]"
+# BCP 47 language[-Script][-Region]: en, fr, pt-BR, zh-Hant-TW, es-419.
+LOCALE_REGEX = r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
+# One line of text with a visible character: no control characters (so no newline, no NUL).
+SINGLE_LINE_REGEX = rf"[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*"
+
+CourseId = Annotated[str, FullMatch(COURSE_ID_REGEX)]
+GradeBand = Annotated[str, FullMatch(BAND_REGEX, "grade_band must look like 'K-2', '3-5' or '6-8' (grades K..12, low <= high)")]
+Grade = Annotated[str, FullMatch(GRADE_REGEX, "grade must be 'K' or a number 1..12")]
+# A grade may also come as a JSON number. One member is tried (by type), so an error names it plainly;
+# the integer member is strict everywhere: a lax int would read "4\n" as 4.
+GradeOrNumber = Annotated[
+    Annotated[Grade, Tag("string")] | Annotated[int, Strict(), Field(ge=0, le=12), Tag("integer")],
+    Discriminator(lambda v: "integer" if isinstance(v, int) else "string"),
+]
+Locale = Annotated[str, FullMatch(LOCALE_REGEX, "locale must be a BCP 47 tag such as 'en', 'fr' or 'pt-BR'")]
+Subject = Annotated[
+    str,
+    Field(min_length=1, max_length=SUBJECT_MAX),
+    FullMatch(SINGLE_LINE_REGEX, "subject must be one line of text with a visible character"),
+]
 
 
 def grade_number(grade: str) -> int:
     """``"K"`` → 0, ``"7"`` → 7."""
-    return 0 if grade.upper() == "K" else int(grade)
+    return 0 if grade.upper() in ("K", "0") else int(grade)
 
 
 def band_for_grade(grade: str) -> str:
@@ -44,61 +142,109 @@ def band_range(band: str) -> tuple[int, int]:
     return grade_number(low), grade_number(high)
 
 
+def _canonical_grade(text: str) -> str:
+    return "K" if text.upper() in ("K", "0") else str(int(text))
+
+
+def _canonical_locale(tag: str) -> str:
+    parts = tag.split("-")
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        out.append(part.title() if len(part) == 4 else part.upper())
+    return "-".join(out)
+
+
+_LOOSE_GRADE = re.compile(r"grade *(K|\d{1,2})", re.IGNORECASE)
+
+
 class CourseRequest(BaseModel):
-    """A validated ``ai_course_generate`` payload; bad input fails here with a message naming the field."""
+    """A validated ``ai_course_generate`` request; bad input fails here with a message naming the field.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    This class (Python callers, the CLI, the worker's rebuild) also takes a few human spellings —
+    ``"3–5"`` with an en dash, ``"grade 7"`` — and rewrites them to the canonical form before checking
+    the pattern. The HTTP contract (``api.schemas.EnqueuePayload``) is this same model with
+    ``lenient = False`` and strict types: exactly what its published schema says, nothing more.
+    """
 
-    course_id: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
-    subject: str = Field(min_length=1, max_length=200)
-    grade_band: str | None = None
-    grade: str | None = None
-    items_per_group: int = Field(default=12, ge=1, le=100)
-    mode: Mode = "options"
-    notes: str | None = Field(default=None, max_length=NOTES_MAX)
-    study_text: str | None = Field(default=None, max_length=STUDY_TEXT_MAX)
-    levels_count: int | None = Field(default=None, ge=1, le=20)
-    study_texts_count: int | None = Field(default=None, ge=0, le=20)
-    groups_count: int | None = Field(default=None, ge=1, le=12)
-    wants_images: bool = False
-    strategy: StrategyKind | None = None
-    locale: str = Field(default="en", min_length=2, max_length=16)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["grade_band"], "properties": {"grade_band": {"type": "string"}}},
+                {"required": ["grade"], "properties": {"grade": {"type": ["string", "integer"]}}},
+            ]
+        },
+    )
+    lenient: ClassVar[bool] = True
 
-    @field_validator("grade_band", mode="before")
+    course_id: CourseId = Field(description="Lower-case letters, digits and '-'; the course's storage key.")
+    subject: Subject = Field(description="What the course teaches, e.g. 'addition' or 'the water cycle'.")
+    grade_band: GradeBand | None = Field(default=None, description="e.g. K-2, 3-5, 6-8, 9-12")
+    grade: GradeOrNumber | None = Field(
+        default=None, description="A single grade (K or 1..12); implies its band when grade_band is absent."
+    )
+    items_per_group: int = Field(default=12, ge=1, le=100, description="Items in each group.")
+    mode: Mode = Field(default="options", description="options: multiple choice; numeric: typed answers.")
+    notes: str | None = Field(
+        default=None, max_length=NOTES_MAX, description="Special requests for the model (stored apart from the job)."
+    )
+    study_text: str | None = Field(
+        default=None, max_length=STUDY_TEXT_MAX, description="The requester's own study text (stored apart)."
+    )
+    levels_count: int | None = Field(default=None, ge=1, le=20, description="Number of levels.")
+    study_texts_count: int | None = Field(default=None, ge=0, le=20, description="Number of study texts.")
+    groups_count: int | None = Field(default=None, ge=1, le=12, description="Number of item groups.")
+    wants_images: bool = Field(default=False, description="Generate study-text images.")
+    strategy: StrategyKind | None = Field(default=None, description="Force a pack (deterministic) or the model (llm).")
+    locale: Locale = Field(default="en", description="Language of the course, a BCP 47 tag: en, fr, pt-BR.")
+
+    @model_validator(mode="before")
     @classmethod
-    def _normalise_band(cls, value: Any) -> Any:
-        if value is None or not isinstance(value, str):
-            return value
-        text = value.strip().replace("\u2013", "-").replace("\u2014", "-").replace(" ", "").upper()
-        if not text:
-            return None
-        m = _BAND_RE.match(text)
-        if not m:
-            raise ValueError(f"grade_band must look like 'K-2', '3-5' or '6-8', got {value!r}")
-        low, high = grade_number(m.group(1)), grade_number(m.group(2))
-        if high > 12 or low > high:
-            raise ValueError(f"grade_band {value!r} is not a range of grades K..12")
-        return text
+    def _loose_spellings(cls, data: Any) -> Any:
+        """Human spellings, only where the model is lenient. Never strips a trailing newline: a value that
+        is not what it looks like is refused, not silently rewritten."""
+        if not cls.lenient or not isinstance(data, dict):
+            return data
+        data = dict(data)
+        band = data.get("grade_band")
+        if isinstance(band, str):
+            data["grade_band"] = band.replace("\u2013", "-").replace("\u2014", "-").replace(" ", "") or None
+        grade = data.get("grade")
+        if isinstance(grade, str):
+            m = _LOOSE_GRADE.fullmatch(grade)
+            data["grade"] = m.group(1) if m else (grade or None)
+        locale = data.get("locale")
+        if isinstance(locale, str):
+            data["locale"] = locale.replace("_", "-")
+        return data
 
-    @field_validator("grade", mode="before")
+    @field_validator("grade_band", mode="after")
     @classmethod
-    def _normalise_grade(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if value is None or not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text:
+    def _band_canonical(cls, value: str | None) -> str | None:
+        if value is None:
             return None
-        m = _GRADE_RE.match(text)
-        if not m or (m.group(1).upper() != "K" and int(m.group(1)) > 12):
-            raise ValueError(f"grade must be 'K' or a number 1..12, got {value!r}")
-        return m.group(1).upper() if m.group(1).upper() == "K" else str(int(m.group(1)))
+        low, high = value.split("-")
+        return f"{_canonical_grade(low)}-{_canonical_grade(high)}"
+
+    @field_validator("grade", mode="after")
+    @classmethod
+    def _grade_canonical(cls, value: str | int | None) -> str | None:
+        return None if value is None else _canonical_grade(str(value))
+
+    @field_validator("locale", mode="after")
+    @classmethod
+    def _locale_canonical(cls, value: str) -> str:
+        return _canonical_locale(value)
+
+    @field_validator("subject", mode="after")
+    @classmethod
+    def _trim_subject(cls, value: str) -> str:
+        return value.strip()
 
     @field_validator("notes", "study_text", mode="after")
     @classmethod
     def _empty_to_none(cls, value: str | None) -> str | None:
-        return value or None
+        return (value or "").strip() or None
 
     @model_validator(mode="after")
     def _band_or_grade(self) -> CourseRequest:
@@ -113,6 +259,27 @@ class CourseRequest(BaseModel):
         """The grade band, always set after validation."""
         assert self.grade_band is not None
         return self.grade_band
+
+    # -- what the rest of the system derives from the request ------------------------------------------
+    @staticmethod
+    def column_names() -> tuple[str, ...]:
+        """The fields stored on the job row: every field but the texts stored apart."""
+        return tuple(name for name in CourseRequest.model_fields if name not in STORED_APART)
+
+    def columns(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in CourseRequest.column_names()}
+
+    def stored_apart(self) -> dict[str, str]:
+        """The notes/study text to save in object storage (only those given)."""
+        return {name: getattr(self, name) for name in STORED_APART if getattr(self, name)}
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical request: validated values, defaults left out (so that a field added
+        later with a default does not change older requests' fingerprints). The same request has the
+        same fingerprint whatever the spelling it arrived in (``grade: 4`` or ``"4"``)."""
+        doc = self.model_dump(mode="json", exclude_defaults=True, include=set(CourseRequest.model_fields))
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def describe_validation_error(exc: ValidationError) -> str:

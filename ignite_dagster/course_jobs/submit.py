@@ -8,22 +8,24 @@ whose notes are missing.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ignite_dagster.queue import EnqueueResult, JobQueue, NewCourseJob
+from ignite_dagster.course.request import STORED_APART, CourseRequest
+from ignite_dagster.queue import CourseJob, EnqueueResult, JobQueue, NewCourseJob
 from ignite_dagster.storage.base import ObjectStore, StoredObject
-
-if TYPE_CHECKING:
-    from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.storage.keys import special_requests_path
 
 
-def debug_prefix(job_id: UUID | str) -> str:
-    return f"courses/debug/jobs/{job_id}"
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key names an existing job that asked for something else. Nothing was written."""
 
+    code = "idempotency_conflict"
 
-def special_requests_path(job_id: UUID | str) -> str:
-    return f"{debug_prefix(job_id)}/special_requests.json"
+    def __init__(self, job: CourseJob, differing: list[str]):
+        self.job, self.differing = job, differing
+        super().__init__(
+            f"Idempotency-Key was used for a different request (differs in: {', '.join(differing)})"
+        )
 
 
 def submit_course_request(
@@ -38,28 +40,20 @@ def submit_course_request(
     priority: int = 100,
     max_retries: int = 3,
 ) -> EnqueueResult:
-    special = {k: v for k, v in (("notes", request.notes), ("study_text", request.study_text)) if v}
-    job = NewCourseJob(
-        course_id=request.course_id,
-        subject=request.subject,
-        grade_band=request.grade_band,
-        grade=request.grade,
-        items_per_group=request.items_per_group,
-        levels_count=request.levels_count,
-        study_texts_count=request.study_texts_count,
-        mode=request.mode,
-        strategy=request.strategy,
-        has_special_requests=bool(special),
-        wants_images=request.wants_images,
-        priority=priority,
-        max_retries=max_retries,
-    )
+    """Store the request's notes/study text, then its job row (every other field is a column).
+
+    A replayed Idempotency-Key returns the existing job when it asked for the same request (same
+    fingerprint, notes and study text included) and raises :class:`IdempotencyConflict` otherwise;
+    either way nothing new is written.
+    """
+    special = request.stored_apart()
+    job = NewCourseJob.of(request, priority=priority, max_retries=max_retries)
 
     def save_special_requests(job_id: UUID) -> None:
         body = json.dumps({"jobId": str(job_id), **special}, ensure_ascii=False, indent=2).encode()
         store.put(special_requests_path(job_id), body, content_type="application/json")
 
-    return queue.enqueue_course(
+    result = queue.enqueue_course(
         job,
         organization_id=organization_id,
         idempotency_key=idempotency_key,
@@ -67,6 +61,35 @@ def submit_course_request(
         requested_by=requested_by,
         before_insert=save_special_requests if special else None,
     )
+    if result.replayed:
+        assert isinstance(result.job, CourseJob)
+        differing = _differing(store, result.job, request, job.request_fingerprint)
+        if differing:
+            raise IdempotencyConflict(result.job, differing)
+    return result
+
+
+def _differing(store: ObjectStore, existing: CourseJob, request: CourseRequest, fingerprint: str | None) -> list[str]:
+    """The request fields in which ``existing`` differs from ``request`` (empty: the same request)."""
+    if existing.request_fingerprint is not None and existing.request_fingerprint == fingerprint:
+        return []
+    differing = [name for name in CourseRequest.column_names() if getattr(existing, name) != getattr(request, name)]
+    if differing and existing.request_fingerprint is not None:
+        return differing
+    # The columns agree (or the row predates fingerprints): compare the texts stored apart.
+    try:
+        stored = load_special_requests(store, existing.id) if existing.has_special_requests else {}
+    except Exception:  # noqa: BLE001 - unreadable: cannot prove they are equal
+        stored = None
+    if stored is None:
+        return differing or list(STORED_APART)
+    wanted = request.stored_apart()
+    differing += [name for name in STORED_APART if stored.get(name) != wanted.get(name)]
+    if not differing and existing.request_fingerprint is not None:
+        # Fingerprints differ but no field does: the canonical form changed since the row was written.
+        # The stored request is the same request; say so rather than refuse the replay.
+        return []
+    return differing
 
 
 def load_special_requests(store: ObjectStore, job_id: UUID | str) -> dict[str, str]:
@@ -74,4 +97,4 @@ def load_special_requests(store: ObjectStore, job_id: UUID | str) -> dict[str, s
     an error the caller reports (it never silently generates without them)."""
     obj: StoredObject = store.get(special_requests_path(job_id))
     data = json.loads(obj.data)
-    return {k: v for k, v in data.items() if k in ("notes", "study_text")}
+    return {k: v for k, v in data.items() if k in STORED_APART}

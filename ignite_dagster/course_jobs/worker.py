@@ -23,16 +23,15 @@ from ignite_dagster.config import Settings
 from ignite_dagster.course_jobs.persist import (
     CourseOwnedElsewhere,
     check_course_owner,
-    course_path,
     record_course,
     write_course_json,
 )
-from ignite_dagster.course_jobs.submit import debug_prefix, load_special_requests
+from ignite_dagster.course_jobs.submit import load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.queue.staged import StagedWorker
 from ignite_dagster.storage.base import ObjectStore
-from ignite_dagster.storage.cas import dump_json
+from ignite_dagster.storage.keys import course_path, debug_prefix
 
 log = logging.getLogger(__name__)
 TABLE = "ai_course_jobs"
@@ -67,6 +66,7 @@ class CourseWork:
     repair_rounds: int = 0
     stage_ms: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
+    pending_fill: Any = None  # a background fill started when the skeleton was built (Future)
 
     @property
     def label(self) -> str:
@@ -86,10 +86,23 @@ class CourseWorker(StagedWorker):
         *,
         connection: Callable[[], Any] | None = None,
         llm: Any = None,
+        packs: Any = None,
+        fills: Any = None,
     ):
         super().__init__(settings, queue, store, lease)
         self._llm = llm
         self._connection = connection or queue.connection
+        self._packs = packs
+        self._fills = fills  # BackgroundFills shared by the courses of a run (None: fill in the stage)
+
+    @property
+    def packs(self):
+        """The installed packs (a test may hand in its own index)."""
+        if self._packs is None:
+            from ignite_dagster.generation.packs import default_index
+
+            self._packs = default_index()
+        return self._packs
 
     # -- helpers ------------------------------------------------------------------------------------
     def llm(self):
@@ -112,17 +125,24 @@ class CourseWorker(StagedWorker):
         )
 
     def save_artifact(self, work: CourseWork, name: str, doc: Any) -> None:
+        from ignite_dagster.generation.artifacts import save_artifact
+
+        self.best_effort(save_artifact, self.deps(work), name, doc)
+
+    @staticmethod
+    def best_effort(fn: Callable[..., Any], *args: Any) -> None:
         """Debug artifacts are best effort: losing one never fails a job."""
         try:
-            self.store.put(f"{debug_prefix(work.job.id)}/{name}", dump_json(doc), content_type="application/json")
+            fn(*args)
         except Exception as exc:  # noqa: BLE001
-            log.warning("artifact %s for job %s not saved: %s", name, work.job.id, exc)
+            log.warning("debug artifact not saved (%s): %s", args[1] if len(args) > 1 else fn.__name__, exc)
 
     def classify(self, work: CourseWork, exc: Exception) -> tuple[str, str, bool] | None:
         from ignite_dagster.generation.types import GenerationFailed
 
         if isinstance(exc, GenerationFailed):
             # the engine's message names the validation codes; validation_issues.json is already saved
+            self.record_spend(work, getattr(exc, "usage", None))
             return exc.reason_code, exc.message, exc.retryable
         if isinstance(exc, CourseOwnedElsewhere):
             return exc.reason_code, str(exc), False
@@ -134,8 +154,8 @@ class CourseWorker(StagedWorker):
         from ignite_dagster.course.request import CourseRequest
 
         self.lease.add(Claim(job.id, TABLE, job.attempt))
-        fields = {k: getattr(job, k) for k in ("course_id", "subject", "grade_band", "grade", "items_per_group",
-                                              "mode", "levels_count", "study_texts_count", "wants_images", "strategy")}
+        # Every request field has a column (notes/study text excepted: they come from storage below).
+        fields = {k: getattr(job, k) for k in CourseRequest.column_names()}
         work = CourseWork(job=job, request=None)
         try:
             if job.has_special_requests:
@@ -150,38 +170,69 @@ class CourseWorker(StagedWorker):
         return work
 
     def select_strategy(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.packs import default_index
+        from ignite_dagster.generation.artifacts import save_artifact
         from ignite_dagster.generation.strategy import select_strategy
 
         with self.stage(work, "select_strategy"):
-            work.choice = select_strategy(work.request, default_index(), self.settings.model_configured)
-            index = default_index()
-            work.pack = index.get(work.choice.pack_id) if work.choice.pack_id else index.find_for(work.request)
+            index = self.packs
+            work.choice = select_strategy(work.request, index, self.settings.model_configured)
+            if work.choice.pack_id:
+                work.pack = index.get(work.choice.pack_id)
+            else:  # the model path borrows a pack's structure (exact arithmetic) only for the band it was written for
+                found = index.find_for(work.request)
+                work.pack = found if found is not None and found.serves_band(work.request) else None
+        self.best_effort(save_artifact, self.deps(work), "strategy.json", work.choice.model_dump(mode="json"))
         return work
 
     def build_skeleton(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.packs import default_index
+        from ignite_dagster.generation.artifacts import save_artifact
         from ignite_dagster.generation.skeleton import build_skeleton
 
         with self.stage(work, "build_skeleton"):
-            work.skeleton = build_skeleton(work.request, work.choice, work.pack, default_index())
+            work.skeleton = build_skeleton(work.request, work.choice, work.pack, self.packs)
+        self.best_effort(save_artifact, self.deps(work), "skeleton.json",
+                         work.skeleton.model_dump(mode="json", by_alias=True))
+        return work
+
+    def prefill(self, work: CourseWork) -> CourseWork:
+        """Start a model fill in the background as soon as the skeleton exists (see
+        ``generation/llm/background``): the courses of a run then fill side by side, and the ``fill``
+        stage only waits for this course's result. Without a background service nothing happens."""
+        if self._fills is not None and work.choice is not None and work.choice.kind == "llm" and self.llm() is not None:
+            work.pending_fill = self._fills.submit(work.skeleton, work.request)
         return work
 
     def fill(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.orchestrator import fill
+        from ignite_dagster.generation.fill import fill
 
         def on_stage(stage: str, percent: int, message: str) -> None:
             self.queue.progress(work.job.id, TABLE, work.job.attempt, stage, percent, message)
 
         with self.stage(work, "fill", f"fill ({work.choice.kind})"):
-            result = asyncio.run(fill(work.skeleton, work.request, work.choice, self.deps(work, on_stage), work.pack))
-            work.draft = result.course
-            work.usage = result.usage
-            work.provider, work.model, work.prompt_version = result.provider, result.model, result.prompt_version
+            if work.pending_fill is not None:
+                pending, work.pending_fill = work.pending_fill, None
+                result = pending.result()  # the background fill's result or its coded failure
+            else:
+                result = asyncio.run(fill(work.skeleton, work.request, work.choice, self.deps(work, on_stage), work.pack))
+            self.take_fill(work, result)
+        return work
+
+    def take_fill(self, work: CourseWork, result: Any) -> None:
+        """Keep a fill's draft (and the skeleton as its plan named it) and save the debug artifacts."""
+        from ignite_dagster.generation.artifacts import save_artifact
+
+        work.draft = result.course
+        work.usage = result.usage
+        work.provider, work.model, work.prompt_version = result.provider, result.model, result.prompt_version
+        if result.skeleton is not None:
+            work.skeleton = result.skeleton
+        if result.plan is not None:
+            self.best_effort(save_artifact, self.deps(work), "plan.json", result.plan)
+        self.best_effort(save_artifact, self.deps(work), "draft.json", work.draft)
         return work
 
     def validate_normalize(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.orchestrator import validate_and_normalize
+        from ignite_dagster.generation.validate import validate_and_normalize
 
         with self.stage(work, "validate_normalize"):
             gates = work.pack.gates if work.pack is not None else None
@@ -189,13 +240,17 @@ class CourseWorker(StagedWorker):
         return work
 
     def repair(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.repair_loop import repair_until_valid
+        from ignite_dagster.generation.repair import repair_until_valid
+
+        def on_round(round_no: int) -> None:
+            percent = min(STAGES["persist"] - 1, STAGES["repair"] + round_no)
+            self.queue.progress(work.job.id, TABLE, work.job.attempt, "repair", percent, f"repair round {round_no}")
 
         with self.stage(work, "repair"):
             gates = work.pack.gates if work.pack is not None else None
             outcome = asyncio.run(
                 repair_until_valid(work.draft, work.course, work.issues, work.skeleton, work.request, gates,
-                                   self.deps(work))
+                                   self.deps(work), on_round=on_round)
             )
             work.course, work.issues, work.repair_rounds = outcome.course, outcome.issues, outcome.rounds
             if outcome.usage is not None and work.usage is not None:
@@ -228,6 +283,30 @@ class CourseWorker(StagedWorker):
         self.lease.release(job.id)
         return work
 
+    def record_spend(self, work: CourseWork, failed_usage: Any) -> None:
+        """Add what this failed attempt spent (earlier stages plus the failing one) to the job's books.
+
+        ``tokens`` and ``cost_usd`` on the job are the job's spend over all its attempts: a model call
+        that was billed is never lost because its attempt failed. Fenced by attempt. Best effort: the
+        failure itself must still be recorded if this write fails."""
+        spent = work.usage
+        if failed_usage is not None:
+            spent = failed_usage if spent is None else spent + failed_usage
+        if spent is None or not getattr(spent, "calls", 0):
+            return
+        tokens = (spent.tokens_in or 0) + (spent.tokens_out or 0)
+        try:
+            with self._connection() as conn:
+                conn.execute(
+                    "UPDATE ai_course_jobs SET tokens = coalesce(tokens, 0) + %s, "
+                    "cost_usd = coalesce(cost_usd, 0) + %s, updated_at = now() "
+                    "WHERE id = %s AND attempt = %s AND status = 'processing'",
+                    (tokens, spent.cost_usd, work.job.id, work.job.attempt),
+                )
+        except Exception as exc:  # noqa: BLE001
+            log.warning("spend of job %s attempt %s not recorded: %s", work.job.id, work.job.attempt, exc)
+        work.usage = None  # recorded once
+
     def _result(self, work: CourseWork, doc: dict, conflicts: int) -> dict[str, Any]:
         usage = work.usage
         warnings = [i.code for i in work.issues if getattr(i, "severity", "") == "warning"]
@@ -240,8 +319,11 @@ class CourseWorker(StagedWorker):
             "tokensOut": getattr(usage, "tokens_out", 0), "cacheHits": getattr(usage, "cache_hits", 0),
             "casConflicts": conflicts, "promptVersion": work.prompt_version,
         }
-        tokens = (getattr(usage, "tokens_in", 0) or 0) + (getattr(usage, "tokens_out", 0) or 0)
+        # the job's books cover every attempt: earlier failed attempts' spend is already on the row
+        tokens = (getattr(usage, "tokens_in", 0) or 0) + (getattr(usage, "tokens_out", 0) or 0) + (work.job.tokens or 0)
         cost = getattr(usage, "cost_usd", None)
+        if cost is not None and work.job.cost_usd:
+            cost = cost + work.job.cost_usd
         return {
             "result_path": course_path(work.job.course_id),
             "provider": work.provider, "model": work.model, "tokens": tokens,
@@ -251,13 +333,13 @@ class CourseWorker(StagedWorker):
             "summary": summary,
         }
 
-    def process(self, job: CourseJob) -> CourseWork:
-        """All stages in order: what one Dagster run does per course, without Dagster."""
+    def process(self, job: CourseJob, now: datetime | None = None) -> CourseWork:
+        """All stages in order: what one Dagster run does per course, without Dagster. ``now`` fixes
+        ``generation.createdAt`` (deterministic courses are then byte-identical)."""
         work = self.begin(job)
-        for step in (self.select_strategy, self.build_skeleton, self.fill, self.validate_normalize, self.repair,
-                     self.persist):
+        for step in (self.select_strategy, self.build_skeleton, self.fill, self.validate_normalize, self.repair):
             work = step(work)
-        return work
+        return self.persist(work, now)
 
 
 def _jsonb(doc: dict) -> Any:

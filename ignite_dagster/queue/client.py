@@ -44,6 +44,15 @@ def idempotent_job_id(organization_id: UUID, key: str) -> UUID:
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{organization_id}:{key}")
 
 
+def _lock_key(job_id: UUID) -> int:
+    """A signed 64-bit advisory-lock key for a job id."""
+    return int.from_bytes(job_id.bytes[:8], "big", signed=True)
+
+
+def _insert_sql(table: str, cols: dict[str, Any]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(f'%({k})s' for k in cols)})"
+
+
 def _check_table(table: str) -> JobTable:
     if table not in JOB_TABLES:
         raise ValueError(f"invalid job table {table!r}: expected one of {', '.join(JOB_TABLES)}")
@@ -92,36 +101,39 @@ class JobQueue:
 
         ``before_insert(job_id)`` runs before the row exists (e.g. to store special requests); if it
         raises, nothing is inserted, so no claimable job is left without its side files.
+
+        With a key, the lookup, ``before_insert`` and the insert run under a transaction-scoped advisory
+        lock on the job id: two requests racing on one key cannot both write side files under the same
+        id (the loser would overwrite the winner's notes); the second waits and finds the first's row.
+        Whether a replay asks for the same thing is the caller's question (``replayed=True``).
         """
-        if idempotency_key is not None:
-            existing = self.find_by_idempotency_key(organization_id, idempotency_key)
-            if existing is not None:
-                return EnqueueResult(job=existing, replayed=True)
-            job_id = idempotent_job_id(organization_id, idempotency_key)
-        else:
-            job_id = uuid.uuid4()
-        if before_insert is not None:
-            before_insert(job_id)
-        cols = job.model_dump()
+        cols = job.row()
         cols.update(
-            id=job_id,
             organization_id=organization_id,
             idempotency_key=idempotency_key,
             created_by=created_by,
             requested_by=requested_by,
         )
-        names = ", ".join(cols)
-        values = ", ".join(f"%({k})s" for k in cols)
-        rows = self._rows(
-            f"INSERT INTO ai_course_jobs ({names}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING *", cols
-        )
-        if rows:
-            return EnqueueResult(job=CourseJob(**rows[0]), replayed=False)
-        # Lost an insert race on the same key: the winner's row is the answer.
-        existing = self.find_by_idempotency_key(organization_id, idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise RuntimeError(f"course job {job_id} conflicted on insert but cannot be found")
-        return EnqueueResult(job=existing, replayed=True)
+        if idempotency_key is None:
+            cols["id"] = uuid.uuid4()
+            if before_insert is not None:
+                before_insert(cols["id"])
+            (row,) = self._rows(_insert_sql("ai_course_jobs", cols) + " RETURNING *", cols)
+            return EnqueueResult(job=CourseJob(**row), replayed=False)
+
+        cols["id"] = job_id = idempotent_job_id(organization_id, idempotency_key)
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(job_id),))
+            existing = conn.execute(
+                "SELECT * FROM ai_course_jobs WHERE organization_id = %s AND idempotency_key = %s",
+                (organization_id, idempotency_key),
+            ).fetchone()
+            if existing is not None:
+                return EnqueueResult(job=CourseJob(**existing), replayed=True)
+            if before_insert is not None:
+                before_insert(job_id)
+            row = conn.execute(_insert_sql("ai_course_jobs", cols) + " RETURNING *", cols).fetchone()
+        return EnqueueResult(job=CourseJob(**row), replayed=False)
 
     def find_by_idempotency_key(self, organization_id: UUID, key: str) -> CourseJob | None:
         rows = self._rows(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from ignite_dagster.course.request import COURSE_ID_REGEX, CourseRequest, FullMatch
 
 JobTable = Literal["ai_course_jobs", "ai_media_jobs"]
 JobStatus = Literal["pending", "processing", "done", "failed", "stale", "dead_letter"]
 JOB_TABLES: tuple[str, ...] = ("ai_course_jobs", "ai_media_jobs")
-COURSE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 
 
 class _Row(BaseModel):
@@ -46,17 +47,11 @@ class _Row(BaseModel):
     cost_usd: Decimal | None = None
 
 
-class CourseJob(_Row):
-    subject: str | None = None
-    grade_band: str | None = None
-    grade: str | None = None
-    items_per_group: int
-    levels_count: int | None = None
-    study_texts_count: int | None = None
-    mode: Literal["options", "numeric"]
-    strategy: Literal["deterministic", "llm"] | None = None
+class _CourseJobRow(_Row):
+    """The queue's own columns of ``ai_course_jobs``; the request's columns are added below."""
+
     has_special_requests: bool
-    wants_images: bool
+    request_fingerprint: str | None
     provider: str | None = None
     model: str | None = None
     tokens: int | None = None
@@ -66,6 +61,22 @@ class CourseJob(_Row):
     summary: dict[str, Any] | None = None
 
     table: JobTable = "ai_course_jobs"
+
+
+# One row of ``ai_course_jobs``. Its request columns are CourseRequest's fields (all but the texts stored
+# apart), each *required*: a request field without its column fails every read of a job, loudly, instead of
+# being dropped (rows are read with SELECT *).
+CourseJob = create_model(
+    "CourseJob",
+    __base__=_CourseJobRow,
+    __module__=__name__,
+    __doc__="One row of ai_course_jobs: the course request's columns plus the queue's.",
+    **{
+        name: (field.annotation | None, ...)  # type: ignore[operator]
+        for name, field in CourseRequest.model_fields.items()
+        if name in CourseRequest.column_names() and name != "course_id"  # course_id is on every row already
+    },
+)
 
 
 class MediaJob(_Row):
@@ -82,25 +93,41 @@ class MediaJob(_Row):
     table: JobTable = "ai_media_jobs"
 
 
-class NewCourseJob(BaseModel):
-    """The columns a course request sets; the constraints mirror the table's CHECKs so bad input is
-    rejected with a clear message before it reaches SQL."""
+class NewCourseJob(CourseRequest):
+    """A course request as the queue stores it: the request's columns plus the queue's options.
 
-    model_config = ConfigDict(extra="forbid")
+    It *is* a CourseRequest (same fields, same validation), so bad input is refused with the request's
+    own messages before it reaches SQL. The free texts are not columns: they are saved to storage by
+    ``course_jobs.submit.submit_course_request``, which is how requests with notes must be enqueued.
+    """
 
-    course_id: str = Field(pattern=COURSE_ID_PATTERN)
-    subject: str = Field(min_length=1, max_length=200)
-    grade_band: str | None = Field(default=None, min_length=1, max_length=32)
-    grade: str | None = Field(default=None, min_length=1, max_length=32)
-    items_per_group: int = Field(default=12, ge=1, le=100)
-    levels_count: int | None = Field(default=None, ge=1, le=20)
-    study_texts_count: int | None = Field(default=None, ge=0, le=20)
-    mode: Literal["options", "numeric"] = "options"
-    strategy: Literal["deterministic", "llm"] | None = None
     has_special_requests: bool = False
-    wants_images: bool = False
+    request_fingerprint: Annotated[str, FullMatch(r"[0-9a-f]{64}")] | None = None
     priority: int = 100
     max_retries: int = Field(default=3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _texts_are_stored_apart(self) -> NewCourseJob:
+        if self.notes or self.study_text:
+            raise ValueError("notes and study_text are not job columns: enqueue with submit_course_request")
+        return self
+
+    @classmethod
+    def of(cls, request: CourseRequest, *, priority: int = 100, max_retries: int = 3) -> NewCourseJob:
+        return cls(
+            **request.columns(),
+            has_special_requests=bool(request.stored_apart()),
+            request_fingerprint=request.fingerprint(),
+            priority=priority,
+            max_retries=max_retries,
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The column values to insert: the request's columns, then the queue's."""
+        return {**CourseRequest.columns(self), **{name: getattr(self, name) for name in QUEUE_COLUMNS}}
+
+
+QUEUE_COLUMNS = ("has_special_requests", "request_fingerprint", "priority", "max_retries")
 
 
 class TargetRef(BaseModel):
@@ -116,7 +143,7 @@ class TargetRef(BaseModel):
 class NewMediaJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    course_id: str = Field(pattern=COURSE_ID_PATTERN)
+    course_id: Annotated[str, FullMatch(COURSE_ID_REGEX)]
     course_job_id: UUID | None = None
     media_type: Literal["image", "audio", "video"] = "image"
     prompt: str = Field(min_length=1, max_length=4000)
