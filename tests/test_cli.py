@@ -15,9 +15,11 @@ from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
 
 
-def ignite(*args: str, db_url: str, tmp_path, check: bool = True) -> subprocess.CompletedProcess:
+def ignite(*args: str, db_url: str, tmp_path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    # a text model is configured, as where the model path is served (enqueue refuses what it cannot serve)
     env = dict(os.environ, DATABASE_URL=db_url, IGNITE_HOME=str(tmp_path / "home"),
-               IGNITE_STORAGE_ROOT=str(tmp_path / "storage"))
+               IGNITE_STORAGE_ROOT=str(tmp_path / "storage"), OPENAI_API_KEY="test-key", IGNITE_TEXT_MODEL="test-model")
+    env.update(extra_env)
     proc = subprocess.run([sys.executable, "-m", "ignite_dagster.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=120)
     if check:
@@ -152,3 +154,12 @@ def test_publish_from_the_cli_writes_a_new_version_each_time(db_url, org_id, tmp
                             ).fetchone() == (None, "ops:test")
     missing = ignite("publish", "nope", db_url=db_url, tmp_path=tmp_path, check=False)
     assert missing.returncode == 2 and "not published" in missing.stderr
+
+
+def test_enqueue_refuses_what_the_factory_cannot_serve(db_url, org_id, tmp_path):
+    """No model configured and a request only the model could serve: exit 2 naming why, no job written."""
+    proc = ignite("enqueue", "--org", str(org_id), "--course-id", "fractions-x", "--subject", "fractions",
+                  "--grade-band", "3-5", db_url=db_url, tmp_path=tmp_path, check=False,
+                  OPENAI_API_KEY="", IGNITE_TEXT_MODEL="")
+    assert proc.returncode == 2 and "model_not_configured" in proc.stderr and "OPENAI_API_KEY" in proc.stderr
+    assert job_count(db_url) == 0

@@ -48,7 +48,9 @@ def payload(**fields: Any) -> dict[str, Any]:
 @pytest.fixture
 def world(db_url, tmp_path):
     w = build_world(db_url, tmp_path / "storage")
-    with running_api(api_settings(), db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+    # the API and the workers share the model settings (a request needing the model is refused without one)
+    settings = api_settings(openai_api_key="test-key", text_model="test-model")
+    with running_api(settings, db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         w.client = c
         yield w
 
@@ -231,3 +233,20 @@ def test_trailing_newline_refused_on_the_other_routes(world):
     r = world.client.get("/functions/v1/list-jobs", params={"courseId": world.course_a + "\n"}, headers=h)
     assert r.status_code == 422 and "courseId" in r.json()["error"]["message"]
     assert snapshot(world.db_url, world.root) == before
+
+
+def test_a_request_the_factory_cannot_serve_is_refused_at_the_door(db_url, tmp_path):
+    """Without a model, Ancient Egypt for K-2 (the pack is written for 6-8) cannot be honoured: 422 naming
+    the reason, nothing written — never 202 followed by a dead letter."""
+    w = build_world(db_url, tmp_path / "storage")
+    no_model = api_settings(openai_api_key=None, text_model=None)
+    with running_api(no_model, db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        w.client = c
+        before = snapshot(db_url, tmp_path / "storage")
+        r = enqueue(w, {"course_id": "egypt-k2", "subject": "ancient egypt", "grade_band": "K-2"})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "model_not_configured" and "written for grades 6-8, not K-2" in error["message"]
+        assert snapshot(db_url, tmp_path / "storage") == before
+        ok = enqueue(w, {"course_id": "egypt-6-8", "subject": "ancient egypt", "grade_band": "6-8"})
+        assert ok.status_code == 202, ok.text

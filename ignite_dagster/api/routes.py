@@ -56,7 +56,7 @@ from ignite_dagster.api.schemas import (
 from ignite_dagster.auth import Principal, can_read, can_write
 from ignite_dagster.catalog.publishing import PublishError, publish_course
 from ignite_dagster.course.request import CourseId
-from ignite_dagster.course_jobs.submit import IdempotencyConflict, submit_course_request
+from ignite_dagster.course_jobs.submit import IdempotencyConflict, RequestRefused, submit_course_request
 from ignite_dagster.queue import CourseJob, MediaJob
 from ignite_dagster.storage.base import StorageError
 
@@ -154,9 +154,12 @@ async def enqueue_job(
                 idempotency_key=idempotency_key,
                 created_by=principal.user_id if principal.kind == "user" else None,
                 requested_by=principal.audit_text(),
+                model_configured=deps.settings.model_configured,
             )
         except IdempotencyConflict as exc:
             raise ApiError(409, exc.code, str(exc)) from exc
+        except RequestRefused as exc:
+            raise ApiError(422, exc.code, f"payload: {exc}") from exc
         except (StorageError, OSError) as exc:
             log.error("special requests not saved (nothing enqueued): %s", exc)
             raise ApiError(503, "storage_unavailable", "could not save the request's notes; nothing was enqueued") from exc

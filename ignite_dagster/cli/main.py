@@ -85,7 +85,7 @@ def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from ignite_dagster.course.request import CourseRequest, describe_validation_error
-    from ignite_dagster.course_jobs.submit import IdempotencyConflict, submit_course_request
+    from ignite_dagster.course_jobs.submit import IdempotencyConflict, RequestRefused, submit_course_request
     from ignite_dagster.storage import open_store
 
     # Only the flags given: a field left out keeps the model's default *and* counts as not requested.
@@ -105,9 +105,12 @@ def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
             requested_by=args.requested_by,
             priority=args.priority,
             max_retries=args.max_retries,
+            model_configured=settings.model_configured,
         )
     except IdempotencyConflict as exc:
         raise CliError(f"not enqueued: {exc} (existing job {exc.job.id})") from exc
+    except RequestRefused as exc:
+        raise CliError(f"not enqueued: {exc.code}: {exc}") from exc
     if args.json:
         _print_json({"jobId": str(result.job.id), "status": result.job.status, "replayed": result.replayed})
     else:

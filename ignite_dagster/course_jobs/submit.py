@@ -28,6 +28,28 @@ class IdempotencyConflict(Exception):
         )
 
 
+class RequestRefused(Exception):
+    """The factory, as configured, cannot honour this request (e.g. it needs the model path and no
+    model is configured, or a pack was demanded outside its grade bands). Nothing was written: a
+    request accepted with 202 and then dead-lettered for the same reason would be a broken promise."""
+
+    def __init__(self, reason_code: str, message: str):
+        self.code = reason_code
+        super().__init__(message)
+
+
+def check_servable(request: CourseRequest, *, model_configured: bool) -> None:
+    """Run the strategy rules now, the way the worker will; raise RequestRefused when they refuse."""
+    from ignite_dagster.generation.packs import default_index
+    from ignite_dagster.generation.strategy import select_strategy
+    from ignite_dagster.generation.types import GenerationFailed
+
+    try:
+        select_strategy(request, default_index(), model_configured)
+    except GenerationFailed as exc:
+        raise RequestRefused(exc.reason_code, exc.message) from exc
+
+
 def submit_course_request(
     queue: JobQueue,
     store: ObjectStore,
@@ -39,13 +61,18 @@ def submit_course_request(
     requested_by: str | None = None,
     priority: int = 100,
     max_retries: int = 3,
+    model_configured: bool | None = None,
 ) -> EnqueueResult:
     """Store the request's notes/study text, then its job row (every other field is a column).
 
     A replayed Idempotency-Key returns the existing job when it asked for the same request (same
     fingerprint, notes and study text included) and raises :class:`IdempotencyConflict` otherwise;
-    either way nothing new is written.
+    either way nothing new is written. With ``model_configured`` given, a request the strategy rules
+    would refuse (no model for a request that needs one, a pack demanded outside its bands) raises
+    :class:`RequestRefused` before anything is written.
     """
+    if model_configured is not None:
+        check_servable(request, model_configured=model_configured)
     special = request.stored_apart()
     job = NewCourseJob.of(request, priority=priority, max_retries=max_retries)
 

@@ -85,7 +85,10 @@ AGENT_TOKEN = "agent-token-for-tests-6d1f0c"
 
 
 def api_settings(**overrides) -> Settings:
-    values = dict(agent_token=AGENT_TOKEN, jwt_secret=JWT_SECRET, jwt_audience=AUDIENCE, enqueue_rate_per_minute=100_000)
+    # a text model is configured by default, as in a deployment that serves the model path: requests with
+    # notes or without a pack are then accepted (tests of refusals pass openai_api_key=None)
+    values = dict(agent_token=AGENT_TOKEN, jwt_secret=JWT_SECRET, jwt_audience=AUDIENCE, enqueue_rate_per_minute=100_000,
+                  openai_api_key="test-key", text_model="test-model")
     values.update(overrides)
     return Settings(**values)
 
