@@ -47,7 +47,8 @@ def targets_for(doc: dict[str, Any], n: int) -> list[dict[str, Any]]:
 
 def attacher(store_spec: dict[str, Any], target: dict[str, Any], start: Any, out: Any) -> None:
     """One process, one attachment: upload a PNG, CAS-attach its URL, report timing and conflicts."""
-    from ignite_dagster.media.attach import attach_to_course, media_key
+    from ignite_dagster.media.attach import attach_to_course
+    from ignite_dagster.storage.keys import media_key
     from tests.support.media import local_or_s3_store
     from tests.support.openai_server import tiny_png
 
@@ -68,8 +69,9 @@ def attacher(store_spec: dict[str, Any], target: dict[str, Any], start: Any, out
 
 
 def run_once(n: int, store_spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    from ignite_dagster.course_jobs.persist import course_path, write_course_json
+    from ignite_dagster.course_jobs.persist import write_course_json
     from ignite_dagster.media.attach import attached_urls
+    from ignite_dagster.storage.keys import course_path
     from tests.support.media import local_or_s3_store, water_cycle_course
 
     store = local_or_s3_store(store_spec)

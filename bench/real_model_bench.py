@@ -86,8 +86,12 @@ def main() -> int:
                 else:
                     issues = errors_of(validate_course(result.course))
                     problems = [f"{i.code}: {i.message}" for i in issues] + check_shape(result.doc)
+                    summary = result.job.summary or {}
                     rows.append((request["course_id"], time.monotonic() - t0, result.job.status, None,
                                  result.job.tokens, problems))
+                    print(f"    calls {summary.get('calls')}, repair rounds {summary.get('repairRounds')}, "
+                          f"tokens in/out {summary.get('tokensIn')}/{summary.get('tokensOut')}, "
+                          f"stage ms {summary.get('stageMs')}", flush=True)
                 print(f"  {rows[-1][0]:<24} {rows[-1][1]:7.1f}s {rows[-1][2]:<11} {rows[-1][3] or '-':<20} "
                       f"tokens {rows[-1][4]}  {'; '.join(rows[-1][5])[:200] or 'ok'}", flush=True)
     finally:

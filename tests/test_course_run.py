@@ -12,8 +12,9 @@ from dagster import (
     DagsterInstance,
 )
 
+from ignite_dagster.definitions import defs
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims
-from ignite_dagster.defs.courses.jobs import generate_courses
+from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.defs.courses.sensors import build_course_sensors
 from ignite_dagster.defs.resources import code_location_services
 from ignite_dagster.queue import JobQueue
@@ -38,7 +39,7 @@ def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
     bad = queue.enqueue_course(new_course("bad-1", subject="astrophysics", strategy="deterministic"),
                                organization_id=org_id).job.id
     with DagsterInstance.ephemeral() as instance:
-        result = generate_courses.execute_in_process(
+        result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": 10}}}})
         assert not result.success  # the bad branch fails the run, visibly

@@ -12,8 +12,8 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.event_api import PartitionKeyFilter
 
-from ignite_dagster.course_jobs.persist import IMAGE_MARKER, is_attached
 from ignite_dagster.media.attach import key_for_url
+from ignite_dagster.media.markers import IMAGE_MARKER, is_attached
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage import LocalObjectStore
 from tests.support.jobs import new_course

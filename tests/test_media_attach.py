@@ -10,12 +10,7 @@ import re
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
-from ignite_dagster.course_jobs.persist import (
-    IMAGE_MARKER,
-    course_path,
-    merge_attached_media,
-    write_course_json,
-)
+from ignite_dagster.course_jobs.persist import write_course_json
 from ignite_dagster.media.attach import (
     CourseNotReady,
     TargetMissing,
@@ -23,9 +18,10 @@ from ignite_dagster.media.attach import (
     attach_to_course,
     key_for_url,
     media_completeness,
-    media_key,
 )
+from ignite_dagster.media.markers import IMAGE_MARKER, merge_attached_media
 from ignite_dagster.storage import LocalObjectStore, S3ObjectStore
+from ignite_dagster.storage.keys import course_path, media_key
 from tests.support.media import water_cycle_course
 from tests.support.openai_server import tiny_png
 

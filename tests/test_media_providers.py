@@ -11,15 +11,16 @@ from decimal import Decimal
 
 import pytest
 
-from ignite_dagster.course_jobs.persist import course_path, write_course_json
+from ignite_dagster.course_jobs.persist import write_course_json
 from ignite_dagster.media.attach import key_for_url
-from ignite_dagster.media.live import LIVE_PREFIX, generate_live_image
+from ignite_dagster.media.live import generate_live_image
 from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider, sniff_image
 from ignite_dagster.media.worker import MediaJobFailed, MediaWorker
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.lease import Lease
 from ignite_dagster.storage import LocalObjectStore
+from ignite_dagster.storage.keys import LIVE_MEDIA_PREFIX, course_path
 from tests.support.jobs import set_columns
 from tests.support.media import IMAGE_MODEL, enqueue_targets, media_settings, water_cycle_course
 from tests.support.openai_server import (
@@ -236,7 +237,7 @@ def test_lost_claim_stops_before_writing(world, server):
 def test_live_image_is_stored_under_tmp_and_returned(server, tmp_path):
     store = LocalObjectStore(tmp_path, "https://media.example/public")
     out = generate_live_image(media_settings(server.base_url), store, "an apple", style="flat", size="512x512")
-    assert out["path"].startswith(LIVE_PREFIX + "/") and out["path"].endswith(".png")
+    assert out["path"].startswith(LIVE_MEDIA_PREFIX + "/") and out["path"].endswith(".png")
     assert out["url"] == f"https://media.example/public/{out['path']}"
     assert out["contentType"] == "image/png" and out["bytes"] == len(tiny_png()) and out["model"] == IMAGE_MODEL
     assert store.get(out["path"]).data == tiny_png()
@@ -265,8 +266,8 @@ def test_upstream_retry_after_delays_the_queue_retry(server, world):
 
 
 def test_reconcile_finishes_a_media_job_whose_worker_died_after_attaching(world, server):
-    from ignite_dagster.course_jobs.reconcile import reconcile_media
     from ignite_dagster.media.attach import attach_to_course
+    from ignite_dagster.media.reconcile import reconcile_media
     from tests.support.jobs import set_columns
 
     queue, worker = world["queue"], world["worker"]

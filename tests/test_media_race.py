@@ -14,10 +14,12 @@ import multiprocessing as mp
 
 import pytest
 
-from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, is_attached, write_course_json
+from ignite_dagster.course_jobs.persist import write_course_json
 from ignite_dagster.media.attach import media_completeness, target_url
+from ignite_dagster.media.markers import IMAGE_MARKER, is_attached
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage import S3ObjectStore
+from ignite_dagster.storage.keys import course_path
 from tests.support.media import (
     enqueue_targets,
     local_or_s3_store,

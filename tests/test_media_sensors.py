@@ -19,13 +19,16 @@ from dagster import (
 )
 from dagster._core.test_utils import create_run_for_test
 
-from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, write_course_json
+from ignite_dagster.course_jobs.persist import write_course_json
+from ignite_dagster.definitions import defs
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.media.jobs import MEDIA_JOB, generate_media
+from ignite_dagster.defs.media.jobs import MEDIA_JOB
 from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, build_media_sensors
 from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.media.markers import IMAGE_MARKER
 from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage import LocalObjectStore
+from ignite_dagster.storage.keys import course_path
 from tests.support.media import IMAGE_MODEL, PRICES, enqueue_targets, water_cycle_course
 from tests.support.openai_server import IMAGES, OpenAICompatServer, api_error, image_png
 from tests.support.runs import dying_job, fire_failure_sensor
@@ -108,7 +111,7 @@ def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refus
                                           target_ref=TargetRef(type="item_stimulus", itemId=0)),
                               organization_id=org_id).job.id
     with DagsterInstance.ephemeral() as instance:
-        result = generate_media.execute_in_process(
+        result = defs.resolve_job_def(MEDIA_JOB).execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"claimed_media_jobs": {"config": {"claim_now": 10}}}})
         assert not result.success  # the refused branch fails the run, after the good branch reported

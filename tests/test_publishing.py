@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from ignite_dagster.auth import Principal
-from ignite_dagster.catalog.publishing import PublishError, publish_course, version_path
+from ignite_dagster.catalog.publishing import PublishError, publish_course
+from ignite_dagster.storage.keys import version_path
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.api_server import (
     add_org,

@@ -61,6 +61,7 @@ def test_maintenance_jobs_run_their_sweeps(db_url, org_id, tmp_path, monkeypatch
     """The schedules' jobs, executed as Dagster runs: stale detection, dead-letter sweep, reconciliation."""
     from dagster import DagsterInstance
 
+    from ignite_dagster.definitions import defs
     from ignite_dagster.defs.maintenance.jobs import dead_letter_job, reconcile_job, stale_job
     from ignite_dagster.defs.resources import code_location_services
 
@@ -78,7 +79,7 @@ def test_maintenance_jobs_run_their_sweeps(db_url, org_id, tmp_path, monkeypatch
     try:
         with DagsterInstance.ephemeral() as instance:
             for job in (stale_job, dead_letter_job, reconcile_job):
-                assert job.execute_in_process(instance=instance).success
+                assert defs.resolve_job_def(job.name).execute_in_process(instance=instance).success
     finally:
         code_location_services.cache_clear()
     assert queue.get(written.id).status == "done"  # stale, then reconciled from its course.json

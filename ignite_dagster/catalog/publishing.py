@@ -32,8 +32,8 @@ from ignite_dagster.auth import ConnSource, Principal, can_read, can_write, conn
 from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import parse_course
 from ignite_dagster.course.validation import errors_of, validate_course, warnings_of
-from ignite_dagster.course_jobs.persist import course_path
 from ignite_dagster.storage.base import NotFound, ObjectStore, PreconditionFailed, StorageError
+from ignite_dagster.storage.keys import course_path, version_path
 
 COURSE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 CHANGE_SUMMARY_MAX = 2000
@@ -63,10 +63,6 @@ class PublishResult(BaseModel):
     published_by: UUID | None = None
     published_by_agent: str | None = None
     warnings: list[Issue] = Field(default_factory=list)
-
-
-def version_path(course_id: str, version: int) -> str:
-    return f"courses/{course_id}/versions/{version}.json"
 
 
 def _authorize(source: ConnSource, course_id: str, principal: Principal) -> UUID:

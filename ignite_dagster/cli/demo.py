@@ -404,8 +404,8 @@ class _Demo:
 
         from ignite_dagster.course.model import parse_course
         from ignite_dagster.course.validation import validate_course
-        from ignite_dagster.course_jobs.persist import course_path
         from ignite_dagster.storage import NotFound, open_store
+        from ignite_dagster.storage.keys import course_path
 
         store = open_store(self.settings)
         rows, ok = [], True

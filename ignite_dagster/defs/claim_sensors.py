@@ -13,6 +13,7 @@ from uuid import UUID
 
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorContext
 
+from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import code_location_services
 
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -115,8 +116,6 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
         run_status_sensor,
         sensor,
     )
-
-    from ignite_dagster.defs.courses.assets import courses_partitions
 
     @sensor(name=f"{kind}_jobs_sensor", job=job, minimum_interval_seconds=interval_seconds,
             default_status=DefaultSensorStatus.RUNNING,

@@ -4,34 +4,35 @@ Why it is built this way:
 
 * **Every write of course.json is ``update_json``** (compare-and-swap on the object version; on a
   conflict re-read and re-apply). Course persistence uses the same loop and merges attached media
-  (``persist.merge_attached_media``), so a media job racing another media job or a regeneration never
+  (``media.markers.merge_attached_media``), so a media job racing another media job or a regeneration never
   loses anyone's URL, and nobody waits on a lock a crashed process holds.
 * **The mutation is a pure function of (document, target, url)** and idempotent: applying the same
   attachment twice leaves one attachment ("attach this URL here if it is not there"), never "append".
   ``update_json`` may run it several times, and a retried job re-applies it.
-* **Object names**: ``media-library/courses/<courseId>/{study-texts/<sectionId>|items/<itemId>}/<uuid>.<ext>``
-  where the uuid is the *media job id*. One job owns one object, so a retry after a crash finds the
+* **Object names** (``storage.keys.media_key``):
+  ``media-library/courses/<courseId>/{study-texts/<sectionId>|items/<itemId>}/<uuid>.<ext>`` where the
+  uuid is the *media job id*. One job owns one object, so a retry after a crash finds the
   image its earlier attempt stored (and pays for no second generation) and attaches the same URL: the
   course never collects two images for one job, and storage never collects orphans from retries.
 * A missing course.json means the course is not generated yet: ``CourseNotReady`` (retryable). A
   target that does not exist in the course (section or item gone after a regeneration, option index
-  out of range) is ``TargetMissing`` (not retryable: waiting does not bring it back).
+  out of range) is ``TargetMissing``, a target ref that cannot name a storage folder is
+  ``storage.keys.InvalidMediaTarget``; neither is retryable: waiting does not bring it back.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 from uuid import UUID
 
-from ignite_dagster.course_jobs.persist import IMAGE_MARKER, course_path, is_attached
+from ignite_dagster.media.markers import IMAGE_MARKER, is_attached
 from ignite_dagster.storage.base import BUCKETS, NotFound, ObjectStore
 from ignite_dagster.storage.cas import update_json
+from ignite_dagster.storage.keys import course_path, media_job_prefix
 
-MEDIA_BUCKET = "media-library"
 ALT_MAX = 300
 
 
@@ -49,40 +50,12 @@ class TargetMissing(RuntimeError):
     retryable = False
 
 
-# --- object keys ---------------------------------------------------------------------------------------
-
-_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def _segment(value: Any) -> str:
-    """A storage-key segment for a section or item id: ids are free text (1–64 chars); keys are strict."""
-    seg = _SAFE.sub("-", str(value)).strip("-")
-    if not seg:
-        raise TargetMissing(f"id {value!r} cannot name a storage folder")
-    return seg
-
-
-def media_folder(course_id: str, target: Mapping[str, Any]) -> str:
-    """``media-library/courses/<courseId>/study-texts/<sectionId>`` or ``…/items/<itemId>``."""
-    kind = target.get("type")
-    if kind == "study_text":
-        if not target.get("sectionId"):
-            raise TargetMissing("study_text target without sectionId")
-        return f"{MEDIA_BUCKET}/courses/{course_id}/study-texts/{_segment(target['sectionId'])}"
-    if kind in ("item_stimulus", "item_option"):
-        if target.get("itemId") is None:
-            raise TargetMissing(f"{kind} target without itemId")
-        return f"{MEDIA_BUCKET}/courses/{course_id}/items/{_segment(target['itemId'])}"
-    raise TargetMissing(f"unknown target type {kind!r}")
-
-
-def media_key(course_id: str, target: Mapping[str, Any], job_id: UUID, ext: str) -> str:
-    return f"{media_folder(course_id, target)}/{job_id}.{ext}"
+# --- stored images -------------------------------------------------------------------------------------
 
 
 def find_stored(store: ObjectStore, course_id: str, target: Mapping[str, Any], job_id: UUID) -> str | None:
     """The key of the image an earlier attempt of this job stored, if any (see module docstring)."""
-    found = store.list(f"{media_folder(course_id, target)}/{job_id}.")
+    found = store.list(media_job_prefix(course_id, target, job_id))
     return found[0] if found else None
 
 

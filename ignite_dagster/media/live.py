@@ -14,8 +14,7 @@ from typing import Any
 from ignite_dagster.config import Settings
 from ignite_dagster.media.providers import ImageProvider, provider_from_settings
 from ignite_dagster.storage.base import ObjectStore
-
-LIVE_PREFIX = "media-library/tmp/ai-generated"
+from ignite_dagster.storage.keys import live_media_key
 
 
 def generate_live_image(
@@ -39,7 +38,7 @@ def generate_live_image(
     finally:
         if owned and hasattr(provider, "close"):
             provider.close()
-    key = f"{LIVE_PREFIX}/{uuid.uuid4()}.{image.ext}"
+    key = live_media_key(uuid.uuid4(), image.ext)
     store.put(key, image.data, content_type=image.content_type)
     return {
         "url": store.public_url(key),

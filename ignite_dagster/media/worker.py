@@ -25,7 +25,6 @@ from ignite_dagster.media.attach import (
     attach_to_course,
     find_stored,
     json_target,
-    media_key,
 )
 from ignite_dagster.media.providers import (
     GeneratedImage,
@@ -39,6 +38,7 @@ from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.queue.staged import JobAborted, StagedWorker
 from ignite_dagster.storage.base import ObjectStore
+from ignite_dagster.storage.keys import InvalidMediaTarget, media_key
 
 log = logging.getLogger(__name__)
 TABLE = "ai_media_jobs"
@@ -103,7 +103,7 @@ class MediaWorker(StagedWorker):
     def classify(self, work: MediaWork, exc: Exception) -> tuple[str, str, bool] | None:
         if isinstance(exc, MediaProviderError):
             return exc.reason_code, exc.message, exc.retryable
-        if isinstance(exc, (CourseNotReady, TargetMissing)):
+        if isinstance(exc, (CourseNotReady, TargetMissing, InvalidMediaTarget)):
             return exc.reason_code, str(exc), exc.retryable
         return None
 

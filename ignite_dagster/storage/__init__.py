@@ -1,4 +1,5 @@
-"""Object storage: one protocol, a local-filesystem and an S3 backend, and a compare-and-swap helper.
+"""Object storage: one protocol, a local-filesystem and an S3 backend, a compare-and-swap helper, and
+``keys`` (every object key the factory reads or writes).
 
 Importing this package is light on purpose: ``S3ObjectStore`` is importable from here, but boto3 is
 only imported when one is constructed.

@@ -18,13 +18,13 @@ from uuid import UUID
 from ignite_dagster.config import Settings
 from ignite_dagster.course.model import Course, parse_course
 from ignite_dagster.course.request import CourseRequest
-from ignite_dagster.course_jobs.persist import course_path
 from ignite_dagster.course_jobs.submit import submit_course_request
 from ignite_dagster.course_jobs.worker import CourseWork, CourseWorker
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.lease import Lease
 from ignite_dagster.queue.staged import JobAborted
 from ignite_dagster.storage.base import ObjectStore
+from ignite_dagster.storage.keys import course_path
 from ignite_dagster.storage.local import LocalObjectStore
 
 

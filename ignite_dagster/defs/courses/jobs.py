@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dagster import in_process_executor, job, mem_io_manager
+from dagster import in_process_executor, job
 
 from ignite_dagster.defs.courses.ops import (
     build_skeleton,
@@ -11,7 +11,6 @@ from ignite_dagster.defs.courses.ops import (
     select_strategy,
     validate_normalize,
 )
-from ignite_dagster.defs.resources import FactoryResource
 
 GENERATE_JOB = "generate_courses"
 
@@ -19,7 +18,6 @@ GENERATE_JOB = "generate_courses"
 @job(
     name=GENERATE_JOB,
     executor_def=in_process_executor,
-    resource_defs={"io_manager": mem_io_manager, "factory": FactoryResource()},
     tags={"ignite/queue": "course"},
     description="Work claimed course jobs: select strategy → skeleton → fill → validate → repair → persist, "
     "one branch per course. Launched by course_jobs_sensor; launch it by hand with "

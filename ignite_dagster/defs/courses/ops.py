@@ -21,13 +21,10 @@ from dagster import (
 )
 from pydantic import Field
 
+from ignite_dagster.defs.checks import SCHEMA_CHECK, evaluate_schema
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.courses.assets import (
-    COURSE_CONTENT,
-    COURSE_METADATA,
-    SCHEMA_CHECK,
-    courses_partitions,
-)
+from ignite_dagster.defs.courses.assets import COURSE_CONTENT, COURSE_METADATA
+from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 
 MODEL_POOL = "model_provider"
@@ -127,8 +124,6 @@ def repair(context: OpExecutionContext, factory: FactoryResource, work):
 @op(description="Write course.json (CAS, media kept), metadata, catalog row, media jobs; complete the job.")
 def persist(context: OpExecutionContext, factory: FactoryResource, work) -> None:
     work = _stage(context, factory, "persist", work)
-    from ignite_dagster.defs.courses.assets import evaluate_schema
-
     job, res = work.job, work.result
     s = res["summary"]
     common = {"job_id": str(job.id), "attempt": job.attempt, "strategy": s["strategy"]}

@@ -1,4 +1,8 @@
-"""Queue upkeep: reconciliation, stale detection, dead-letter sweep, operator requeue."""
+"""Queue upkeep: reconciliation, stale detection, dead-letter sweep, operator requeue.
+
+The ops reach the queue and storage through the ``factory`` resource (bound in definitions.py), like
+the course and media ops: a run owns its pool for its lifetime and closes it at the end.
+"""
 
 
 from datetime import timedelta
@@ -14,34 +18,32 @@ from dagster import (
 )
 from pydantic import Field
 
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.defs.resources import FactoryResource
 
 MAINTENANCE_TAGS = {"ignite/queue": "maintenance"}
 
 
 @op(description="Course jobs whose course.json was written by that job are marked done (with metadata); "
     "media jobs whose stored image is attached are marked done.")
-def reconcile_course_jobs(context: OpExecutionContext) -> None:
-    from ignite_dagster.course_jobs.reconcile import reconcile, reconcile_media
+def reconcile_course_jobs(context: OpExecutionContext, factory: FactoryResource) -> None:
+    from ignite_dagster.course_jobs.reconcile import reconcile
+    from ignite_dagster.media.reconcile import reconcile_media
 
-    settings, queue, store = code_location_services()
-    quiet = timedelta(seconds=2 * settings.heartbeat_seconds)
+    quiet = timedelta(seconds=2 * factory.settings.heartbeat_seconds)
     for kind, sweep in (("course", reconcile), ("media", reconcile_media)):
-        report = sweep(queue, store, quiet_for=quiet)
+        report = sweep(factory.queue, factory.store, quiet_for=quiet)
         context.log.info(f"{kind}: checked {report.checked} job(s); marked done: {[str(j) for j in report.marked_done]}")
 
 
 @op(description="processing jobs without a heartbeat for IGNITE_STALE_TIMEOUT_SECONDS become stale.")
-def mark_stale_jobs(context: OpExecutionContext) -> None:
-    settings, queue, _ = code_location_services()
-    rows = queue.mark_stale(timedelta(seconds=settings.stale_timeout_seconds))
+def mark_stale_jobs(context: OpExecutionContext, factory: FactoryResource) -> None:
+    rows = factory.queue.mark_stale(timedelta(seconds=factory.settings.stale_timeout_seconds))
     context.log.info(f"marked stale: {[(str(r.job_id), r.job_type) for r in rows]}")
 
 
 @op(description="failed/stale jobs whose retry budget is spent become dead_letter.")
-def dead_letter_sweep(context: OpExecutionContext) -> None:
-    _, queue, _ = code_location_services()
-    rows = queue.move_to_dead_letter()
+def dead_letter_sweep(context: OpExecutionContext, factory: FactoryResource) -> None:
+    rows = factory.queue.move_to_dead_letter()
     context.log.info(f"dead-lettered: {[(str(r.job_id), r.job_type) for r in rows]}")
 
 
@@ -51,12 +53,11 @@ class RequeueConfig(Config):
 
 
 @op(description="Operator requeue: failed, stale and dead_letter jobs go back to pending with retry_count 0.")
-def requeue(context: OpExecutionContext, config: RequeueConfig) -> None:
+def requeue(context: OpExecutionContext, config: RequeueConfig, factory: FactoryResource) -> None:
     from uuid import UUID
 
-    _, queue, _ = code_location_services()
     for job_id in config.job_ids:
-        ok = queue.requeue(UUID(job_id), config.table)
+        ok = factory.queue.requeue(UUID(job_id), config.table)
         context.log.info(f"{job_id}: {'requeued' if ok else 'not requeued (not failed/stale/dead_letter)'}")
 
 

@@ -1,1 +1,1 @@
-"""Dagster shell for media jobs: the generate_media job, its sensors and the media_complete check."""
+"""Dagster shell for media jobs: the generate_media job and its sensors (the media_complete check: defs/checks.py)."""

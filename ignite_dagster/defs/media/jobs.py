@@ -1,10 +1,9 @@
 """The media job: claimed media jobs → per course: generate → store + attach + report."""
 
 
-from dagster import in_process_executor, job, mem_io_manager
+from dagster import in_process_executor, job
 
 from ignite_dagster.defs.media.ops import attach_images, claimed_media_jobs, generate_images
-from ignite_dagster.defs.resources import FactoryResource
 
 MEDIA_JOB = "generate_media"
 
@@ -12,7 +11,6 @@ MEDIA_JOB = "generate_media"
 @job(
     name=MEDIA_JOB,
     executor_def=in_process_executor,
-    resource_defs={"io_manager": mem_io_manager, "factory": FactoryResource()},
     tags={"ignite/queue": "media"},
     description="Work claimed media jobs: generate images → upload to media-library → attach into course.json "
     "(compare-and-swap) → complete; one branch per course. Launched by media_jobs_sensor; launch it by hand "

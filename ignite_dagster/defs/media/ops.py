@@ -19,8 +19,6 @@ from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetMaterialization,
     Config,
     DynamicOut,
@@ -28,14 +26,15 @@ from dagster import (
     Failure,
     MetadataValue,
     OpExecutionContext,
-    asset_check,
     op,
 )
 from pydantic import Field
 
+from ignite_dagster.defs.checks import MEDIA_CHECK, evaluate_media
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.courses.assets import COURSE_MEDIA, MEDIA_CHECK, courses_partitions
+from ignite_dagster.defs.courses.assets import COURSE_MEDIA
 from ignite_dagster.defs.courses.ops import MODEL_POOL
+from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 
 
@@ -181,23 +180,3 @@ def materialization_metadata(done: list[Any]) -> dict[str, Any]:
         "urls": MetadataValue.json([w.url for w in done]),
         "job_ids": ", ".join(f"{w.job.id}#{w.job.attempt}" for w in done),
     }
-
-
-def evaluate_media(queue, store, course_id: str) -> AssetCheckResult:
-    """The media_complete check for one course (see ``media.attach.media_completeness``)."""
-    from ignite_dagster.media.attach import media_completeness
-
-    done = queue.list("ai_media_jobs", course_id=course_id, status="done", limit=10_000)
-    report = media_completeness(store, course_id, [j.target_ref for j in done])
-    metadata: dict[str, Any] = report.metadata() if report.course_found else {"error": "course.json missing"}
-    return AssetCheckResult(passed=report.passed, severity=AssetCheckSeverity.ERROR, metadata=metadata)
-
-
-@asset_check(asset=COURSE_MEDIA, name=MEDIA_CHECK, partitions_def=courses_partitions,
-             description="Every requested [IMAGE:…] marker carries a URL, every done media job's target is "
-             "attached, and every image URL in course.json resolves to an object in storage.")
-def media_complete(context) -> AssetCheckResult:
-    from ignite_dagster.defs.resources import code_location_services
-
-    _, queue, store = code_location_services()
-    return evaluate_media(queue, store, context.partition_key)

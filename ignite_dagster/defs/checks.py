@@ -1,0 +1,74 @@
+"""Every asset check of the code location, in one place.
+
+* ``course_schema_valid`` (course_content): the stored course.json parses as Course v2 and validates.
+* ``media_complete`` (course_media): every requested image is attached and resolves in storage.
+
+Each check has an ``evaluate_*`` function the ops call right after they materialize a partition (so a
+run reports the check with its materialization), and an ``@asset_check`` for evaluating it on demand
+from the UI. Both read storage through the ``factory`` resource.
+"""
+
+import json
+import warnings
+from typing import Any
+
+from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+
+from ignite_dagster.defs.courses.assets import COURSE_CONTENT, COURSE_MEDIA
+from ignite_dagster.defs.partitions import courses_partitions
+from ignite_dagster.defs.resources import FactoryResource
+
+SCHEMA_CHECK = "course_schema_valid"
+MEDIA_CHECK = "media_complete"
+
+# Partitioned asset checks are a preview feature in Dagster 1.13; we rely on it knowingly.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
+
+
+def evaluate_schema(store, course_id: str) -> AssetCheckResult:
+    """The course_schema_valid check for one course."""
+    from ignite_dagster.course.model import parse_course
+    from ignite_dagster.course.validation import validate_course
+    from ignite_dagster.storage.base import NotFound
+    from ignite_dagster.storage.keys import course_path
+
+    try:
+        doc = json.loads(store.get(course_path(course_id)).data)
+    except NotFound:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"error": "course.json missing"})
+    course, issues = parse_course(doc)
+    if course is not None:
+        issues = validate_course(course, None, None)
+    errors = [i for i in issues if i.severity == "error"]
+    return AssetCheckResult(
+        passed=not errors,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"errors": len(errors), "warnings": len(issues) - len(errors),
+                  "codes": ", ".join(sorted({i.code for i in issues})) or "none"},
+    )
+
+
+def evaluate_media(queue, store, course_id: str) -> AssetCheckResult:
+    """The media_complete check for one course (see ``media.attach.media_completeness``)."""
+    from ignite_dagster.media.attach import media_completeness
+
+    done = queue.list("ai_media_jobs", course_id=course_id, status="done", limit=10_000)
+    report = media_completeness(store, course_id, [j.target_ref for j in done])
+    metadata: dict[str, Any] = report.metadata() if report.course_found else {"error": "course.json missing"}
+    return AssetCheckResult(passed=report.passed, severity=AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+@asset_check(asset=COURSE_CONTENT, name=SCHEMA_CHECK, partitions_def=courses_partitions,
+             description="The stored course.json parses as Course v2 and has no validation errors.")
+def course_schema_valid(context, factory: FactoryResource) -> AssetCheckResult:
+    return evaluate_schema(factory.store, context.partition_key)
+
+
+@asset_check(asset=COURSE_MEDIA, name=MEDIA_CHECK, partitions_def=courses_partitions,
+             description="Every requested [IMAGE:…] marker carries a URL, every done media job's target is "
+             "attached, and every image URL in course.json resolves to an object in storage.")
+def media_complete(context, factory: FactoryResource) -> AssetCheckResult:
+    return evaluate_media(factory.queue, factory.store, context.partition_key)
+
+
+asset_checks = [course_schema_valid, media_complete]
