@@ -59,6 +59,7 @@ from ignite_dagster.course.request import CourseId
 from ignite_dagster.course_jobs.submit import IdempotencyConflict, RequestRefused, submit_course_request
 from ignite_dagster.queue import CourseJob, MediaJob
 from ignite_dagster.storage.base import StorageError
+from ignite_dagster.storage.keys import HEALTH_PROBE_KEY
 
 router = APIRouter()
 audit_log = logging.getLogger("ignite_dagster.api.audit")
@@ -375,7 +376,7 @@ async def health(request: Request) -> Any:
             checks["database"] = "unavailable"
         try:
             # A write probe: a read-only volume passes a read check and still fails every enqueue with notes.
-            deps.store.put("courses/debug/health/probe.json", b'{"ok": true}\n', content_type="application/json")
+            deps.store.put(HEALTH_PROBE_KEY, b'{"ok": true}\n', content_type="application/json")
             checks["storage"] = "ok"
         except Exception as exc:  # noqa: BLE001
             log.warning("health: storage check failed: %s", exc)

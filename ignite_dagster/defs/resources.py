@@ -42,6 +42,7 @@ class FactoryResource(ConfigurableResource):
     _store: ObjectStore = PrivateAttr()
     _lease: Lease = PrivateAttr()
     _pool: object = PrivateAttr(default=None)
+    _fills: object = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         from ignite_dagster import db
@@ -57,6 +58,8 @@ class FactoryResource(ConfigurableResource):
         self._lease = Lease(self._queue, self._settings.heartbeat_seconds).start()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._fills is not None:
+            self._fills.close()
         self._lease.stop()
         if self._pool is not None:
             self._pool.close()
@@ -77,7 +80,17 @@ class FactoryResource(ConfigurableResource):
     def lease(self) -> Lease:
         return self._lease
 
+    def fills(self):
+        """The run's shared background fills (one model client for every course of the run), built on
+        first use; None without a model (deterministic runs never import the SDK)."""
+        if self._fills is None and self._settings.model_configured:
+            from ignite_dagster.generation.llm import LLMFiller
+            from ignite_dagster.generation.llm.background import BackgroundFills
+
+            self._fills = BackgroundFills(LLMFiller(self._settings, self._store))
+        return self._fills
+
     def worker(self):
         from ignite_dagster.course_jobs.worker import CourseWorker
 
-        return CourseWorker(self._settings, self._queue, self._store, self._lease)
+        return CourseWorker(self._settings, self._queue, self._store, self._lease, fills=self.fills())

@@ -89,10 +89,13 @@ def select_strategy(context: OpExecutionContext, factory: FactoryResource, work)
     return work
 
 
-@op(description="Fix the course structure: ids, groups, clusters, variants, levels, arithmetic.")
+@op(description="Fix the course structure: ids, groups, clusters, variants, levels, arithmetic; on the model "
+                 "path, start the course's fill in the background so the run's courses fill side by side.")
 def build_skeleton(context: OpExecutionContext, factory: FactoryResource, work):
     work = _stage(context, factory, "build_skeleton", work)
-    context.log.info(f"{work.job.course_id}: {len(work.skeleton.items)} items, {len(work.skeleton.groups)} groups")
+    work = factory.worker().prefill(work)
+    started = " (fill started in the background)" if work.pending_fill is not None else ""
+    context.log.info(f"{work.job.course_id}: {len(work.skeleton.items)} items, {len(work.skeleton.groups)} groups{started}")
     return work
 
 
