@@ -67,7 +67,7 @@ class Settings:
     llm_stream: bool = _env_field("IGNITE_LLM_STREAM", True, "Stream model answers (true/false); turn off only for a server that cannot stream.", kind="bool")
     llm_fill_deadline_seconds: float = _env_field("IGNITE_LLM_FILL_DEADLINE_SECONDS", 900.0, "Deadline for one course's whole fill (or one repair round); past it the stage fails as provider_timeout. 0 = none.", kind="float")
     llm_schema_drop: str | None = _env_field("IGNITE_LLM_SCHEMA_DROP", None, "Comma list of JSON-schema keywords to leave out of structured outputs for a server that rejects them (pattern, minItems, maxItems, minimum, maximum, enum); the validator still checks every rule.")
-    llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call (429/5xx/timeouts) inside the engine's retry layer.", kind="int")
+    llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call after 429, 5xx or a dropped connection, inside the engine's one retry layer (timeouts: see IGNITE_LLM_TIMEOUT_SECONDS).", kind="int")
     llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Initial output budget per call; doubled once on truncation.", kind="int")
     llm_prices: str | None = _env_field("IGNITE_LLM_PRICES", None, 'JSON price table, USD per 1M tokens: {"model": {"input": 0.15, "output": 0.6}}; image models: {"model": {"image": 0.04}}.')
     repair_rounds: int = _env_field("IGNITE_REPAIR_ROUNDS", 2, "Bounded repair rounds.", kind="int")
