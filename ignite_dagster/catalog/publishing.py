@@ -35,7 +35,6 @@ from ignite_dagster.course.validation import errors_of, validate_course, warning
 from ignite_dagster.storage.base import NotFound, ObjectStore, PreconditionFailed, StorageError
 from ignite_dagster.storage.keys import course_path, version_path
 
-COURSE_ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 CHANGE_SUMMARY_MAX = 2000
 # How many occupied version numbers one publish may skip before it gives up (see module docstring).
 MAX_VERSION_SKIPS = 5
