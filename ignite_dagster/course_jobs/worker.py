@@ -93,7 +93,9 @@ class CourseWorker(StagedWorker):
         self._llm = llm
         self._connection = connection or queue.connection
         self._packs = packs
-        self._fills = fills  # BackgroundFills shared by the courses of a run (None: fill in the stage)
+        # BackgroundFills shared by the courses of a run, or a callable returning it on first use (None: the
+        # fill runs inside its own stage)
+        self._fills = fills
 
     @property
     def packs(self):
@@ -198,8 +200,11 @@ class CourseWorker(StagedWorker):
         """Start a model fill in the background as soon as the skeleton exists (see
         ``generation/llm/background``): the courses of a run then fill side by side, and the ``fill``
         stage only waits for this course's result. Without a background service nothing happens."""
-        if self._fills is not None and work.choice is not None and work.choice.kind == "llm" and self.llm() is not None:
-            work.pending_fill = self._fills.submit(work.skeleton, work.request)
+        if self._fills is None or work.choice is None or work.choice.kind != "llm":
+            return work
+        fills = self._fills() if callable(self._fills) else self._fills
+        if fills is not None:
+            work.pending_fill = fills.submit(work.skeleton, work.request)
         return work
 
     def fill(self, work: CourseWork) -> CourseWork:

@@ -93,4 +93,6 @@ class FactoryResource(ConfigurableResource):
     def worker(self):
         from ignite_dagster.course_jobs.worker import CourseWorker
 
-        return CourseWorker(self._settings, self._queue, self._store, self._lease, fills=self.fills())
+        # fills are handed over as a factory: the model SDK is imported only when a course is prefilled,
+        # never before a claim's first heartbeat
+        return CourseWorker(self._settings, self._queue, self._store, self._lease, fills=self.fills)
