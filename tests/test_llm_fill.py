@@ -101,6 +101,10 @@ def _sum_in(text: str) -> int:
     return int(a) + int(b)
 
 
+def model_calls_of(server: OpenAICompatServer, schema_name: str) -> int:
+    return sum(1 for r in server.requests_to(CHAT) if r.json["response_format"]["json_schema"]["name"] == schema_name)
+
+
 @pytest.fixture
 def server():
     with OpenAICompatServer() as srv:
@@ -183,6 +187,12 @@ def test_knowledge_subject_without_pack(server, run):
     result = run(request, filler, packs=PackIndex({}))
     assert len(result.course.items) == 12 and len(result.course.study_texts) == 2
     assert all("[IMAGE:" not in st.content for st in result.course.study_texts)  # no images asked for
+    # the plan named the groups by skill, and every item points at the study text its group practises
+    assert [g.name for g in result.course.groups] == ["Skill A", "Skill B", "Skill C"]
+    texts = {st.id for st in result.course.study_texts}
+    assert all(it.related_study_text_ids and set(it.related_study_text_ids) <= texts for it in result.course.items)
+    assert [lv.title for lv in result.course.levels][0] == "Stage 1 of practice"
+    assert model_calls_of(server, "CoursePlan") == 1
 
 
 def test_usage_counts_failed_attempts(server, run):
@@ -259,6 +269,14 @@ def test_refusal_fails_the_fill_as_content_refused(server, run):
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "content_refused" and not err.value.retryable
+
+
+def test_an_unknown_schema_keyword_setting_is_a_named_configuration_error(server, run):
+    filler = LLMFiller(settings_for(server, llm_schema_drop="pattern,maxLength"))
+    with pytest.raises(GenerationFailed) as err:
+        run(arithmetic_request(), filler)
+    assert err.value.reason_code == "model_not_configured" and "IGNITE_LLM_SCHEMA_DROP" in err.value.message
+    assert server.requests_to(CHAT) == []
 
 
 def test_missing_model_is_model_not_configured(server, run):

@@ -103,6 +103,8 @@ def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Pa
     assert (exc.job_row.status, exc.job_row.reason_code) == ("failed", "validation_failed")
     saved = json.loads((tmp_path / f"courses/debug/jobs/{exc.job_row.id}/validation_issues.json").read_text())
     assert saved["repairRounds"] == 2
+    # what the failed attempt spent (fill and both rounds) stays on the job's books
+    assert exc.job_row.tokens and exc.job_row.tokens > 0 and exc.job_row.cost_usd and exc.job_row.cost_usd > 0
     assert not (tmp_path / "courses/add-fruit/course.json").exists()
 
 

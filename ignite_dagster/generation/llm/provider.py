@@ -69,7 +69,7 @@ import httpx2
 import openai
 from pydantic import BaseModel
 
-from ignite_dagster.config import Settings
+from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.pricing import token_cost
 from ignite_dagster.generation.llm.schemas import SchemaPolicy
@@ -158,6 +158,10 @@ class ProviderConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProviderConfig:
         """Fail loudly (ConfigError naming every missing variable) when no model is configured."""
         settings.require("model", "OPENAI_API_KEY", "IGNITE_TEXT_MODEL")
+        try:
+            policy = SchemaPolicy.parse(settings.llm_schema_drop)
+        except ValueError as exc:  # a bad setting is a configuration error, named, not an internal one
+            raise ConfigError("model", [], [f"IGNITE_LLM_SCHEMA_DROP: {exc}"]) from exc
         assert settings.openai_api_key and settings.text_model  # narrowed by require()
         values: dict[str, Any] = {
             "api_key": settings.openai_api_key,
@@ -170,7 +174,7 @@ class ProviderConfig:
             "prices": settings.prices(),
             "stream": settings.llm_stream,
             "fill_deadline_seconds": settings.llm_fill_deadline_seconds or None,
-            "schema_policy": SchemaPolicy.parse(settings.llm_schema_drop),
+            "schema_policy": policy,
         }
         values.update(overrides)
         return cls(**values)
