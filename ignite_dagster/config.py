@@ -59,7 +59,9 @@ class Settings:
     openai_api_key: str | None = _env_field("OPENAI_API_KEY", None, "Key for the OpenAI-compatible provider. Unset: only deterministic packs run.", secret=True)
     openai_base_url: str | None = _env_field("OPENAI_BASE_URL", None, "Base URL of any OpenAI-compatible server (unset = api.openai.com).")
     text_model: str | None = _env_field("IGNITE_TEXT_MODEL", None, "Model for skeleton fill and repair (required when a model path runs).")
-    image_model: str | None = _env_field("IGNITE_IMAGE_MODEL", None, "Image model for media jobs (required when images are generated).")
+    image_model: str | None = _env_field("IGNITE_IMAGE_MODEL", None, "Image model for media jobs and ai-generate-media (required when images are generated).")
+    image_base_url: str | None = _env_field("IGNITE_IMAGE_BASE_URL", None, "Base URL of the OpenAI-compatible image server (/v1/images/generations). Unset: OPENAI_BASE_URL, the text provider's.")
+    image_api_key: str | None = _env_field("IGNITE_IMAGE_API_KEY", None, "Key for the image server. Unset: OPENAI_API_KEY, the text provider's.", secret=True)
     image_size: str = _env_field("IGNITE_IMAGE_SIZE", "1024x1024", "Image size passed to the image API.")
     image_timeout_seconds: float = _env_field("IGNITE_IMAGE_TIMEOUT_SECONDS", 180.0, "Per-request timeout for image generation (slower than text).", kind="float")
     llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Max model calls in flight per run process (all courses of a run share it); capped by the slots the server reports (llama.cpp /props).", kind="int")
@@ -71,6 +73,13 @@ class Settings:
     llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Initial output budget per call; doubled once on truncation.", kind="int")
     llm_prices: str | None = _env_field("IGNITE_LLM_PRICES", None, 'JSON price table, USD per 1M tokens: {"model": {"input": 0.15, "output": 0.6}}; image models: {"model": {"image": 0.04}}.')
     repair_rounds: int = _env_field("IGNITE_REPAIR_ROUNDS", 2, "Bounded repair rounds.", kind="int")
+    llm_rpm: int | None = _env_field("IGNITE_LLM_RPM", None, "Requests per minute the text provider allows for OPENAI_BASE_URL + IGNITE_TEXT_MODEL, shared by every run, process and daemon (a budget row in Postgres). Unset: not limited.", kind="int")
+    llm_tpm: int | None = _env_field("IGNITE_LLM_TPM", None, "Tokens per minute for the same endpoint + model; a call reserves its output budget + prompt/4 and is corrected to the reported usage. Unset: not limited.", kind="int")
+    llm_max_in_flight: int | None = _env_field("IGNITE_LLM_MAX_IN_FLIGHT", None, "Max model calls in flight for the same endpoint + model across every process (IGNITE_LLM_CONCURRENCY still caps each run). Unset: not limited.", kind="int")
+    images_per_minute: int | None = _env_field("IGNITE_IMAGES_PER_MINUTE", None, "Image requests per minute for OPENAI_BASE_URL + IGNITE_IMAGE_MODEL, shared like IGNITE_LLM_RPM. Unset: not limited.", kind="int")
+    org_max_courses_in_flight: int | None = _env_field("IGNITE_ORG_MAX_COURSES_IN_FLIGHT", None, "Max course jobs of one organization in processing at once; the claim skips an organization at its cap. Unset: no cap.", kind="int")
+    org_daily_token_budget: int | None = _env_field("IGNITE_ORG_DAILY_TOKEN_BUDGET", None, "Model tokens one organization may spend per UTC day; past it, jobs fail as budget_exhausted and are retried at 00:00 UTC (no retry spent). Unset: no budget.", kind="int")
+    org_daily_cost_budget_usd: float | None = _env_field("IGNITE_ORG_DAILY_COST_BUDGET_USD", None, "USD one organization may spend per UTC day (needs a price for IGNITE_TEXT_MODEL in IGNITE_LLM_PRICES); like the token budget. Unset: no budget.", kind="float")
 
     agent_token: str | None = _env_field("AGENT_TOKEN", None, "Shared token for agent auth (x-agent-token). Unset: agent auth disabled.", secret=True)
     jwt_secret: str | None = _env_field("JWT_SECRET", None, "HS256 secret for user JWTs (or use JWT_JWKS_URL).", secret=True)
@@ -83,11 +92,13 @@ class Settings:
 
     heartbeat_seconds: float = _env_field("IGNITE_HEARTBEAT_SECONDS", 30.0, "Heartbeat interval of a running job.", kind="float")
     stale_timeout_seconds: float = _env_field("IGNITE_STALE_TIMEOUT_SECONDS", 300.0, "A processing job without heartbeat this long becomes stale.", kind="float")
+    run_dead_after_seconds: float = _env_field("IGNITE_RUN_DEAD_AFTER_SECONDS", 90.0, "A started queue run with no sign of life this long (no heartbeat of its claims, none finished, not just started) is reported failed and frees its run slot; its claims go back to the queue. Keep it above 2 heartbeats.", kind="float")
     backoff_base_seconds: float = _env_field("IGNITE_BACKOFF_BASE_SECONDS", 30.0, "Base of the exponential retry backoff.", kind="float")
     backoff_cap_seconds: float = _env_field("IGNITE_BACKOFF_CAP_SECONDS", 900.0, "Cap of the retry backoff.", kind="float")
     sensor_interval_seconds: int = _env_field("IGNITE_SENSOR_INTERVAL_SECONDS", 5, "How often the queue sensors look for claimable jobs.", kind="int")
     max_concurrent_runs: int = _env_field("IGNITE_MAX_CONCURRENT_RUNS", 4, "Run queue limit; sensors claim no more than this allows to start soon.", kind="int")
     courses_per_run: int = _env_field("IGNITE_COURSES_PER_RUN", 10, "Max course jobs one run works (amortises run start-up).", kind="int")
+    dagster_ui_url: str | None = _env_field("IGNITE_DAGSTER_UI_URL", None, "Base URL of the Dagster UI (e.g. http://localhost:3000); job status then links each job's run. Unset: no link.")
     media_jobs_per_run: int = _env_field("IGNITE_MEDIA_JOBS_PER_RUN", 25, "Max media jobs one run works (a course's images usually fit one run).", kind="int")
 
     def local_storage_root(self) -> Path:
@@ -122,6 +133,28 @@ class Settings:
     @property
     def model_configured(self) -> bool:
         return bool(self.openai_api_key and self.text_model)
+
+    # The image provider has settings of its own; each falls back to the text provider's only when unset,
+    # so one OpenAI account serves both with no extra setting, and a local text model (llama.cpp, vLLM,
+    # Ollama: no /v1/images/generations) can sit beside a hosted image model, or the reverse.
+    @property
+    def image_provider_key(self) -> str | None:
+        return self.image_api_key or self.openai_api_key
+
+    @property
+    def image_provider_base_url(self) -> str | None:
+        return self.image_base_url or self.openai_base_url
+
+    @property
+    def images_configured(self) -> bool:
+        return bool(self.image_provider_key and self.image_model)
+
+    def require_images(self) -> None:
+        """One ConfigError naming what the image provider lacks (the key under both of its names)."""
+        missing = [] if self.image_provider_key else ["IGNITE_IMAGE_API_KEY (or OPENAI_API_KEY)"]
+        missing += [] if self.image_model else ["IGNITE_IMAGE_MODEL"]
+        if missing:
+            raise ConfigError("images", missing)
 
 
 def _parse(kind: str, env: str, raw: str, errors: list[str]) -> Any:
@@ -160,9 +193,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         errors.append(f"IGNITE_ENV={values['env']!r} must be dev, test or production")
     if values.get("storage_backend", "local") not in ("local", "s3"):
         errors.append(f"STORAGE_BACKEND={values['storage_backend']!r} must be local or s3")
+    beat, dead = values.get("heartbeat_seconds", 30.0), values.get("run_dead_after_seconds", 90.0)
+    if isinstance(beat, float) and isinstance(dead, float) and dead <= 2 * beat:
+        errors.append(f"IGNITE_RUN_DEAD_AFTER_SECONDS={dead} must be above 2 × IGNITE_HEARTBEAT_SECONDS ({beat}): "
+                      "a live run would be taken for dead between two heartbeats")
+    for name in ("llm_rpm", "llm_tpm", "llm_max_in_flight", "images_per_minute", "org_max_courses_in_flight",
+                 "org_daily_token_budget", "org_daily_cost_budget_usd"):
+        if values.get(name) is not None and values[name] <= 0:
+            env = next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+            errors.append(f"{env}={values[name]!r} must be positive (unset it for no limit)")
     if errors:
         raise ConfigError("settings", [], errors)
     settings = Settings(**values)
+    if settings.org_daily_cost_budget_usd is not None and settings.text_model:
+        # a cost budget over a model without a price could never be reached: refuse it at start
+        entry = settings.prices().get(settings.text_model, {})
+        if "input" not in entry or "output" not in entry:
+            raise ConfigError("org budget", [], [
+                f"IGNITE_ORG_DAILY_COST_BUDGET_USD is set but IGNITE_LLM_PRICES has no input/output price for "
+                f"IGNITE_TEXT_MODEL={settings.text_model!r}"])
     if settings.env == "production":
         settings.require_production()
     return settings

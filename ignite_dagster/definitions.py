@@ -16,9 +16,10 @@ from dagster import Definitions, in_process_executor, mem_io_manager
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.defs.checks import asset_checks
-from ignite_dagster.defs.courses.assets import course_content, course_media, course_metadata
+from ignite_dagster.defs.courses.assets import course_media, generate_course_assets
 from ignite_dagster.defs.courses.jobs import generate_courses
 from ignite_dagster.defs.courses.sensors import build_course_sensors
+from ignite_dagster.defs.maintenance.drift import drift_job, drift_schedule
 from ignite_dagster.defs.maintenance.jobs import (
     dead_letter_job,
     reconcile_job,
@@ -33,14 +34,14 @@ from ignite_dagster.defs.resources import FactoryResource
 _settings = load_settings()
 
 defs = Definitions(
-    assets=[course_content, course_metadata, course_media],
+    assets=[generate_course_assets, course_media],
     asset_checks=asset_checks,
-    jobs=[generate_courses, generate_media, reconcile_job, stale_job, dead_letter_job, requeue_job],
+    jobs=[generate_courses, generate_media, reconcile_job, stale_job, dead_letter_job, requeue_job, drift_job],
     sensors=[
         *build_course_sensors(_settings.sensor_interval_seconds),
         *build_media_sensors(_settings.sensor_interval_seconds, _settings.media_jobs_per_run),
     ],
-    schedules=schedules,
+    schedules=[*schedules, drift_schedule],
     resources={"factory": FactoryResource(), "io_manager": mem_io_manager},
     executor=in_process_executor,
 )

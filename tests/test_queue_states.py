@@ -138,6 +138,7 @@ def test_fail_with_old_attempt_is_refused(queue, org_id):
 def test_stale_detection_and_retry(queue, org_id, db_url):
     queue.enqueue_course(new_course(), organization_id=org_id)
     job = claim_one(queue)
+    assert queue.progress(job.id, C, job.attempt, "fill", 20)  # a stage ran (a claim that ran none is released)
     assert queue.mark_stale(timedelta(minutes=5)) == []
     set_columns(db_url, C, job.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=6))
     rows = queue.mark_stale(timedelta(minutes=5))

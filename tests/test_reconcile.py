@@ -45,7 +45,7 @@ def test_reconcile_records_and_finishes_a_job_whose_course_was_written(db_url, o
     queue.fail(other.id, "ai_course_jobs", other.attempt, "boom", "internal_error", True)
 
     report = reconcile(queue, store, quiet_for=quiet)
-    assert report.marked_done == [job.id] and report.checked == 2
+    assert [j.job_id for j in report.marked_done] == [job.id] and report.checked == 2
     done = queue.get(job.id)
     assert (done.status, done.result_path) == ("done", "courses/addition-rec/course.json")
     assert queue.get(other.id).status == "failed"
@@ -74,6 +74,7 @@ def test_maintenance_jobs_run_their_sweeps(db_url, org_id, tmp_path, monkeypatch
     written = _generated_but_unrecorded(worker, queue, store, org_id, "addition-sched")
     queue.enqueue_course(new_course("silent", max_retries=0), organization_id=org_id)
     silent = queue.claim_course_jobs("w")[0]
+    assert queue.progress(silent.id, "ai_course_jobs", silent.attempt, "fill", 20)  # a stage ran: stale, not released
     for job_id in (written.id, silent.id):
         set_columns(db_url, "ai_course_jobs", job_id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
     try:

@@ -37,7 +37,8 @@ MODEL_REQUEST: dict[str, Any] = {
     "course_id": "fr-every-field", "subject": "addition", "grade_band": "3-5", "items_per_group": 3,
     "notes": "Utilise des fruits dans chaque problème.", "study_text": "Les pommes sont rouges et les poires sont vertes.",
     "study_texts_count": 2, "groups_count": 3, "levels_count": 3, "wants_images": True, "strategy": "llm",
-    "locale": "fr",
+    "locale": "fr", "item_images": ["stimulus:all", "options:4"], "tags": ["fruit", "spring-term"],
+    "visibility": "public",
 }
 
 
@@ -136,8 +137,15 @@ def test_model_course_in_french_honours_notes_study_text_and_images(world):
     assert len(doc["studyTexts"]) == 2 and all("[IMAGE:" in t["content"] for t in doc["studyTexts"])
     assert prompts and all("Language (locale): fr" in p for p in prompts)
     assert all(MODEL_REQUEST["notes"] in p and MODEL_REQUEST["study_text"] in p for p in prompts)
-    with psycopg.connect(world.db_url) as conn:  # wants_images: one media job per image marker
-        assert conn.execute("SELECT count(*) FROM ai_media_jobs WHERE course_job_id = %s", (job_id,)).fetchone()[0] == 2
+    with psycopg.connect(world.db_url) as conn:  # wants_images: one media job per image marker; item_images:
+        # a stimulus for each of the 9 items, one image per option of item 4
+        kinds = conn.execute("SELECT target_ref->>'type', count(*) FROM ai_media_jobs WHERE course_job_id = %s "
+                             "GROUP BY 1 ORDER BY 1", (job_id,)).fetchall()
+        assert kinds == [("item_option", 4), ("item_stimulus", 9), ("study_text", 2)]
+        tags, visibility = conn.execute("SELECT tags, visibility FROM course_metadata WHERE id = %s",
+                                        (MODEL_REQUEST["course_id"],)).fetchone()
+    assert visibility == "public"
+    assert tags == ["subject:addition", "grade-band:3-5", "locale:fr", "strategy:llm", "fruit", "spring-term"]
 
 
 # -- idempotency -------------------------------------------------------------------------------------------
@@ -202,12 +210,26 @@ def test_racing_requests_on_one_key_cannot_swap_the_notes(world):
 # -- full-match patterns --------------------------------------------------------------------------------
 
 PATTERNED = {"course_id": "abc", "grade_band": "3-5", "grade": "4", "locale": "fr", "subject": "addition"}
+# list fields whose elements are patterned
+PATTERNED_ELEMENTS = {"item_images": "stimulus:all", "tags": "spring-term"}
 
 
 def test_the_patterned_fields_are_the_ones_published(world):
     schema = world.client.get("/openapi.json").json()["components"]["schemas"]["EnqueuePayload"]
     published = {name for name, prop in schema["properties"].items() if "pattern" in json.dumps(prop)}
-    assert published == set(PATTERNED)
+    assert published == set(PATTERNED) | set(PATTERNED_ELEMENTS)
+
+
+@pytest.mark.parametrize("field", sorted(PATTERNED_ELEMENTS))
+def test_trailing_newline_in_a_patterned_list_element_is_422_and_writes_nothing(world, field):
+    fields = {"course_id": "nl-course", "subject": "addition", "grade_band": "3-5"}
+    assert enqueue(world, {**fields, field: [PATTERNED_ELEMENTS[field]]}).status_code == 202
+    before = snapshot(world.db_url, world.root)
+    for tail in ("\n", "\r\n", " \n"):
+        r = enqueue(world, {**fields, field: [PATTERNED_ELEMENTS[field] + tail]}, key="nl-list")
+        assert r.status_code == 422, (tail, r.text)
+        assert f"payload.{field}[0]" in r.json()["error"]["message"], (tail, r.text)
+    assert snapshot(world.db_url, world.root) == before
 
 
 @pytest.mark.parametrize("field", sorted(PATTERNED))

@@ -108,7 +108,7 @@ def test_the_published_patterns_are_full_matches():
                 yield from patterns(value)
 
     found = list(patterns(CourseRequest.model_json_schema()))
-    assert len(found) == 5, found  # course_id, subject, grade_band, grade, locale
+    assert len(found) == 7, found  # course_id, subject, grade_band, grade, locale, item_images, tags
     assert all(p.startswith("^(?:") and p.endswith(")$") for p in found), found
 
 

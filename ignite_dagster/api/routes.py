@@ -200,7 +200,7 @@ async def job_status(
         return JobStatusResponse(
             jobId=job.id,
             status=job.status,
-            job=JobOut.of(job),
+            job=JobOut.of(job, deps.settings.dagster_ui_url),
             events=[EventOut.of(e) for e in events],
             requestId=request_id_of(request),
         )
@@ -238,7 +238,7 @@ async def list_jobs(
             jobs.extend(deps.queue.list(jobTable, organization_id=org, status=status, course_id=courseId, limit=limit))
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         jobs = jobs[:limit]
-        return JobListResponse(jobs=[JobOut.of(j) for j in jobs], count=len(jobs), requestId=request_id_of(request))
+        return JobListResponse(jobs=[JobOut.of(j, deps.settings.dagster_ui_url) for j in jobs], count=len(jobs), requestId=request_id_of(request))
 
     return await run_in_threadpool(work)
 
@@ -335,9 +335,10 @@ async def ai_generate_media(
                 raise
             raise ApiError(503, "not_available", "live image generation is not available in this build") from exc
         settings = deps.settings
-        if not (settings.openai_api_key and settings.image_model):
+        if not settings.images_configured:
             raise ApiError(
-                503, "not_available", "no image model is configured (the operator must set OPENAI_API_KEY and IGNITE_IMAGE_MODEL)"
+                503, "not_available", "no image model is configured (the operator must set IGNITE_IMAGE_MODEL and "
+                "IGNITE_IMAGE_API_KEY or OPENAI_API_KEY)"
             )
         try:
             result = generate_live_image(settings, deps.store, body.prompt, style=body.style, size=body.size)

@@ -102,6 +102,9 @@ class JobOut(BaseModel):
     provider: str | None = None
     model: str | None = None
     costUsd: float | None = None
+    # false when a billed model call had no price (costUsd is then null, never 0); null until the job spent
+    # anything on a model (course jobs) or when the image price is missing (media jobs: costUsd null)
+    costKnown: bool | None = None
     # course jobs: the request's columns, camelCased (a test keeps them in step with CourseRequest)
     subject: str | None = None
     gradeBand: str | None = None
@@ -114,6 +117,9 @@ class JobOut(BaseModel):
     strategy: str | None = None
     wantsImages: bool | None = None
     locale: str | None = None
+    itemImages: list[str] | None = None
+    tags: list[str] | None = None
+    visibility: str | None = None
     hasSpecialRequests: bool | None = None
     tokens: int | None = None
     summary: dict[str, Any] | None = None
@@ -123,10 +129,17 @@ class JobOut(BaseModel):
     style: str | None = None
     targetRef: dict[str, Any] | None = None
     resultUrl: str | None = None
+    # the Dagster run working (or that last worked) the current attempt, and its page in the Dagster UI
+    # (null unless IGNITE_DAGSTER_UI_URL is configured: the service does not guess where the UI lives)
+    dagsterRunId: str | None = None
+    dagsterRunUrl: str | None = None
 
     @classmethod
-    def of(cls, job: CourseJob | MediaJob) -> JobOut:
+    def of(cls, job: CourseJob | MediaJob, dagster_ui_url: str | None = None) -> JobOut:
+        run_id = job.dagster_run_id
         common: dict[str, Any] = dict(
+            dagsterRunId=run_id,
+            dagsterRunUrl=f"{dagster_ui_url.rstrip('/')}/runs/{run_id}" if run_id and dagster_ui_url else None,
             id=job.id,
             jobTable=job.table,
             organizationId=job.organization_id,
@@ -157,6 +170,7 @@ class JobOut(BaseModel):
             common.update({camel(name): getattr(job, name) for name in CourseRequest.column_names()})
             common.update(
                 hasSpecialRequests=job.has_special_requests,
+                costKnown=job.cost_known,
                 tokens=job.tokens,
                 summary=job.summary,
             )

@@ -29,7 +29,7 @@ def _queue(settings: Settings, check: bool = True):
     url = _database_url(settings)
     if check:
         db.check(url)
-    return JobQueue(url)
+    return JobQueue(url, org_max_in_flight=settings.org_max_courses_in_flight)
 
 
 def _print_json(obj) -> None:
@@ -199,6 +199,31 @@ def cmd_jobs_depth(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
+    """Model tokens and cost per organization and UTC day; a cost with unpriced tokens is a lower bound,
+    printed as such (never as a complete figure), and a day with no price at all says "unknown"."""
+    rows = _queue(settings).usage(days=args.days, organization_id=args.org)
+    for r in rows:
+        r["cost_known"] = r["unpriced_calls"] == 0 and r["unpriced_tokens"] == 0
+        r["priced_cost_usd"] = r["cost_usd"]  # the priced part: all of it only when cost_known
+        if not r["cost_known"]:
+            r["cost_usd"] = None
+    if args.json:
+        _print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("day", "organization", "calls", "tokens", "cost (USD)", "unpriced tokens")
+    for r in rows:
+        cost = (f"{r['cost_usd']:.4f}" if r["cost_known"]
+                else f"unknown (priced part {r['priced_cost_usd']:.4f})")
+        table.add_row(str(r["day"]), r["organization"], str(r["calls"]), str(r["tokens"]), cost,
+                      str(r["unpriced_tokens"]))
+    Console().print(table)
+    return 0
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
@@ -221,11 +246,16 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         print("enqueue with: ignite orgs create 'My school' --slug my-school; "
               "ignite enqueue --org <id> --course-id addition-demo --subject addition --grade-band 3-5")
         print("Ctrl-C stops the stack.")
+        from ignite_dagster.local.stack import CrashLoop
+
         try:
-            while all(p.poll() is None for p in stack.procs.values()):
+            # A process that dies is started again (runs in flight keep going); only a crash loop ends the stack.
+            while True:
                 time.sleep(1)
-            dead = [n for n, p in stack.procs.items() if p.poll() is not None]
-            print(f"ignite dev: {', '.join(dead)} exited; see {log_dir}", file=sys.stderr)
+                for name, code in stack.restart_exited():
+                    print(f"ignite dev: {name} exited (code {code}); restarted, see {log_dir}", file=sys.stderr)
+        except CrashLoop as exc:
+            print(f"ignite dev: {exc}; see {log_dir}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("stopping...")
@@ -321,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--kind", choices=["course", "media"], default="course")
     jr.set_defaults(func=cmd_jobs_requeue)
     jobs.add_parser("depth", help="job counts by status").set_defaults(func=cmd_jobs_depth)
+
+    us = sub.add_parser("usage", help="model tokens and cost per organization and UTC day (unknown cost says so)")
+    us.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    us.add_argument("--org", type=UUID, help="only this organization")
+    us.add_argument("--json", action="store_true")
+    us.set_defaults(func=cmd_usage)
 
     pub = sub.add_parser("publish", help="publish the current course.json as a new immutable version")
     pub.add_argument("course_id")

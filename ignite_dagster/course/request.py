@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 Mode = Literal["options", "numeric"]
 StrategyKind = Literal["deterministic", "llm"]
+Visibility = Literal["org", "public"]
 
 NOTES_MAX = 20_000
 STUDY_TEXT_MAX = 50_000
@@ -90,6 +91,15 @@ def _band_regex() -> str:
     return "|".join(alternatives)
 
 
+TAGS_MAX = 20
+ITEM_IMAGES_MAX = 200
+# A free tag: lower-case words joined by '-' ("fractions", "spring-term"). No ':' — derived catalog tags
+# ("subject:…", "grade-band:…", "locale:…", "strategy:…", catalog/tags.py) own that namespace.
+TAG_REGEX = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+# Which items want images: "stimulus:<itemId>" / "options:<itemId>" or ":all"; item ids are the
+# skeleton's positions 0..N-1 (media/targets.py expands them against the generated course).
+ITEM_IMAGE_REGEX = r"(?:stimulus|options):(?:all|0|[1-9][0-9]{0,3})"
+
 # ECMA-262 and Python agree on these explicit sets. Controls are C0, DEL and C1.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _SPACE = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -112,6 +122,8 @@ GradeOrNumber = Annotated[
     Discriminator(lambda v: "integer" if isinstance(v, int) else "string"),
 ]
 Locale = Annotated[str, FullMatch(LOCALE_REGEX, "locale must be a BCP 47 tag such as 'en', 'fr' or 'pt-BR'")]
+Tag = Annotated[str, Field(max_length=40), FullMatch(TAG_REGEX, "a tag is lower-case letters and digits joined by '-', e.g. 'spring-term'")]
+ItemImage = Annotated[str, FullMatch(ITEM_IMAGE_REGEX, "an item image is 'stimulus:<itemId>', 'options:<itemId>', 'stimulus:all' or 'options:all'")]
 Subject = Annotated[
     str,
     Field(min_length=1, max_length=SUBJECT_MAX),
@@ -197,6 +209,13 @@ class CourseRequest(BaseModel):
     wants_images: bool = Field(default=False, description="Generate study-text images.")
     strategy: StrategyKind | None = Field(default=None, description="Force a pack (deterministic) or the model (llm).")
     locale: Locale = Field(default="en", description="Language of the course, a BCP 47 tag: en, fr, pt-BR.")
+    item_images: list[ItemImage] = Field(
+        default_factory=list, max_length=ITEM_IMAGES_MAX,
+        description="Item images to generate: 'stimulus:<itemId>' (a picture for the question), 'options:<itemId>' "
+        "(one per answer option), or ':all'. Item ids are positions 0..N-1; naming one needs groups_count.",
+    )
+    tags: list[Tag] = Field(default_factory=list, max_length=TAGS_MAX, description="Free catalog tags, e.g. 'spring-term'.")
+    visibility: Visibility = Field(default="org", description="Catalog visibility: org (its organization only) or public.")
 
     @model_validator(mode="before")
     @classmethod
@@ -246,12 +265,39 @@ class CourseRequest(BaseModel):
     def _empty_to_none(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
 
+    @field_validator("tags", "item_images", mode="after")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
     @model_validator(mode="after")
     def _band_or_grade(self) -> CourseRequest:
         if self.grade_band is None and self.grade is None:
             raise ValueError("one of grade_band (e.g. '3-5') or grade (e.g. '4') is required")
         if self.grade_band is None and self.grade is not None:
             self.grade_band = band_for_grade(self.grade)
+        return self
+
+    @model_validator(mode="after")
+    def _item_images_servable(self) -> CourseRequest:
+        """Refuse, naming the field, item images the course cannot have: accepted means honoured."""
+        for spec in self.item_images:
+            kind, _, which = spec.partition(":")
+            if kind == "options" and self.mode != "options":
+                raise PydanticCustomError(
+                    "item_images", "item_images: {spec} asks for option images, but mode {mode} has no options",
+                    {"spec": spec, "mode": self.mode})
+            if which == "all":
+                continue
+            if self.groups_count is None:
+                raise PydanticCustomError(
+                    "item_images", "item_images: {spec} names an item; set groups_count so item ids are known "
+                    "(ids are 0..groups_count*items_per_group-1), or use '{kind}:all'", {"spec": spec, "kind": kind})
+            total = self.groups_count * self.items_per_group
+            if int(which) >= total:
+                raise PydanticCustomError(
+                    "item_images", "item_images: {spec} names no item (the course has items 0..{last})",
+                    {"spec": spec, "last": total - 1})
         return self
 
     @property

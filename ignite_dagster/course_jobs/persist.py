@@ -21,7 +21,9 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ignite_dagster.media.markers import image_targets, merge_attached_media
+from ignite_dagster.course.tags import catalog_tags
+from ignite_dagster.media.markers import merge_attached_media
+from ignite_dagster.media.targets import enqueue_planned, plan_images, request_specs
 from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import update_json
@@ -71,6 +73,8 @@ def record_course(
 
     ``complete_sql`` is the statement that marks the job done (``complete_job`` for a worker, the
     reconciler's function otherwise); when it returns false the claim was lost and nothing is kept.
+    The catalog row's tags and visibility and the item images come from the job's own row (the request
+    as accepted), so the worker and the reconciler record the same thing.
     """
     course_id = course_doc["id"]
     with conn.transaction():
@@ -79,21 +83,30 @@ def record_course(
             ok = next(iter(ok.values())) if isinstance(ok, dict) else ok[0]
             if not ok:
                 raise LostClaim(f"job {job_id}: completion refused (claim lost)")
+        asked = _request_columns(conn, job_id)
+        tags = catalog_tags(subject=asked.get("subject") or course_doc.get("subject"),
+                            grade_band=course_doc.get("gradeBand") or asked.get("grade_band"),
+                            locale=course_doc.get("locale") or asked.get("locale"),
+                            strategy=(course_doc.get("generation") or {}).get("strategy"),
+                            free=asked.get("tags") or [])
         row = conn.execute(
             """
             INSERT INTO course_metadata (id, organization_id, title, subject, grade_band, item_count,
-                                         storage_path, latest_job_id)
-            VALUES (%(id)s, %(org)s, %(title)s, %(subject)s, %(band)s, %(items)s, %(path)s, %(job)s)
+                                         storage_path, latest_job_id, tags, visibility)
+            VALUES (%(id)s, %(org)s, %(title)s, %(subject)s, %(band)s, %(items)s, %(path)s, %(job)s,
+                    %(tags)s, %(visibility)s)
             ON CONFLICT (id) DO UPDATE SET
                 title = EXCLUDED.title, subject = EXCLUDED.subject, grade_band = EXCLUDED.grade_band,
                 item_count = EXCLUDED.item_count, storage_path = EXCLUDED.storage_path,
-                latest_job_id = EXCLUDED.latest_job_id, etag = course_metadata.etag + 1, updated_at = now()
+                latest_job_id = EXCLUDED.latest_job_id, tags = EXCLUDED.tags, visibility = EXCLUDED.visibility,
+                etag = course_metadata.etag + 1, updated_at = now()
             WHERE course_metadata.organization_id = EXCLUDED.organization_id
             RETURNING (xmax = 0) AS inserted
             """,
             {"id": course_id, "org": organization_id, "title": course_doc.get("title"),
              "subject": course_doc.get("subject"), "band": course_doc.get("gradeBand"),
-             "items": len(course_doc.get("items") or []), "path": course_path(course_id), "job": job_id},
+             "items": len(course_doc.get("items") or []), "path": course_path(course_id), "job": job_id,
+             "tags": Jsonb(tags), "visibility": asked.get("visibility") or "org"},
         ).fetchone()
         if row is None:
             raise CourseOwnedElsewhere(f"course id {course_id!r} belongs to another organization")
@@ -107,19 +120,22 @@ def record_course(
             """,
             (course_id, organization_id, action, course_doc.get("title"), job_id),
         ).fetchone()
-        media: list[UUID] = []
-        if wants_images:
-            for target, prompt in image_targets(course_doc):
-                key = f"{job_id}:st:{target['sectionId']}:{target['markerIndex']}"
-                r = conn.execute(
-                    """
-                    INSERT INTO ai_media_jobs (organization_id, course_id, course_job_id, prompt, target_ref,
-                                               idempotency_key)
-                    VALUES (%s, %s, %s, %s, %s, %s)
-                    ON CONFLICT DO NOTHING RETURNING id
-                    """,
-                    (organization_id, course_id, job_id, prompt[:4000], Jsonb(target), key),
-                ).fetchone()
-                if r:
-                    media.append(r["id"] if isinstance(r, dict) else r[0])
+        # item ids were checked against the request at enqueue; the course was built to that request
+        planned = plan_images(course_doc, request_specs(wants_images, asked.get("item_images")))
+        media = enqueue_planned(conn, organization_id=organization_id, course_id=course_id, planned=planned,
+                                key_prefix=str(job_id), course_job_id=job_id)
     return RecordResult(catalog_action=action if cat else None, media_jobs=media)
+
+
+def _request_columns(conn: psycopg.Connection, job_id: UUID) -> dict[str, Any]:
+    """The request columns the catalog row and the item images come from (empty for a job row that is
+    gone: the course is then recorded with its document's facets only)."""
+    row = conn.execute(
+        "SELECT subject, grade_band, locale, tags, visibility, item_images FROM ai_course_jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return {}
+    if isinstance(row, dict):
+        return dict(row)
+    return dict(zip(("subject", "grade_band", "locale", "tags", "visibility", "item_images"), row, strict=True))

@@ -8,6 +8,7 @@ whose notes are missing.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from uuid import UUID
 
 from ignite_dagster.course.request import STORED_APART, CourseRequest
@@ -62,6 +63,7 @@ def submit_course_request(
     priority: int = 100,
     max_retries: int = 3,
     model_configured: bool | None = None,
+    not_before: datetime | None = None,
 ) -> EnqueueResult:
     """Store the request's notes/study text, then its job row (every other field is a column).
 
@@ -87,6 +89,7 @@ def submit_course_request(
         created_by=created_by,
         requested_by=requested_by,
         before_insert=save_special_requests if special else None,
+        not_before=not_before,
     )
     if result.replayed:
         assert isinstance(result.job, CourseJob)

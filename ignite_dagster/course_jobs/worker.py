@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from ignite_dagster.config import Settings
@@ -184,7 +185,31 @@ class CourseWorker(StagedWorker):
                 found = index.find_for(work.request)
                 work.pack = found if found is not None and found.serves_band(work.request) else None
         self.best_effort(save_artifact, self.deps(work), "strategy.json", work.choice.model_dump(mode="json"))
+        if work.choice.kind == "llm":
+            self.check_org_budget(work)
         return work
+
+    def check_org_budget(self, work: CourseWork) -> None:
+        """Before the model spends anything: an organization whose daily budget is spent gets this job
+        failed as ``budget_exhausted`` until the next UTC day, without spending a retry (sql/007
+        ``defer_job_budget``); other organizations' jobs are untouched."""
+        from ignite_dagster.budget import OrgBudgetExhausted, org_budget
+        from ignite_dagster.queue.staged import JobAborted
+
+        budget = org_budget(self.settings)
+        if not budget.limited:
+            return
+        job = work.job
+        try:
+            with self._connection() as conn:
+                budget.check(conn, job.organization_id)
+        except OrgBudgetExhausted as exc:
+            log.warning("job %s: %s", job.id, exc.message)
+            self.queue.event(job.id, TABLE, job.attempt, "select_strategy", "error", STAGES["select_strategy"],
+                             exc.message, {"reason_code": exc.reason_code, "retry_at": exc.until.isoformat()})
+            status = self.queue.defer_budget_exhausted(job.id, job.attempt, exc.message, exc.until)
+            self.lease.release(job.id)
+            raise JobAborted(job.id, exc.reason_code, exc.message, True, status) from None
 
     def build_skeleton(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.artifacts import save_artifact
@@ -284,6 +309,7 @@ class CourseWorker(StagedWorker):
                                          complete_sql=complete, wants_images=job.wants_images)
             work.result["catalog_action"] = recorded.catalog_action
             work.result["media_jobs"] = [str(m) for m in recorded.media_jobs]
+        self.record_final_spend(work)
         self.save_artifact(work, "summary.json", work.result)
         self.lease.release(job.id)
         return work
@@ -302,15 +328,47 @@ class CourseWorker(StagedWorker):
         tokens = (spent.tokens_in or 0) + (spent.tokens_out or 0)
         try:
             with self._connection() as conn:
+                # an unknown price makes the job's cost unknown for good (NULL + cost_known false), never 0
                 conn.execute(
-                    "UPDATE ai_course_jobs SET tokens = coalesce(tokens, 0) + %s, "
-                    "cost_usd = coalesce(cost_usd, 0) + %s, updated_at = now() "
-                    "WHERE id = %s AND attempt = %s AND status = 'processing'",
-                    (tokens, spent.cost_usd, work.job.id, work.job.attempt),
+                    "UPDATE ai_course_jobs SET tokens = coalesce(tokens, 0) + %(tokens)s, "
+                    "cost_known = coalesce(cost_known, true) AND %(known)s, "
+                    "cost_usd = CASE WHEN coalesce(cost_known, true) AND %(known)s "
+                    "THEN coalesce(cost_usd, 0) + %(cost)s END, updated_at = now() "
+                    "WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'processing'",
+                    {"tokens": tokens, "known": spent.cost_usd is not None, "cost": spent.cost_usd,
+                     "id": work.job.id, "attempt": work.job.attempt},
                 )
+                self._record_org_usage(conn, work, spent)
         except Exception as exc:  # noqa: BLE001
             log.warning("spend of job %s attempt %s not recorded: %s", work.job.id, work.job.attempt, exc)
         work.usage = None  # recorded once
+
+    def record_final_spend(self, work: CourseWork) -> None:
+        """After completion: the job's ``cost_known`` column and the organization's day get the last
+        attempt's spend (earlier attempts were added by ``record_spend``). Best effort, like artifacts:
+        the course is done either way."""
+        try:
+            with self._connection() as conn:
+                conn.execute("UPDATE ai_course_jobs SET cost_known = %s WHERE id = %s AND attempt = %s",
+                             (bool(work.result.get("summary", {}).get("costKnown")), work.job.id, work.job.attempt))
+                if work.usage is not None and getattr(work.usage, "calls", 0):
+                    self._record_org_usage(conn, work, work.usage)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("usage of job %s attempt %s not recorded: %s", work.job.id, work.job.attempt, exc)
+
+    @staticmethod
+    def _record_org_usage(conn: Any, work: CourseWork, spent: Any) -> None:
+        """Add one attempt's model spend to the organization's day (``ignite usage``, the daily budget)."""
+        from ignite_dagster.budget import record_org_usage
+
+        calls = getattr(spent, "calls", 0) or 0
+        if not calls:
+            return
+        tokens = (spent.tokens_in or 0) + (spent.tokens_out or 0)
+        if spent.cost_usd is None:
+            log.warning("job %s attempt %s: cost unknown (no price in IGNITE_LLM_PRICES for %s, or no usage "
+                        "reported); recorded as unknown, not 0", work.job.id, work.job.attempt, work.model)
+        record_org_usage(conn, work.job.organization_id, calls, tokens, spent.cost_usd)
 
     def _result(self, work: CourseWork, doc: dict, conflicts: int) -> dict[str, Any]:
         usage = work.usage
@@ -326,9 +384,14 @@ class CourseWorker(StagedWorker):
         }
         # the job's books cover every attempt: earlier failed attempts' spend is already on the row
         tokens = (getattr(usage, "tokens_in", 0) or 0) + (getattr(usage, "tokens_out", 0) or 0) + (work.job.tokens or 0)
-        cost = getattr(usage, "cost_usd", None)
-        if cost is not None and work.job.cost_usd:
+        # cost is known only when this attempt's calls and every earlier attempt's were priced: unknown
+        # is None (and summary.costKnown false), never a partial sum or 0
+        cost = getattr(usage, "cost_usd", None) if usage is not None else Decimal(0)
+        if work.job.cost_known is False:
+            cost = None
+        elif cost is not None and work.job.cost_usd:
             cost = cost + work.job.cost_usd
+        summary["costKnown"] = cost is not None
         return {
             "result_path": course_path(work.job.course_id),
             "provider": work.provider, "model": work.model, "tokens": tokens,

@@ -14,7 +14,7 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
-from ignite_dagster.defs.courses.assets import COURSE_CONTENT, COURSE_MEDIA
+from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 
@@ -52,8 +52,10 @@ def evaluate_media(queue, store, course_id: str) -> AssetCheckResult:
     """The media_complete check for one course (see ``media.attach.media_completeness``)."""
     from ignite_dagster.media.attach import media_completeness
 
-    done = queue.list("ai_media_jobs", course_id=course_id, status="done", limit=10_000)
-    report = media_completeness(store, course_id, [j.target_ref for j in done])
+    # every requested target counts, whatever its job's state: a target whose job is still pending or
+    # was dead-lettered is an image the course was promised and does not have
+    requested = queue.list("ai_media_jobs", course_id=course_id, limit=10_000)
+    report = media_completeness(store, course_id, [j.target_ref for j in requested])
     metadata: dict[str, Any] = report.metadata() if report.course_found else {"error": "course.json missing"}
     return AssetCheckResult(passed=report.passed, severity=AssetCheckSeverity.ERROR, metadata=metadata)
 
@@ -65,8 +67,9 @@ def course_schema_valid(context, factory: FactoryResource) -> AssetCheckResult:
 
 
 @asset_check(asset=COURSE_MEDIA, name=MEDIA_CHECK, partitions_def=courses_partitions,
-             description="Every requested [IMAGE:…] marker carries a URL, every done media job's target is "
-             "attached, and every image URL in course.json resolves to an object in storage.")
+             description="Every requested [IMAGE:…] marker carries a URL, every requested item stimulus and option "
+             "image (any media job's target) is attached, and every image URL in course.json resolves to an object "
+             "in storage.")
 def media_complete(context, factory: FactoryResource) -> AssetCheckResult:
     return evaluate_media(factory.queue, factory.store, context.partition_key)
 

@@ -1,14 +1,32 @@
-"""What the course and media sensors share: run capacity, claiming into batches, failing dead runs' claims.
+"""What the course and media sensors share: run capacity, claiming into batches, keeping claims alive,
+failing dead runs and their claims.
 
-Capacity: a sensor requests no more runs than its own cap (IGNITE_MAX_CONCURRENT_RUNS minus its job's
-runs in flight) and than the instance's run queue can start now (all runs share it), so a claimed job
-starts soon and never waits unheartbeated until it goes stale. Claims happen one at a time through the
-queue's get_next_pending_* function, inside a time budget far below Dagster's 60 s sensor limit.
+Every tick of a queue's claim sensor (the daemon, every IGNITE_SENSOR_INTERVAL_SECONDS) first looks after
+the runs it launched, then claims:
+
+1. **Claims of queued and starting runs are kept alive.** A sensor claim has no heartbeat of its own until
+   its run's process starts its Lease; the run may wait in Dagster's run queue for a while. The tick
+   heartbeats (fenced by attempt) the claims of this job's QUEUED / NOT_STARTED / STARTING runs, so stale
+   detection and the reconciler never take such a claim for dead. Started runs heartbeat their own.
+2. **Dead runs are failed.** A STARTED run whose last sign of life in the queue (a heartbeat of one of its
+   claims, a claim it finished, its start) is older than IGNITE_RUN_DEAD_AFTER_SECONDS is reported failed
+   through the instance: its process is gone (a host crash, kill -9 of the process group, an OOM kill), and
+   the default run launcher has no run-worker health check, so nothing else would ever end it. The run
+   failure sensor then hands its claims back once (``release_or_fail``). Why the queue and not the
+   process: it works with every run launcher (local processes, k8s, docker), the daemon and the run need
+   not share a host, and a run that heartbeats is alive by the same rule stale detection uses.
+3. **Capacity** is what is left of IGNITE_MAX_CONCURRENT_RUNS (and of the instance's run queue limit)
+   after counting this job's in-flight runs *after step 2*: a zombie run holds its slot at most
+   IGNITE_RUN_DEAD_AFTER_SECONDS, so capacity comes back by itself after any crash. A claimed job starts
+   soon and never waits unheartbeated.
+
+Claims happen one at a time through the queue's get_next_pending_* function, inside a time budget far
+below Dagster's 60 s sensor limit.
 """
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorContext
@@ -16,7 +34,8 @@ from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorCon
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import code_location_services
 
-ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
+ACTIVE = [*WAITING, DagsterRunStatus.STARTED]
 TICK_BUDGET_SECONDS = 15.0
 JOBS_TAG = "ignite/jobs"
 
@@ -76,16 +95,84 @@ def plan_runs(claim_one: Callable[[], list], *, free: int, per_run: int,
 
 
 def fail_run_claims(context: RunStatusSensorContext, table: str, reason_code: str, message: str) -> None:
-    """Mark the jobs a dead run still holds as failed (retryable). Fenced: jobs the run already marked,
-    or that were reclaimed since, are untouched."""
+    """Hand back the claims a dead or canceled run still holds: a claim whose attempt never ran a stage
+    goes back to pending without spending a retry, the others are failed (retryable). Fenced: jobs the run
+    already marked, or that were reclaimed since, are untouched."""
+    from ignite_dagster.queue.lease import release_or_fail
+
     settings, queue, _ = code_location_services()
     run = context.dagster_run
     for job_id, attempt in decode_claims(run.tags.get(JOBS_TAG, "")):
-        status = queue.fail(job_id, table, attempt, f"Dagster run {run.run_id} {message}", reason_code, True,
-                            backoff_base=timedelta(seconds=settings.backoff_base_seconds),
-                            backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
+        status = release_or_fail(queue, table, (job_id, attempt), f"Dagster run {run.run_id} {message}", reason_code,
+                                 backoff_base=timedelta(seconds=settings.backoff_base_seconds),
+                                 backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
         if status:
             context.log.info(f"{table} job {job_id} attempt {attempt} marked {status} ({reason_code})")
+
+
+def keep_waiting_claims_alive(instance, job_name: str, table: str, queue) -> int:
+    """Heartbeat the claims of this job's runs that have not started yet; returns how many are held."""
+    from ignite_dagster.queue.lease import keep_alive
+
+    claims = [c for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=WAITING))
+              for c in decode_claims(run.tags.get(JOBS_TAG, ""))]
+    return keep_alive(queue, table, claims)
+
+
+def fail_dead_runs(instance, job_name: str, table: str, queue, dead_after: timedelta, log=None) -> list[str]:
+    """Report STARTED runs of ``job_name`` failed when the queue has seen no sign of life from them for
+    ``dead_after`` (see the module docstring); returns their run ids. Runs without claims are not judged
+    (max_runtime in dagster.yaml is their backstop)."""
+    from ignite_dagster.queue.lease import claim_rows, last_sign_of_life
+
+    records = [r for r in instance.get_run_records(RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.STARTED]))
+               if r.dagster_run.tags.get(JOBS_TAG)]
+    if not records:
+        return []
+    claims = {r.dagster_run.run_id: decode_claims(r.dagster_run.tags[JOBS_TAG]) for r in records}
+    rows = claim_rows(queue, table, sorted({job_id for cs in claims.values() for job_id, _ in cs}))
+    now = datetime.now(UTC)
+    dead = []
+    for record in records:
+        run = record.dagster_run
+        started = datetime.fromtimestamp(record.start_time or record.create_timestamp.timestamp(), UTC)
+        seen = last_sign_of_life(claims[run.run_id], rows, started)
+        if now - seen < dead_after:
+            continue
+        fresh = instance.get_run_by_id(run.run_id)  # it may have ended since we listed it
+        if fresh is None or fresh.status != DagsterRunStatus.STARTED:
+            continue
+        message = (f"run worker presumed dead: no sign of life in the job queue for {(now - seen).total_seconds():.0f} s "
+                   f"(IGNITE_RUN_DEAD_AFTER_SECONDS={dead_after.total_seconds():.0f}); its process is gone (host "
+                   "crash, killed process group) and the run launcher cannot tell. Its claims go back to the queue.")
+        instance.report_run_failed(fresh, message)
+        dead.append(run.run_id)
+        if log is not None:
+            log.warning(f"run {run.run_id}: {message}")
+    return dead
+
+
+ORG_TAG = "ignite/org"
+COURSE_TAG = "ignite/course"
+
+
+def course_run_tags(jobs: list) -> dict[str, str]:
+    """Tags that make a run findable by organization and course on the Runs page.
+
+    ``ignite/org`` and ``ignite/course`` hold the id when the run works one (``multiple`` otherwise);
+    every organization and course of the run also gets its own key (``ignite/org/<id>``,
+    ``ignite/course/<id>``), because the Runs page filters by exact tag value and a batched run holds
+    several courses. ``ignite/courses`` lists them for reading. (Added by the lead for issue 12.)"""
+    orgs = sorted({str(j.organization_id) for j in jobs})
+    courses = sorted({j.course_id for j in jobs})
+    tags = {
+        ORG_TAG: orgs[0] if len(orgs) == 1 else "multiple",
+        COURSE_TAG: courses[0] if len(courses) == 1 else "multiple",
+        "ignite/courses": ",".join(courses)[:1000],
+    }
+    tags.update({f"{ORG_TAG}/{org}": "true" for org in orgs})
+    tags.update({f"{COURSE_TAG}/{course}": "true" for course in courses})
+    return tags
 
 
 def claims_run_request(kind: str, op_name: str, batch: list) -> RunRequest:
@@ -96,7 +183,7 @@ def claims_run_request(kind: str, op_name: str, batch: list) -> RunRequest:
     return RunRequest(
         run_key=f"{kind}:{first.id}:{first.attempt}",
         run_config={"ops": {op_name: {"config": {"jobs": claims}}}},
-        tags={JOBS_TAG: claims, "ignite/courses": ",".join(sorted({j.course_id for j in batch}))[:1000]},
+        tags={JOBS_TAG: claims, **course_run_tags(batch)},
     )
 
 
@@ -123,6 +210,9 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
             f"{job.name} runs; run_key = {kind}:<first job id>:<attempt>.")
     def claim_sensor(context: SensorEvaluationContext):
         settings, queue, _ = code_location_services()
+        keep_waiting_claims_alive(context.instance, job.name, table, queue)
+        fail_dead_runs(context.instance, job.name, table, queue, timedelta(seconds=settings.run_dead_after_seconds),
+                       context.log)
         free = free_runs(context.instance, job.name, settings.max_concurrent_runs)
         if free <= 0:
             return SkipReason("run capacity full")
@@ -139,7 +229,8 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
 
     @run_failure_sensor(name=f"{kind}_run_failure_sensor", monitored_jobs=[job],
                         default_status=DefaultSensorStatus.RUNNING,
-                        description=f"Marks {table} jobs still held by a failed run as failed (retryable).")
+                        description=f"Hands back {table} jobs still held by a failed run (dead runs included): back to "
+                        "pending when no stage ran, else failed (retryable).")
     def failure_sensor(context: RunFailureSensorContext):
         message = context.failure_event.message if context.failure_event else "failed"
         fail_run_claims(context, table, "run_failed", f"failed: {message}"[:1500])

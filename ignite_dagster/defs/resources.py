@@ -31,7 +31,7 @@ def code_location_services() -> tuple[Settings, JobQueue, ObjectStore]:
     url = resolve_database_url(settings)
     db.check(url)
     pool = db.make_pool(url, max_size=3, min_size=1, name="ignite-sensors")
-    return settings, JobQueue(pool), open_store(settings)
+    return settings, JobQueue(pool, org_max_in_flight=settings.org_max_courses_in_flight), open_store(settings)
 
 
 class FactoryResource(ConfigurableResource):
@@ -53,7 +53,7 @@ class FactoryResource(ConfigurableResource):
         url = resolve_database_url(self._settings)
         db.check(url)
         self._pool = db.make_pool(url, max_size=4, min_size=1, name="ignite-run")
-        self._queue = JobQueue(self._pool)
+        self._queue = JobQueue(self._pool, org_max_in_flight=self._settings.org_max_courses_in_flight)
         self._store = open_store(self._settings)
         self._lease = Lease(self._queue, self._settings.heartbeat_seconds).start()
 

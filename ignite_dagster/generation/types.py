@@ -29,20 +29,27 @@ class StrategyChoice(BaseModel):
 
 
 class Usage(BaseModel):
-    """Model usage; added up across fill and repair rounds."""
+    """Model usage; added up across fill and repair rounds.
+
+    ``cost_usd`` is None when some billed call had no price (unknown, never 0); a sum with an unknown
+    part is unknown, since a partial sum would under-report."""
 
     calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: Decimal = Decimal("0")
+    cost_usd: Decimal | None = Decimal("0")
     cache_hits: int = 0
+
+    @property
+    def cost_known(self) -> bool:
+        return self.cost_usd is not None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,
             tokens_in=self.tokens_in + other.tokens_in,
             tokens_out=self.tokens_out + other.tokens_out,
-            cost_usd=self.cost_usd + other.cost_usd,
+            cost_usd=None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd,
             cache_hits=self.cache_hits + other.cache_hits,
         )
 

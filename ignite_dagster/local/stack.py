@@ -50,18 +50,49 @@ def _bin(name: str) -> str:
     return str(local) if local.exists() else name
 
 
+class CrashLoop(RuntimeError):
+    """A supervised process keeps dying right after it starts: restarting it again would only hide why."""
+
+
 @dataclass
 class Stack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     log_dir: Path | None = None
+    # every process group ever started (a restarted daemon's old group may still hold its run processes)
+    groups: list[int] = field(default_factory=list)
+    _args: dict[str, list[str]] = field(default_factory=dict)
+    _restarts: dict[str, list[float]] = field(default_factory=dict)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         out = open(self.log_dir / f"{name}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(args, env=self.env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs[name] = proc
+        self._args[name] = args
+        self.groups.append(proc.pid)
         return proc
+
+    def restart_exited(self, max_restarts: int = 5, window_s: float = 60.0) -> list[tuple[str, int]]:
+        """Start again every process of the stack that exited; returns (name, exit code) of those.
+
+        What a process supervisor does in production (deploy/): a daemon or webserver that dies is
+        restarted, and the runs it launched keep going (they live in the old process group and report to
+        the database, not to the daemon). The daemon starts its own code server again. More than
+        ``max_restarts`` restarts of one process within ``window_s`` raise CrashLoop."""
+        restarted = []
+        for name, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in self._restarts.get(name, []) if now - t < window_s] + [now]
+            self._restarts[name] = recent
+            if len(recent) > max_restarts:
+                raise CrashLoop(f"{name} exited {len(recent)} times within {window_s:.0f} s (last exit code {code})")
+            self._spawn(name, self._args[name])
+            restarted.append((name, code))
+        return restarted
 
     def start_daemon(self) -> subprocess.Popen:
         return self._spawn("daemon", [_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)])
@@ -76,7 +107,7 @@ class Stack:
         process group (start_new_session). The code server sometimes swallows the first SIGTERM (it
         arrives while Dagster captures interrupts) and would linger after the daemon is gone, so the groups
         are signalled again every second and killed after ``grace`` seconds."""
-        groups = [proc.pid for proc in self.procs.values()]  # each pid leads its own group
+        groups = list(dict.fromkeys(self.groups))  # each pid leads its own group
         deadline = time.monotonic() + grace
         next_term = 0.0
         while groups := [g for g in groups if _signal_group(g, 0)]:

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from uuid import UUID
 
 from ignite_dagster.media.markers import IMAGE_MARKER, is_attached
+from ignite_dagster.media.prompts import item_alt
 from ignite_dagster.storage.base import BUCKETS, NotFound, ObjectStore
 from ignite_dagster.storage.cas import update_json
 from ignite_dagster.storage.keys import course_path, media_job_prefix
@@ -107,6 +108,9 @@ def apply_attachment(doc: dict[str, Any], target: Mapping[str, Any], url: str, a
     * ``item_stimulus``: ``items[id].stimulus = {type: image, url, alt}`` (other stimulus fields kept).
     * ``item_option``: ``items[id].optionMedia[optionIndex] = {type: image, url, alt}``, the list padded
       with nulls to the number of options.
+
+    Without an explicit ``alt``, an item image's alt text is the item's own words as the document holds
+    them now (``media.prompts.item_alt``: the question for a stimulus, the option's text for an option).
     """
     kind = target.get("type")
     if kind == "study_text":
@@ -124,6 +128,8 @@ def apply_attachment(doc: dict[str, Any], target: Mapping[str, Any], url: str, a
         return doc
     if kind in ("item_stimulus", "item_option"):
         item = _find(doc.get("items"), "id", target.get("itemId"), "item")
+        if alt is None:
+            alt = item_alt(item, target)
         if kind == "item_stimulus":
             item["stimulus"] = _image_ref(url, alt, item.get("stimulus"))
             return doc
@@ -218,6 +224,8 @@ class Completeness:
     urls: int = 0
     unresolved: list[str] = field(default_factory=list)
     missing_targets: list[str] = field(default_factory=list)
+    requested: int = 0
+    requested_attached: int = 0
 
     @property
     def passed(self) -> bool:
@@ -227,6 +235,7 @@ class Completeness:
         return {
             "markers": self.markers, "pending_markers": len(self.pending_markers), "urls": self.urls,
             "unresolved_urls": len(self.unresolved), "missing_targets": len(self.missing_targets),
+            "requested_item_targets": self.requested, "requested_item_targets_attached": self.requested_attached,
             "problems": "; ".join([*(f"pending: {p}" for p in self.pending_markers),
                                    *(f"unresolved: {u}" for u in self.unresolved),
                                    *(f"not attached: {t}" for t in self.missing_targets)])[:2000] or "none",
@@ -234,11 +243,13 @@ class Completeness:
 
 
 def media_completeness(
-    store: ObjectStore, course_id: str, done_targets: list[Mapping[str, Any]] | None = None
+    store: ObjectStore, course_id: str, requested_targets: list[Mapping[str, Any]] | None = None
 ) -> Completeness:
     """Every ``[IMAGE:…]`` marker of the course has a URL (a marker still holding a description is an
-    image requested and not yet attached), every ``done`` media job's target carries a URL, and every
-    URL in the course maps to an object that exists in storage."""
+    image requested and not yet attached), every requested item target (the target of any media job of
+    the course: stimuli and option images) carries a URL, and every URL in the course maps to an object
+    that exists in storage. A requested target whose item left the course (regenerated differently) is
+    not counted: nothing can be attached to it any more."""
     import json
 
     try:
@@ -251,14 +262,20 @@ def media_completeness(
             report.markers += 1
             if not is_attached(value):
                 report.pending_markers.append(f"studyText {text.get('id')} marker {i}")
-    for target in done_targets or []:
-        if target.get("type") == "study_text":
-            continue  # covered by the markers: a description left in a marker is pending
+    seen: set[str] = set()
+    for target in requested_targets or []:
+        if target.get("type") == "study_text" or json_target(target) in seen:
+            continue  # study texts: covered by the markers (a description left in a marker is pending)
+        seen.add(json_target(target))
         try:
-            if target_url(doc, target) is None:
-                report.missing_targets.append(json_target(target))
+            url = target_url(doc, target)
         except TargetMissing:
-            continue  # the item left the course (regenerated): nothing to attach to any more
+            continue
+        report.requested += 1
+        if url is None:
+            report.missing_targets.append(json_target(target))
+        else:
+            report.requested_attached += 1
     for where, url in attached_urls(doc):
         report.urls += 1
         key = key_for_url(store, url)

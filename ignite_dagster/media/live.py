@@ -28,8 +28,9 @@ def generate_live_image(
 ) -> dict[str, Any]:
     """Generate, store and return ``{url, path, contentType, bytes, model, provider, size, costUsd, latencyMs}``.
 
-    Raises MediaProviderError (``model_not_configured`` when OPENAI_API_KEY / IGNITE_IMAGE_MODEL are
-    unset, or the provider's reason code).
+    Raises MediaProviderError (``model_not_configured`` when the image key — IGNITE_IMAGE_API_KEY, else
+    OPENAI_API_KEY — or IGNITE_IMAGE_MODEL is unset, or the provider's reason code). The provider is the
+    media jobs' one (``provider_from_settings``): same endpoint, key and model.
     """
     owned = provider is None
     provider = provider or provider_from_settings(settings)

@@ -20,7 +20,7 @@ Decisions, and why:
   other 400 / 404 / 422 (bad size, unknown model …)           ``invalid_request``, not retryable
   401 / 403                                                   ``provider_auth``, not retryable
   answer without base64 data, or bytes not PNG/JPEG/WebP      ``provider_error``, not retryable
-  IGNITE_IMAGE_MODEL / OPENAI_API_KEY unset                   ``model_not_configured``
+  IGNITE_IMAGE_MODEL / image key unset                        ``model_not_configured``
   ==========================================================  ==================================
 
   Quota and auth failures are not retried because no wait cures them: retrying would only multiply
@@ -153,9 +153,13 @@ class OpenAIImageProvider:
         except ConfigError as exc:
             raise MediaProviderError("model_not_configured", str(exc)) from exc
         assert settings.openai_api_key and settings.image_model  # narrowed by require()
-        return cls(api_key=settings.openai_api_key, model=settings.image_model, base_url=settings.openai_base_url,
-                   size=settings.image_size, timeout_seconds=settings.image_timeout_seconds,
-                   prices=settings.prices())
+        from ignite_dagster.budget import image_budget
+
+        provider = cls(api_key=settings.openai_api_key, model=settings.image_model, base_url=settings.openai_base_url,
+                       size=settings.image_size, timeout_seconds=settings.image_timeout_seconds,
+                       prices=settings.prices())
+        provider.budget = image_budget(settings)  # None unless IGNITE_IMAGES_PER_MINUTE is set
+        return provider
 
     def close(self) -> None:
         self._client.close()
@@ -171,8 +175,12 @@ class OpenAIImageProvider:
     def generate(self, prompt: str, *, style: str | None = None, size: str | None = None) -> GeneratedImage:
         size = size or self.size
         t0 = time.monotonic()
+        from ignite_dagster.budget import guarded
+
         try:
-            response = self._client.images.generate(**self._params(compose_prompt(prompt, style), size))
+            # the shared images-per-minute budget (IGNITE_IMAGES_PER_MINUTE); a 429 pauses it everywhere
+            with guarded(getattr(self, "budget", None)):
+                response = self._client.images.generate(**self._params(compose_prompt(prompt, style), size))
         except Exception as exc:  # noqa: BLE001 - classified below; unknown errors re-raised
             raise classify_openai_error(exc) from exc
         latency_ms = int((time.monotonic() - t0) * 1000)

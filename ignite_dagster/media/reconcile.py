@@ -2,7 +2,7 @@
 
 A media job that is not done, but whose image (stored under the job's id) is attached in course.json,
 is marked done. Processing jobs are only touched once their heartbeat has been quiet for
-``quiet_for``: a live worker finishes its own job. ``course_jobs.reconcile`` does the same for course
+``quiet_for`` and no live run holds their claim: a live worker finishes its own job. ``course_jobs.reconcile`` does the same for course
 jobs and shares ``ReconcileReport`` and ``unfinished_jobs``.
 """
 
@@ -22,10 +22,19 @@ from ignite_dagster.storage.keys import course_path
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ReconciledJob:
+    """A job reconciliation marked done: enough for the Dagster shell to report its materialization."""
+
+    job_id: UUID
+    course_id: str
+    attempt: int
+
+
 @dataclass
 class ReconcileReport:
     checked: int = 0
-    marked_done: list[UUID] = field(default_factory=list)
+    marked_done: list[ReconciledJob] = field(default_factory=list)
 
 
 def unfinished_jobs(queue: JobQueue, table: str, columns: str, quiet_for: timedelta, limit: int) -> list[dict]:
@@ -38,11 +47,17 @@ def unfinished_jobs(queue: JobQueue, table: str, columns: str, quiet_for: timede
         ).fetchall()
 
 
-def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limit: int = 200) -> ReconcileReport:
-    """Check up to ``limit`` unfinished media jobs; mark done those whose stored image is attached."""
+def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limit: int = 200,
+                    held: set[tuple[UUID, int]] | frozenset = frozenset()) -> ReconcileReport:
+    """Check up to ``limit`` unfinished media jobs; mark done those whose stored image is attached.
+
+    A claim ``held`` by a live run (queued, starting or started) is left to that run; the completion is
+    fenced by the attempt read here, so a claim taken in between is untouched."""
     report = ReconcileReport()
-    for row in unfinished_jobs(queue, "ai_media_jobs", "id, course_id, target_ref", quiet_for, limit):
+    for row in unfinished_jobs(queue, "ai_media_jobs", "id, course_id, target_ref, attempt", quiet_for, limit):
         report.checked += 1
+        if (row["id"], row["attempt"]) in held:
+            continue
         try:
             key = find_stored(store, row["course_id"], row["target_ref"], row["id"])
             if key is None:
@@ -52,9 +67,10 @@ def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta
             if url not in {u for _, u in attached_urls(doc)}:
                 continue  # stored but never attached: the retry attaches it (reusing the image)
             with queue.connection() as conn:
-                done = conn.execute("SELECT reconcile_media_job_done(%s, %s, %s) AS ok", (row["id"], url, key)).fetchone()
+                done = conn.execute("SELECT reconcile_media_job_done(%s, %s, %s, %s) AS ok",
+                                    (row["id"], row["attempt"], url, key)).fetchone()
             if done["ok"]:
-                report.marked_done.append(row["id"])
+                report.marked_done.append(ReconciledJob(row["id"], row["course_id"], row["attempt"]))
         except NotFound:
             continue
         except Exception as exc:  # noqa: BLE001 - one unreadable course must not stop the sweep

@@ -153,7 +153,8 @@ class MediaWorker(StagedWorker):
         job = work.job
         with self.stage(work, "attach"):
             assert work.url is not None
-            res = attach_to_course(self.store, job.course_id, job.target_ref, work.url, alt=job.prompt)
+            # alt text: the item's own words, derived from the document inside the compare-and-swap
+            res = attach_to_course(self.store, job.course_id, job.target_ref, work.url, alt=None)
             work.conflicts = res.conflicts
             work.result = self._result(work)
             # Stop heartbeating first: a beat landing just after the completion would be refused and

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -63,11 +63,15 @@ _MODELS: dict[str, type[CourseJob] | type[MediaJob]] = {"ai_course_jobs": Course
 
 
 class JobQueue:
-    """Queue operations for both job tables. Accepts a pool (services) or a URL (CLI, tests)."""
+    """Queue operations for both job tables. Accepts a pool (services) or a URL (CLI, tests).
 
-    def __init__(self, pool_or_url: ConnectionPool | str):
+    ``org_max_in_flight`` (IGNITE_ORG_MAX_COURSES_IN_FLIGHT) is the per-organization cap the course
+    claims respect; None: no cap (the claims still interleave organizations, see sql/007)."""
+
+    def __init__(self, pool_or_url: ConnectionPool | str, *, org_max_in_flight: int | None = None):
         self._pool = pool_or_url if isinstance(pool_or_url, ConnectionPool) else None
         self._url = pool_or_url if isinstance(pool_or_url, str) else None
+        self.org_max_in_flight = org_max_in_flight
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -96,6 +100,7 @@ class JobQueue:
         created_by: UUID | None = None,
         requested_by: str | None = None,
         before_insert: Callable[[UUID], None] | None = None,
+        not_before: datetime | None = None,
     ) -> EnqueueResult:
         """Insert a pending course job, or return the existing one for a replayed idempotency key.
 
@@ -106,6 +111,8 @@ class JobQueue:
         lock on the job id: two requests racing on one key cannot both write side files under the same
         id (the loser would overwrite the winner's notes); the second waits and finds the first's row.
         Whether a replay asks for the same thing is the caller's question (``replayed=True``).
+        ``not_before`` keeps the sensors from claiming the job before then (a materialization reserves
+        the job it is about to claim itself; if its run dies first, the sensor takes the job after).
         """
         cols = job.row()
         cols.update(
@@ -114,6 +121,8 @@ class JobQueue:
             created_by=created_by,
             requested_by=requested_by,
         )
+        if not_before is not None:
+            cols["next_attempt_at"] = not_before
         if idempotency_key is None:
             cols["id"] = uuid.uuid4()
             if before_insert is not None:
@@ -178,10 +187,12 @@ class JobQueue:
 
     # -- claims and fenced writes -------------------------------------------------------------------
     def claim_course_jobs(self, worker_id: str | None, limit: int = 1) -> list[CourseJob]:
+        """Fair share (sql/007): the organization with the fewest jobs in flight first, then priority, then
+        the oldest; never a course that already has a job in processing; at most the org cap in flight."""
         if limit == 1:
-            rows = self._rows("SELECT * FROM get_next_pending_job(%s)", (worker_id,))
+            rows = self._rows("SELECT * FROM get_next_pending_job(%s, %s)", (worker_id, self.org_max_in_flight))
         else:
-            rows = self._rows("SELECT * FROM claim_course_jobs(%s, %s)", (limit, worker_id))
+            rows = self._rows("SELECT * FROM claim_course_jobs(%s, %s, %s)", (limit, worker_id, self.org_max_in_flight))
         return [CourseJob(**r) for r in rows]
 
     def claim_media_jobs(self, worker_id: str | None, limit: int = 1) -> list[MediaJob]:
@@ -190,6 +201,23 @@ class JobQueue:
         else:
             rows = self._rows("SELECT * FROM claim_media_jobs(%s, %s)", (limit, worker_id))
         return [MediaJob(**r) for r in rows]
+
+    def claim_course_for_materialization(self, course_id: str, worker_id: str) -> CourseJob | None:
+        """Claim ``course_id``'s claimable job for an operator's materialization (009's SQL function).
+
+        Returns the claimed job (``worker_id`` is ours), the job another worker holds (its own
+        ``worker_id``: the caller skips the course), or None when the course has no claimable job."""
+        rows = self._rows("SELECT * FROM claim_course_for_materialization(%s, %s)", (course_id, worker_id))
+        return CourseJob(**rows[0]) if rows else None
+
+    def claim_course_media_jobs(self, course_id: str, worker_id: str, limit: int = 100) -> list[MediaJob]:
+        """Claim the queued media jobs of one course (a course_media materialization)."""
+        rows = self._rows("SELECT * FROM claim_course_media_jobs(%s, %s, %s)", (course_id, worker_id, limit))
+        return [MediaJob(**r) for r in rows]
+
+    def set_run_id(self, job_id: UUID, table: str, attempt: int, run_id: str) -> bool:
+        """Stamp the Dagster run that works this attempt (fenced by attempt)."""
+        return bool(self._value("SELECT set_job_run_id(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, run_id)))
 
     def heartbeat(self, job_id: UUID, table: str, attempt: int | None) -> bool:
         return bool(self._value("SELECT update_job_heartbeat(%s, %s, %s)", (job_id, table, attempt)))
@@ -266,6 +294,21 @@ class JobQueue:
             (job_id, _check_table(table), attempt, error[:4000], reason_code, retryable, backoff_base, backoff_cap,
              retry_after),
         )
+
+    def defer_budget_exhausted(self, job_id: UUID, attempt: int, error: str, until: datetime) -> str | None:
+        """Fail a course job as ``budget_exhausted`` until ``until`` without spending a retry (fenced)."""
+        return self._value("SELECT defer_job_budget(%s, %s, %s, %s)", (job_id, attempt, error[:4000], until))
+
+    def usage(self, *, days: int = 7, organization_id: UUID | None = None) -> list[dict[str, Any]]:
+        """Tokens and cost per organization and UTC day (org_usage_daily), newest day first."""
+        sql = ("SELECT u.day, u.organization_id, o.name AS organization, u.calls, u.tokens, u.cost_usd, "
+               "u.unpriced_calls, u.unpriced_tokens FROM org_usage_daily u JOIN organizations o "
+               "ON o.id = u.organization_id WHERE u.day > (now() AT TIME ZONE 'UTC')::date - %s")
+        params: tuple = (days,)
+        if organization_id is not None:
+            sql += " AND u.organization_id = %s"
+            params += (organization_id,)
+        return self._rows(sql + " ORDER BY u.day DESC, o.name", params)
 
     def requeue(self, job_id: UUID, table: str) -> bool:
         return bool(self._value("SELECT requeue_job(%s, %s)", (job_id, _check_table(table))))

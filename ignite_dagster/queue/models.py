@@ -45,6 +45,7 @@ class _Row(BaseModel):
     error: str | None = None
     reason_code: str | None = None
     cost_usd: Decimal | None = None
+    dagster_run_id: str | None = None  # the run working (or that last worked) the current attempt
 
 
 class _CourseJobRow(_Row):
@@ -55,6 +56,7 @@ class _CourseJobRow(_Row):
     provider: str | None = None
     model: str | None = None
     tokens: int | None = None
+    cost_known: bool | None = None  # false once a billed call had no price (cost_usd is then NULL); None: nothing spent
     latency_ms: int | None = None
     processing_duration_ms: int | None = None
     generation_duration_ms: int | None = None

@@ -8,6 +8,7 @@ and the retryable flag the queue's backoff needs. Subclasses say how their own e
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from ignite_dagster.config import Settings
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.lease import Lease
-from ignite_dagster.storage.base import ObjectStore
+from ignite_dagster.storage.base import NotFound, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,22 @@ class JobAborted(RuntimeError):
         self.message = message
         self.retryable = retryable
         self.new_status = new_status
+
+
+# OS errors that mean the storage cannot be written or read right now (read-only or full disk, lost mount).
+STORAGE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO,
+                            errno.ESTALE, errno.ENOTCONN})
+
+
+def storage_failure(exc: Exception) -> tuple[str, str, bool] | None:
+    """``storage_error`` (retryable) for a storage backend failure or a filesystem that refuses writes,
+    so an operator sees the storage outage for what it is rather than an ``internal_error``. A missing
+    object is a different problem (the caller classifies it)."""
+    if isinstance(exc, NotFound):
+        return None
+    if isinstance(exc, StorageError) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
+        return "storage_error", f"{type(exc).__name__}: {exc}", True
+    return None
 
 
 class StagedWorker:
@@ -82,7 +99,7 @@ class StagedWorker:
         except JobAborted:
             raise
         except Exception as exc:
-            known = self.classify(work, exc)
+            known = self.classify(work, exc) or storage_failure(exc)
             reason, msg, retryable = known or ("internal_error", f"{type(exc).__name__}: {exc}", True)
             if known is None:
                 log.exception("%s job %s: unexpected failure in %s", self.table, job.id, name)

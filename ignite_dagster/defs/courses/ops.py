@@ -9,25 +9,20 @@ process (in_process executor, in-memory hand-off), which is what makes batching 
 from uuid import UUID
 
 from dagster import (
-    AssetCheckEvaluation,
-    AssetMaterialization,
     Config,
     DynamicOut,
     DynamicOutput,
     Failure,
-    MetadataValue,
     OpExecutionContext,
     op,
 )
 from pydantic import Field
 
-from ignite_dagster.defs.checks import SCHEMA_CHECK, evaluate_schema
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.courses.assets import COURSE_CONTENT, COURSE_METADATA
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, decode_claims, encode_claims
+from ignite_dagster.defs.courses.events import finished_course_events
+from ignite_dagster.defs.courses.keys import MODEL_POOL
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
-
-MODEL_POOL = "model_provider"
 
 
 class ClaimedJobsConfig(Config):
@@ -46,7 +41,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
         jobs = queue.claim_course_jobs(f"dagster:{context.run_id}", limit=config.claim_now)
         if jobs:
             context.instance.add_dynamic_partitions(courses_partitions.name, sorted({j.course_id for j in jobs}))
-            context.instance.add_run_tags(context.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in jobs])})
+            context.instance.add_run_tags(context.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in jobs]),
+                                                           **course_run_tags(jobs)})
     else:
         jobs = []
         for job_id, attempt in decode_claims(config.jobs):
@@ -57,6 +53,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
                 continue
             jobs.append(job)
     context.log.info(f"{len(jobs)} course job(s): " + ", ".join(f"{j.course_id}#{j.attempt}" for j in jobs))
+    for job in jobs:  # the job row names its run (job status links it in the UI)
+        queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run_id)
     worker = factory.worker()
     for job in jobs:
         try:
@@ -127,28 +125,5 @@ def repair(context: OpExecutionContext, factory: FactoryResource, work):
 @op(description="Write course.json (CAS, media kept), metadata, catalog row, media jobs; complete the job.")
 def persist(context: OpExecutionContext, factory: FactoryResource, work) -> None:
     work = _stage(context, factory, "persist", work)
-    job, res = work.job, work.result
-    s = res["summary"]
-    common = {"job_id": str(job.id), "attempt": job.attempt, "strategy": s["strategy"]}
-    context.log_event(AssetMaterialization(
-        asset_key=COURSE_CONTENT, partition=job.course_id,
-        metadata={
-            **common,
-            "storage_path": MetadataValue.path(res["result_path"]),
-            "pack_id": s["packId"] or "", "model": res["model"] or "", "provider": res["provider"] or "",
-            "items": s["items"], "groups": s["groups"], "levels": s["levels"], "study_texts": s["studyTexts"],
-            "validation": MetadataValue.text(f"0 errors, warnings: {', '.join(s['warnings']) or 'none'}"),
-            "repair_rounds": s["repairRounds"], "tokens_in": s["tokensIn"], "tokens_out": s["tokensOut"],
-            "calls": s["calls"], "cache_hits": s["cacheHits"], "cost_usd": float(res["cost_usd"] or 0),
-            "duration_ms": res["generation_duration_ms"], "cas_conflicts": s["casConflicts"],
-        },
-    ))
-    context.log_event(AssetMaterialization(
-        asset_key=COURSE_METADATA, partition=job.course_id,
-        metadata={**common, "catalog_action": str(res.get("catalog_action")), "media_jobs": len(res.get("media_jobs", []))},
-    ))
-    check = evaluate_schema(factory.store, job.course_id)
-    context.log_event(AssetCheckEvaluation(
-        asset_key=COURSE_CONTENT, check_name=SCHEMA_CHECK, passed=check.passed, partition=job.course_id,
-        metadata=check.metadata, severity=check.severity,
-    ))
+    for event in finished_course_events(work, factory.store, source="queue"):
+        context.log_event(event)

@@ -20,19 +20,35 @@ from pydantic import Field
 
 from ignite_dagster.defs.resources import FactoryResource
 
-MAINTENANCE_TAGS = {"ignite/queue": "maintenance"}
+# max_runtime: a sweep takes seconds; one whose process died with its host is failed by run monitoring
+# (the default launcher cannot see dead run processes), so it never holds a maintenance slot for good.
+MAINTENANCE_TAGS = {"ignite/queue": "maintenance", "dagster/max_runtime": "600"}
 
 
-@op(description="Course jobs whose course.json was written by that job are marked done (with metadata); "
-    "media jobs whose stored image is attached are marked done.")
+def held_claims(instance) -> set:
+    """(job id, attempt) of every claim a queued, starting or started run carries: a live run finishes
+    its own jobs, so the reconciler leaves them alone (a dead run is failed by the claim sensors first)."""
+    from dagster import RunsFilter
+
+    from ignite_dagster.defs.claim_sensors import ACTIVE, JOBS_TAG, decode_claims
+
+    return {claim for run in instance.get_runs(RunsFilter(statuses=ACTIVE))
+            for claim in decode_claims(run.tags.get(JOBS_TAG, ""))}
+
+
+@op(description="Course jobs whose course.json was written by that job's current attempt are marked done "
+    "(with metadata); media jobs whose stored image is attached are marked done. Claims held by live runs "
+    "are left to them.")
 def reconcile_course_jobs(context: OpExecutionContext, factory: FactoryResource) -> None:
     from ignite_dagster.course_jobs.reconcile import reconcile
     from ignite_dagster.media.reconcile import reconcile_media
 
     quiet = timedelta(seconds=2 * factory.settings.heartbeat_seconds)
+    held = held_claims(context.instance)
     for kind, sweep in (("course", reconcile), ("media", reconcile_media)):
-        report = sweep(factory.queue, factory.store, quiet_for=quiet)
-        context.log.info(f"{kind}: checked {report.checked} job(s); marked done: {[str(j) for j in report.marked_done]}")
+        report = sweep(factory.queue, factory.store, quiet_for=quiet, held=held)
+        context.log.info(f"{kind}: checked {report.checked} job(s); marked done: "
+                         f"{[f'{j.course_id}/{j.job_id}#{j.attempt}' for j in report.marked_done]}")
 
 
 @op(description="processing jobs without a heartbeat for IGNITE_STALE_TIMEOUT_SECONDS become stale.")

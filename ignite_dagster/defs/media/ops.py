@@ -32,8 +32,7 @@ from pydantic import Field
 
 from ignite_dagster.defs.checks import MEDIA_CHECK, evaluate_media
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
-from ignite_dagster.defs.courses.assets import COURSE_MEDIA
-from ignite_dagster.defs.courses.ops import MODEL_POOL
+from ignite_dagster.defs.courses.keys import COURSE_MEDIA, MODEL_POOL
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 
@@ -177,6 +176,9 @@ def materialization_metadata(done: list[Any]) -> dict[str, Any]:
         "reused": sum(1 for w in done if w.reused),
         "cas_conflicts": sum(w.conflicts for w in done),
         "targets": MetadataValue.json([w.job.target_ref for w in done]),
+        "by_target_type": MetadataValue.json({
+            kind: sum(1 for w in done if w.job.target_ref.get("type") == kind)
+            for kind in ("study_text", "item_stimulus", "item_option")}),
         "urls": MetadataValue.json([w.url for w in done]),
         "job_ids": ", ".join(f"{w.job.id}#{w.job.attempt}" for w in done),
     }

@@ -40,6 +40,12 @@ Decisions, and why:
 
 * **Concurrency**: a semaphore of ``llm_concurrency`` is held per HTTP attempt only, never across a
   backoff sleep, so one throttled call does not starve the others.
+* **The shared provider budget** (``ignite_dagster.budget``, when IGNITE_LLM_RPM / TPM / MAX_IN_FLIGHT
+  are set): every HTTP attempt first takes a grant from the budget of this endpoint + model, shared by
+  every run, process and daemon through Postgres, reserving its output budget + prompt/4 tokens; the
+  grant is released with the tokens the provider reported. A 429 pauses the whole budget for its
+  Retry-After (or the backoff) instead of this call sleeping alone; the wait for a grant never counts
+  against the HTTP timeout, only against the fill deadline.
 * **Account-wide failures stop the client**: after ``insufficient_quota`` or a 401/403/404 no further
   request is sent by this client (calls still waiting fail with the same reason), so a fill with no
   quota left makes exactly one request, not one per batch.
@@ -69,6 +75,8 @@ import httpx2
 import openai
 from pydantic import BaseModel
 
+from ignite_dagster.budget import BudgetWaitTooLong, ProviderBudget, estimate_tokens, text_budget
+from ignite_dagster.budget.provider import reported_tokens
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.pricing import token_cost
@@ -153,6 +161,7 @@ class ProviderConfig:
     fill_deadline_seconds: float | None = None
     schema_policy: SchemaPolicy = field(default_factory=SchemaPolicy)
     discover_slots: bool = True
+    budget: ProviderBudget | None = None  # the shared budget of this endpoint + model (None: unlimited)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProviderConfig:
@@ -175,6 +184,7 @@ class ProviderConfig:
             "stream": settings.llm_stream,
             "fill_deadline_seconds": settings.llm_fill_deadline_seconds or None,
             "schema_policy": policy,
+            "budget": text_budget(settings),
         }
         values.update(overrides)
         return cls(**values)
@@ -353,6 +363,27 @@ class StructuredClient:
     def new_meter(self) -> UsageMeter:
         return UsageMeter(model=self.config.model, prices=self.config.prices)
 
+    async def _grant(self, messages: list[dict[str, Any]], fmt: dict[str, Any], max_tokens: int,
+                     deadline: float | None, purpose: str) -> Any:
+        """A grant from the shared budget (None without one), reserving output budget + prompt/4 tokens.
+
+        Waiting for the budget counts against the fill deadline (a provider_timeout past it), never
+        against the HTTP timeout: the request has not been sent yet."""
+        budget = self.config.budget
+        if budget is None:
+            return None
+        try:
+            return await budget.acquire_async(estimate_tokens(max_tokens, messages, fmt), deadline=deadline,
+                                              sleep=self._sleep)
+        except BudgetWaitTooLong as exc:
+            raise _failed("provider_timeout", f"{purpose}: the fill deadline passes before the shared provider "
+                                              f"budget has room ({exc})") from exc
+
+    async def _settle(self, grant: Any, tokens: int | None) -> None:
+        """Release a grant with the tokens the provider reported (None: keep the reservation counted)."""
+        if grant is not None and self.config.budget is not None:
+            await self.config.budget.release_async(grant, tokens)
+
     def _backoff(self, retry_number: int) -> float:
         base = self.config.backoff_base_seconds * (2**retry_number)
         return min(self.config.backoff_cap_seconds, base) * (1 - 0.25 * random.random())
@@ -459,9 +490,18 @@ class StructuredClient:
                         # waiting calls stop here instead of each paying for the same answer.
                         raise _failed(self._fatal.reason_code, f"{purpose}: not sent: {self._fatal.message}")
                     self._check_deadline(deadline, purpose)
+                    grant = await self._grant(messages, fmt, budget, deadline, purpose)
                     meter.calls += 1
                     remaining = deadline - time.monotonic() if deadline is not None else None
-                    answer = await asyncio.wait_for(self._send(messages, fmt, budget), remaining)
+                    try:
+                        answer = await asyncio.wait_for(self._send(messages, fmt, budget), remaining)
+                    except openai.APIStatusError:
+                        await self._settle(grant, 0)  # refused: the provider billed nothing
+                        raise
+                    except Exception:
+                        await self._settle(grant, None)  # cut off: the reservation stays counted
+                        raise
+                    await self._settle(grant, reported_tokens(answer.usage) if answer.body_ok else None)
             except openai.APIStatusError as exc:
                 meter.failed_attempts += 1
                 status = exc.status_code
@@ -482,6 +522,11 @@ class StructuredClient:
                 delay = wait if wait is not None else self._backoff(transient)
                 transient += 1
                 log.info("%s: HTTP %s, retry %d in %.2fs", purpose, status, transient, delay)
+                if status == 429 and self.config.budget is not None:
+                    # the provider's limit is the whole budget's: every process waits it out, and this
+                    # call waits for its next grant (the pause) instead of sleeping alone
+                    await self.config.budget.pause_async(delay, f"HTTP 429 on {purpose}")
+                    continue
                 await self._sleep(delay)
                 continue
             except (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError) as exc:

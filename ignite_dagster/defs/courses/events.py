@@ -1,0 +1,66 @@
+"""The events a finished course reports: its course_content and course_metadata materializations and the
+schema check, built in one place so a sensor-claimed run, a UI materialization and the reconciler tell
+the UI the same things about a partition."""
+
+from typing import Any
+
+from dagster import AssetCheckEvaluation, AssetMaterialization, MetadataValue
+
+from ignite_dagster.defs.checks import SCHEMA_CHECK, evaluate_schema
+from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_METADATA
+
+
+def cost_metadata(cost: Any, known: bool | None = None) -> dict[str, Any]:
+    """``cost_usd`` is a number only when the price is known; an unknown price is said, never shown as 0."""
+    if cost is None or known is False:
+        return {"cost_usd": "unknown", "cost_known": False}
+    return {"cost_usd": float(cost), "cost_known": True}
+
+
+def finished_course_events(work, store, *, source: str) -> list:
+    """Materializations of a course the worker just persisted (``work`` is a persisted CourseWork)."""
+    job, res = work.job, work.result
+    s = res["summary"]
+    common = {"job_id": str(job.id), "attempt": job.attempt, "strategy": s["strategy"], "source": source}
+    known = s.get("costKnown")
+    content = AssetMaterialization(
+        asset_key=COURSE_CONTENT, partition=job.course_id,
+        metadata={
+            **common,
+            "storage_path": MetadataValue.path(res["result_path"]),
+            "pack_id": s["packId"] or "", "model": res["model"] or "", "provider": res["provider"] or "",
+            "items": s["items"], "groups": s["groups"], "levels": s["levels"], "study_texts": s["studyTexts"],
+            "validation": MetadataValue.text(f"0 errors, warnings: {', '.join(s['warnings']) or 'none'}"),
+            "repair_rounds": s["repairRounds"], "tokens_in": s["tokensIn"], "tokens_out": s["tokensOut"],
+            "calls": s["calls"], "cache_hits": s["cacheHits"], **cost_metadata(res["cost_usd"], known),
+            "duration_ms": res["generation_duration_ms"], "cas_conflicts": s["casConflicts"],
+        },
+    )
+    metadata = AssetMaterialization(
+        asset_key=COURSE_METADATA, partition=job.course_id,
+        metadata={**common, "catalog_action": str(res.get("catalog_action")), "media_jobs": len(res.get("media_jobs", []))},
+    )
+    return [content, metadata, schema_check_event(store, job.course_id)]
+
+
+def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, detail: str) -> list:
+    """Materializations for a course.json the pipeline did not report (the reconciler found it)."""
+    gen = doc.get("generation") or {}
+    common = {"source": "reconciler", "detail": detail, "job_id": job_id or ""}
+    items = len(doc["items"]) if isinstance(doc.get("items"), list) else None
+    content = AssetMaterialization(
+        asset_key=COURSE_CONTENT, partition=course_id,
+        metadata={**common, "strategy": str(gen.get("strategy") or ""), "model": str(gen.get("model") or ""),
+                  "attempt": gen.get("attempt") if isinstance(gen.get("attempt"), int) else "unknown",
+                  "items": items if items is not None else "unknown"},
+    )
+    metadata = AssetMaterialization(asset_key=COURSE_METADATA, partition=course_id, metadata=common)
+    return [content, metadata, schema_check_event(store, course_id)]
+
+
+def schema_check_event(store, course_id: str) -> AssetCheckEvaluation:
+    check = evaluate_schema(store, course_id)
+    return AssetCheckEvaluation(
+        asset_key=COURSE_CONTENT, check_name=SCHEMA_CHECK, passed=check.passed, partition=course_id,
+        metadata=check.metadata, severity=check.severity,
+    )
