@@ -1,9 +1,11 @@
-"""The Dagster UI shows a generated course: real daemon + webserver on a test instance, one deterministic
-course through the queue, then headless Chromium (Debian's, driven by Playwright; no browser download)
-opens the course_content asset's Partitions tab and finds the course's partition materialized by its job.
+"""The Dagster UI shows a generated course and regenerates it: real daemon + webserver on a test instance,
+one deterministic course through the queue, then headless Chromium (Debian's, driven by Playwright; no
+browser download) opens the course_content asset's Partitions tab, finds the course's partition
+materialized by its job, presses Materialize… for that partition, and sees the new materialization of the
+new job attempt the run worked.
 
 Chromium missing: skipped, unless IGNITE_REQUIRE_BROWSER=1 (CI, .ci/run), where that is a failure.
-A screenshot is kept under test-artifacts/ at the repository root.
+Screenshots are kept under test-artifacts/ at the repository root.
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ def test_course_partition_shows_materialized_in_the_dagster_ui(ui_stack, db_url,
             # whenever it shows up.
             page.add_locator_handler(page.get_by_text("Join the Dagster community"),
                                      lambda: page.get_by_role("button", name="Skip").click())
-            page.goto(f"{base}/assets/course_content?view=partitions&partition={COURSE_ID}",
-                      wait_until="domcontentloaded")
+            partition_page = f"{base}/assets/course_content?view=partitions&partition={COURSE_ID}"
+            page.goto(partition_page, wait_until="domcontentloaded")
             try:
                 # The partition list: the one course counted as materialized, its key listed.
                 expect(page.get_by_text("Materialized (1)")).to_be_visible(timeout=45_000)
@@ -118,13 +120,44 @@ def test_course_partition_shows_materialized_in_the_dagster_ui(ui_stack, db_url,
                 expect(page.get_by_text(f"courses/{COURSE_ID}/course.json", exact=True)).to_be_visible()
                 expect(page.get_by_text("deterministic", exact=True)).to_be_visible()
             finally:
-                skip = page.get_by_role("button", name="Skip")
-                if skip.is_visible():  # the dialog can pop up after the last assertion: keep it off the picture
-                    skip.click()
-                page.screenshot(path=str(shot))
+                _screenshot(page, shot)
+            assert time.monotonic() - started < 60
+
+            # Regenerate the course from the UI: Materialize… on the selected partition. course_content
+            # and course_metadata are one multi-asset, and the UI says so before it launches.
+            page.get_by_role("button", name="Materialize…").first.click()
+            page.get_by_role("button", name="Confirm").click()
+            expect(page.get_by_text("Launch runs to materialize 2 assets")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("1 partition", exact=True)).to_be_visible()
+            _screenshot(page, ARTIFACTS / "browser-ui-materialize-dialog.png")
+            page.get_by_role("button", name="Launch 1 run").click()
+            expect(page.get_by_text("Launched run")).to_be_visible(timeout=30_000)
+
+            # The queue is the source of truth: the materialization is a new job attempt, worked to done.
+            def regenerated():
+                jobs = queue.list(course_id=COURSE_ID)
+                assert all(j.status not in ("failed", "dead_letter") for j in jobs), [(j.status, j.error) for j in jobs]
+                return jobs[0] if len(jobs) == 2 and jobs[0].status == "done" else None
+
+            new = wait_until(regenerated, 240, "the UI materialization's job done", stack=stack)
+            assert new.id != job.id and new.dagster_run_id and new.requested_by == f"dagster:{new.dagster_run_id}"
+            # ...and the partition's latest materialization in the UI is that job's, from the materialization.
+            page.goto(partition_page, wait_until="domcontentloaded")
+            try:
+                expect(page.get_by_text(str(new.id), exact=True)).to_be_visible(timeout=45_000)
+                expect(page.get_by_text("materialization", exact=True)).to_be_visible()
+                expect(page.get_by_text(new.dagster_run_id[:8], exact=True).first).to_be_visible()
+            finally:
+                _screenshot(page, ARTIFACTS / "browser-ui-rematerialized-partition.png")
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
-    assert time.monotonic() - started < 60
     # the stack is still healthy after the visit (nothing crashed under the UI's queries)
     assert all(proc.poll() is None for proc in stack.procs.values())
+
+
+def _screenshot(page, path: Path) -> None:
+    skip = page.get_by_role("button", name="Skip")
+    if skip.is_visible():  # the dialog can pop up after the last assertion: keep it off the picture
+        skip.click()
+    page.screenshot(path=str(path))

@@ -36,6 +36,10 @@ from ignite_dagster.api.dependencies import (
 from ignite_dagster.api.errors import ApiError, ErrorResponse, IssueOut, log, request_id_of
 from ignite_dagster.api.ratelimit import TokenBucketLimiter
 from ignite_dagster.api.schemas import (
+    CourseListResponse,
+    CourseMediaBody,
+    CourseMediaResponse,
+    CourseOut,
     EnqueueBody,
     EnqueueResponse,
     EventOut,
@@ -52,10 +56,11 @@ from ignite_dagster.api.schemas import (
     PublishResponse,
     RequeueBody,
     RequeueResponse,
+    TagFilter,
 )
 from ignite_dagster.auth import Principal, can_read, can_write
 from ignite_dagster.catalog.publishing import PublishError, publish_course
-from ignite_dagster.course.request import CourseId
+from ignite_dagster.course.request import CourseId, GradeBand, Subject, Visibility
 from ignite_dagster.course_jobs.submit import IdempotencyConflict, RequestRefused, submit_course_request
 from ignite_dagster.queue import CourseJob, MediaJob
 from ignite_dagster.storage.base import StorageError
@@ -296,6 +301,82 @@ async def publish(body: PublishBody, request: Request, principal: PrincipalDep) 
             warnings=[IssueOut(**i.model_dump()) for i in result.warnings],
             requestId=request_id_of(request),
         )
+
+    return await run_in_threadpool(work)
+
+
+@router.get(
+    "/functions/v1/list-courses",
+    response_model=CourseListResponse,
+    summary="Catalog: courses of the caller's organizations and public courses, filtered",
+    responses=_errors(*_READ_ERRORS),
+)
+async def list_courses_route(
+    request: Request,
+    principal: PrincipalDep,
+    tag: Annotated[list[TagFilter] | None, Query(max_length=20, description="Every tag given must be on the course.")] = None,
+    visibility: Annotated[Visibility | None, Query()] = None,
+    subject: Annotated[Subject | None, Query(description="The course's subject, case-insensitive.")] = None,
+    gradeBand: Annotated[GradeBand | None, Query()] = None,
+    organizationId: Annotated[UUID | None, Query(description="Only this organization (must be visible).")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CourseListResponse:
+    """An ``org`` course is listed only within its organization; a ``public`` one to every caller
+    (catalog/listing.py)."""
+    from ignite_dagster.catalog.listing import OrganizationNotVisible, list_courses
+
+    def work() -> CourseListResponse:
+        deps = deps_of(request)
+        try:
+            entries = list_courses(deps.pool, principal, tags=tag or [], visibility=visibility, subject=subject,
+                                   grade_band=gradeBand, organization_id=organizationId, limit=limit)
+        except OrganizationNotVisible as exc:
+            raise ApiError(404, "organization_not_found", str(exc)) from exc
+        courses = [CourseOut(courseId=e.course_id, organizationId=e.organization_id, title=e.title, subject=e.subject,
+                             gradeBand=e.grade_band, visibility=e.visibility, tags=e.tags,
+                             contentVersion=e.content_version, itemCount=e.item_count, storagePath=e.storage_path,
+                             latestJobId=e.latest_job_id, updatedAt=e.updated_at) for e in entries]
+        return CourseListResponse(courses=courses, count=len(courses), requestId=request_id_of(request))
+
+    return await run_in_threadpool(work)
+
+
+@router.post(
+    "/functions/v1/request-course-media",
+    status_code=202,
+    response_model=CourseMediaResponse,
+    summary="Queue images for named targets of an existing course",
+    responses=_errors(*_WRITE_ERRORS, 429),
+)
+async def request_course_media(
+    body: CourseMediaBody, request: Request, principal: Annotated[Principal, Depends(enqueue_principal)]
+) -> CourseMediaResponse:
+    """One media job per named target that has neither an image nor a live job; images already attached
+    are left untouched. Another organization's course is a 404 (public or not); a viewer gets 403."""
+    from ignite_dagster.media.targets import CourseNotFound, UnknownTarget, course_owner, request_course_images
+
+    def work() -> CourseMediaResponse:
+        deps = deps_of(request)
+        with deps.pool.connection() as conn:
+            owner = course_owner(conn, body.courseId)
+            if owner is None or not can_read(principal, owner):
+                raise ApiError(404, "not_found", f"course {body.courseId} not found")
+            if not can_write(principal, owner):
+                raise ApiError(403, "forbidden", "requesting images needs the editor or org_admin role in the course's organization")
+            try:
+                result = request_course_images(
+                    conn, deps.store, organization_id=owner, course_id=body.courseId, specs=body.targets,
+                    style=body.style, created_by=principal.user_id if principal.kind == "user" else None,
+                    requested_by=principal.audit_text(),
+                )
+            except CourseNotFound as exc:
+                raise ApiError(404, "not_found", str(exc)) from exc
+            except UnknownTarget as exc:
+                raise ApiError(422, "invalid_request", f"targets: {exc}") from exc
+        audit_log.info("course media course=%s jobs=%d by=%s", body.courseId, len(result.job_ids), principal.rate_key)
+        return CourseMediaResponse(courseId=body.courseId, jobIds=result.job_ids, targets=result.targets,
+                                   alreadyAttached=result.already_attached, alreadyQueued=result.already_queued,
+                                   requestId=request_id_of(request))
 
     return await run_in_threadpool(work)
 

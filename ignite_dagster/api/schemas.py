@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ignite_dagster.api.errors import ErrorResponse, IssueOut
 from ignite_dagster.catalog.publishing import CHANGE_SUMMARY_MAX
-from ignite_dagster.course.request import CourseId, CourseRequest, FullMatch
+from ignite_dagster.course.request import CourseId, CourseRequest, FullMatch, Visibility
+from ignite_dagster.media.targets import SPEC_REGEX
 from ignite_dagster.queue import CourseJob, JobEvent, MediaJob
 
 JobTableName = Literal["ai_course_jobs", "ai_media_jobs"]
@@ -273,6 +274,62 @@ class MediaResponse(BaseModel):
     path: str
     details: dict[str, Any] = Field(default_factory=dict, description="Anything else the generator reported.")
     requestId: str
+
+
+ImageTargetSpec = Annotated[str, FullMatch(
+    SPEC_REGEX, "a target is 'study_texts', 'stimulus:<itemId>', 'stimulus:all', 'options:<itemId>' or 'options:all'")]
+
+
+class CourseMediaBody(BaseModel):
+    """Images for an existing course: which targets (the request's vocabulary, plus study_texts)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    courseId: CourseId
+    targets: list[ImageTargetSpec] = Field(
+        min_length=1, max_length=200,
+        description="study_texts (markers still holding a description), stimulus:<itemId>|all, options:<itemId>|all.")
+    style: NoNul | None = Field(default=None, max_length=200, description="Free style text appended to every prompt.")
+
+
+class CourseMediaResponse(BaseModel):
+    ok: Literal[True] = True
+    courseId: str
+    jobIds: list[UUID] = Field(description="One new media job per target that had neither an image nor a live job.")
+    targets: list[dict[str, Any]] = Field(description="The targets of the new jobs, in jobIds' order.")
+    alreadyAttached: list[dict[str, Any]] = Field(description="Targets that already carry an image: left untouched.")
+    alreadyQueued: list[dict[str, Any]] = Field(description="Targets with a live job: not asked twice.")
+    requestId: str
+
+
+class CourseOut(BaseModel):
+    courseId: str
+    organizationId: UUID
+    title: str
+    subject: str | None = None
+    gradeBand: str | None = None
+    visibility: Visibility
+    tags: list[str]
+    contentVersion: int
+    itemCount: int
+    storagePath: str
+    latestJobId: UUID | None = None
+    updatedAt: datetime
+
+
+class CourseListResponse(BaseModel):
+    ok: Literal[True] = True
+    courses: list[CourseOut]
+    count: int
+    requestId: str
+
+
+# A tag filter is a free tag or a derived facet ("subject:water-cycle", "grade-band:3-5", "locale:fr",
+# "strategy:llm"; course/tags.py).
+TagFilter = Annotated[str, Field(max_length=120), FullMatch(
+    r"(?:(?:subject|grade-band|locale|strategy):[A-Za-z0-9-]{1,100})|[a-z0-9]+(?:-[a-z0-9]+)*",
+    "a tag filter is a free tag ('spring-term') or a facet ('subject:addition', 'grade-band:3-5', 'locale:fr', "
+    "'strategy:llm')")]
 
 
 class HealthResponse(BaseModel):

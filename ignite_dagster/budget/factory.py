@@ -19,7 +19,9 @@ def _budget(settings: Settings, kind: str, model: str, limits: BudgetLimits, nam
     if not settings.database_url:
         # the budget is shared through Postgres; without it every process would count alone
         raise ConfigError("provider budget", ["DATABASE_URL"], [f"{names} need the shared database"])
-    return ProviderBudget.for_url(settings.database_url, budget_key(kind, settings.openai_base_url, model), limits,
+    # images have their own endpoint (IGNITE_IMAGE_BASE_URL, else OPENAI_BASE_URL): budget the server called
+    base_url = settings.image_provider_base_url if kind == "image" else settings.openai_base_url
+    return ProviderBudget.for_url(settings.database_url, budget_key(kind, base_url, model), limits,
                                   lease_seconds=lease_seconds)
 
 

@@ -107,6 +107,15 @@ def shared_pool(url: str) -> ConnectionPool:
         return pool
 
 
+def close_shared_pools() -> None:
+    """Close every pool ``shared_pool`` opened (tests dropping their databases; process shutdown)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
 class ProviderBudget:
     """A budget row in Postgres, shared by every process that uses the same key.
 

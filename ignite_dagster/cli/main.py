@@ -146,6 +146,10 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
         kwargs: dict = {"dest": name, "default": None, "help": help_text, "required": field.is_required()}
         if members == [bool]:
             parser.add_argument(*flags, action="store_const", const=True, **kwargs)
+        elif len(members) == 1 and typing.get_origin(members[0]) is list:
+            # repeatable: --tags a --tags b (the model checks each value)
+            kwargs["help"] = (field.description or "") + " (repeat the flag for several)"
+            parser.add_argument(*flags, action="append", **kwargs)
         elif len(members) == 1 and typing.get_origin(members[0]) is typing.Literal:
             # the model checks the value, so a wrong one reads like every other invalid request
             parser.add_argument(*flags, metavar="{" + ",".join(typing.get_args(members[0])) + "}", **kwargs)
@@ -221,6 +225,59 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
         table.add_row(str(r["day"]), r["organization"], str(r["calls"]), str(r["tokens"]), cost,
                       str(r["unpriced_tokens"]))
     Console().print(table)
+    return 0
+
+
+# -- courses (catalog) ------------------------------------------------------------------------------
+def cmd_courses_list(settings: Settings, args: argparse.Namespace) -> int:
+    """The catalog as an operator sees it (every organization unless --org), filtered like the API."""
+    import getpass
+
+    from ignite_dagster import db
+    from ignite_dagster.auth import Principal
+    from ignite_dagster.catalog.listing import list_courses
+
+    url = _database_url(settings)
+    db.check(url)
+    entries = list_courses(url, Principal.operator(f"cli:{getpass.getuser()}"), tags=args.tag or [],
+                           visibility=args.visibility, subject=args.subject, grade_band=args.grade_band,
+                           organization_id=args.org, limit=args.limit)
+    if args.json:
+        _print_json([e.model_dump(mode="json") for e in entries])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("course", "organization", "title", "visibility", "version", "items", "tags")
+    for e in entries:
+        table.add_row(e.course_id, str(e.organization_id), e.title, e.visibility, str(e.content_version),
+                      str(e.item_count), ", ".join(e.tags))
+    Console().print(table)
+    return 0
+
+
+def cmd_courses_images(settings: Settings, args: argparse.Namespace) -> int:
+    """Queue images for named targets of an existing course of --org (as the API route does)."""
+    from ignite_dagster import db
+    from ignite_dagster.media.targets import CourseNotFound, UnknownTarget, request_course_images
+    from ignite_dagster.storage import open_store
+
+    url = _database_url(settings)
+    db.check(url)
+    import psycopg
+    from psycopg.rows import dict_row
+
+    try:
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            result = request_course_images(conn, open_store(settings), organization_id=args.org,
+                                           course_id=args.course_id, specs=args.target, style=args.style,
+                                           requested_by=args.requested_by)
+    except CourseNotFound as exc:
+        raise CliError(f"not queued: {exc} in organization {args.org}") from exc
+    except UnknownTarget as exc:
+        raise CliError(f"not queued: invalid target {exc}") from exc
+    _print_json({"courseId": result.course_id, "jobIds": [str(j) for j in result.job_ids], "targets": result.targets,
+                 "alreadyAttached": result.already_attached, "alreadyQueued": result.already_queued})
     return 0
 
 
@@ -357,6 +414,27 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("--org", type=UUID, help="only this organization")
     us.add_argument("--json", action="store_true")
     us.set_defaults(func=cmd_usage)
+
+    courses = sub.add_parser("courses", help="the catalog: list courses, request images for a course").add_subparsers(
+        dest="courses_command", required=True)
+    cl = courses.add_parser("list", help="catalog rows, newest first (every organization unless --org)")
+    cl.add_argument("--org", type=UUID, help="only this organization")
+    cl.add_argument("--tag", action="append", help="a tag every listed course carries (repeat for several): "
+                    "a free tag, or subject:<slug>, grade-band:<band>, locale:<tag>, strategy:<kind>")
+    cl.add_argument("--visibility", choices=["org", "public"])
+    cl.add_argument("--subject", help="the course's subject, case-insensitive")
+    cl.add_argument("--grade-band", help="e.g. 3-5")
+    cl.add_argument("--limit", type=int, default=50)
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_courses_list)
+    ci = courses.add_parser("images", help="queue images for named targets of an existing course; prints the jobs")
+    ci.add_argument("course_id")
+    ci.add_argument("--org", type=UUID, required=True, help="the organization that owns the course")
+    ci.add_argument("--target", action="append", required=True,
+                    help="study_texts, stimulus:<itemId>|all or options:<itemId>|all (repeat for several)")
+    ci.add_argument("--style", help="free style text appended to every prompt")
+    ci.add_argument("--requested-by", help="audit text (who asked)")
+    ci.set_defaults(func=cmd_courses_images)
 
     pub = sub.add_parser("publish", help="publish the current course.json as a new immutable version")
     pub.add_argument("course_id")

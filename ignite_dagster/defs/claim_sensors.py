@@ -52,12 +52,14 @@ def decode_claims(value: str) -> list[tuple[UUID, int]]:
     return out
 
 
-def _queue_limit(instance) -> int | None:
+def _run_queue(instance) -> tuple[int | None, list]:
+    """The instance run queue's limit (None: no queue) and its tag concurrency limits."""
     try:
-        limit = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
+        config = instance.get_concurrency_config().run_queue_config
     except Exception:  # noqa: BLE001 - instances without a run queue (ephemeral, tests)
-        return None
-    return limit if limit is not None and limit >= 0 else None
+        return None, []
+    limit = config.max_concurrent_runs
+    return (limit if limit is not None and limit >= 0 else None), list(config.tag_concurrency_limits or [])
 
 
 def active_runs(instance, job_name: str | None = None) -> int:
@@ -65,12 +67,38 @@ def active_runs(instance, job_name: str | None = None) -> int:
                                    else RunsFilter(statuses=ACTIVE))
 
 
+def _matches(run, rule) -> bool:
+    value, want = run.tags.get(rule["key"]), rule.get("value")
+    return value is not None and (want is None or isinstance(want, dict) or want == value)
+
+
+def occupied_slots(instance, tag_limits: list) -> int:
+    """Slots of the instance run queue that in-flight runs hold or queued runs will take first.
+
+    Runs in progress hold one each. A queued run takes one too, unless a tag concurrency limit holds it
+    back (the coordinator's rule): maintenance runs that pile up behind their limit of 2 under load
+    must not look like a full queue, or the factory would stop claiming work while slots are free."""
+    in_progress = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]))
+    queued = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]))
+    used = [sum(_matches(r, rule) for r in in_progress) for rule in tag_limits]
+    taken = len(in_progress)
+    for run in queued:
+        rules = [i for i, rule in enumerate(tag_limits) if _matches(run, rule)]
+        if any(used[i] >= tag_limits[i]["limit"] for i in rules):
+            continue
+        for i in rules:
+            used[i] += 1
+        taken += 1
+    return taken
+
+
 def free_runs(instance, job_name: str, configured: int) -> int:
-    """Runs a sensor may request now for ``job_name``."""
+    """Runs a sensor may request now for ``job_name``: its own cap minus its in-flight runs, and no more
+    than the instance run queue can start (dead runs were failed before this is asked, see above)."""
     free = configured - active_runs(instance, job_name)
-    limit = _queue_limit(instance)
+    limit, tag_limits = _run_queue(instance)
     if limit is not None:
-        free = min(free, limit - active_runs(instance))
+        free = min(free, limit - occupied_slots(instance, tag_limits))
     return free
 
 

@@ -147,15 +147,18 @@ class OpenAIImageProvider:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIImageProvider:
-        """Fail loudly, naming every missing variable, when images are not configured."""
+        """The image provider's own endpoint and key (IGNITE_IMAGE_BASE_URL / IGNITE_IMAGE_API_KEY, each
+        falling back to the text provider's OPENAI_BASE_URL / OPENAI_API_KEY only when unset). Fails
+        loudly, naming every missing variable, when images are not configured."""
         try:
-            settings.require("images", "OPENAI_API_KEY", "IGNITE_IMAGE_MODEL")
+            settings.require_images()
         except ConfigError as exc:
             raise MediaProviderError("model_not_configured", str(exc)) from exc
-        assert settings.openai_api_key and settings.image_model  # narrowed by require()
+        key, model = settings.image_provider_key, settings.image_model
+        assert key and model  # narrowed by require_images()
         from ignite_dagster.budget import image_budget
 
-        provider = cls(api_key=settings.openai_api_key, model=settings.image_model, base_url=settings.openai_base_url,
+        provider = cls(api_key=key, model=model, base_url=settings.image_provider_base_url,
                        size=settings.image_size, timeout_seconds=settings.image_timeout_seconds,
                        prices=settings.prices())
         provider.budget = image_budget(settings)  # None unless IGNITE_IMAGES_PER_MINUTE is set

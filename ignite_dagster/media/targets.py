@@ -180,6 +180,14 @@ def _row_value(row: Any, name: str) -> Any:
     return row[name] if isinstance(row, dict) else row[0]
 
 
+def course_owner(conn: psycopg.Connection, course_id: str) -> UUID | None:
+    """The organization that owns ``course_id`` (None: no such course, or deleted)."""
+    row = conn.execute(
+        "SELECT organization_id FROM course_metadata WHERE id = %s AND deleted_at IS NULL", (course_id,)
+    ).fetchone()
+    return None if row is None else _row_value(row, "organization_id")
+
+
 def request_course_images(
     conn: psycopg.Connection,
     store: ObjectStore,
@@ -197,10 +205,7 @@ def request_course_images(
     is not asked twice (``already_queued``). Raises CourseNotFound (another organization's course
     included) and UnknownTarget (a spec naming what the course lacks) before anything is written.
     """
-    owner = conn.execute(
-        "SELECT organization_id FROM course_metadata WHERE id = %s AND deleted_at IS NULL", (course_id,)
-    ).fetchone()
-    if owner is None or _row_value(owner, "organization_id") != organization_id:
+    if course_owner(conn, course_id) != organization_id:
         raise CourseNotFound(f"course {course_id} not found")
     try:
         doc = json.loads(store.get(course_path(course_id)).data)

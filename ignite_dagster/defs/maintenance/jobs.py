@@ -90,11 +90,24 @@ stale_job = _job("mark_stale", mark_stale_jobs, "Heartbeat timeout → stale.")
 dead_letter_job = _job("dead_letter", dead_letter_sweep, "Retry budget spent → dead_letter.")
 requeue_job = _job("requeue_jobs", requeue, "Send jobs back to pending (launchpad: list the job ids).")
 
+def _previous_run_finished(job_name: str):
+    """Skip a tick while the previous run of the same sweep is still queued or running: on a loaded
+    machine a sweep can take longer than its interval, and the runs would pile up in the run queue."""
+
+    def should_execute(context) -> bool:
+        from dagster import RunsFilter
+
+        from ignite_dagster.defs.claim_sensors import ACTIVE
+
+        return context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=ACTIVE)) == 0
+
+    return should_execute
+
+
 schedules = [
-    ScheduleDefinition(name="reconcile_every_minute", job=reconcile_job, cron_schedule="* * * * *",
-                       default_status=DefaultScheduleStatus.RUNNING),
-    ScheduleDefinition(name="mark_stale_every_minute", job=stale_job, cron_schedule="* * * * *",
-                       default_status=DefaultScheduleStatus.RUNNING),
-    ScheduleDefinition(name="dead_letter_every_5_minutes", job=dead_letter_job, cron_schedule="*/5 * * * *",
-                       default_status=DefaultScheduleStatus.RUNNING),
+    ScheduleDefinition(name=name, job=j, cron_schedule=cron, default_status=DefaultScheduleStatus.RUNNING,
+                       should_execute=_previous_run_finished(j.name))
+    for name, j, cron in (("reconcile_every_minute", reconcile_job, "* * * * *"),
+                          ("mark_stale_every_minute", stale_job, "* * * * *"),
+                          ("dead_letter_every_5_minutes", dead_letter_job, "*/5 * * * *"))
 ]

@@ -1,0 +1,201 @@
+"""Claims alive from the moment they are made, dead runs failed, capacity that cannot leak (issue 15).
+
+Real Postgres queue, real (ephemeral) Dagster instance; the daemon-level proof is tests/test_e2e_crash.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.test_utils import create_run_for_test
+
+from ignite_dagster.course_jobs.reconcile import reconcile
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims, fail_dead_runs, free_runs, keep_waiting_claims_alive
+from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.local.stack import CrashLoop, Stack
+from ignite_dagster.queue import JobQueue
+from ignite_dagster.queue.lease import keep_alive, last_sign_of_life, release_or_fail
+from ignite_dagster.queue.staged import storage_failure
+from ignite_dagster.storage import LocalObjectStore
+from ignite_dagster.storage.base import NotFound, PreconditionFailed
+from tests.support.jobs import new_course, set_columns
+
+C = "ai_course_jobs"
+BACKOFF = {"backoff_base": timedelta(0), "backoff_cap": timedelta(0)}
+
+
+@pytest.fixture
+def queue(db_url) -> JobQueue:
+    return JobQueue(db_url)
+
+
+def _claimed(queue: JobQueue, org_id, course_id: str = "addition-live", **kw):
+    queue.enqueue_course(new_course(course_id, **kw), organization_id=org_id)
+    return queue.claim_course_jobs("dagster-sensor:test")[0]
+
+
+def _silence(db_url, job, minutes: float = 10) -> None:
+    set_columns(db_url, C, job.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=minutes))
+
+
+def test_keep_alive_heartbeats_only_the_attempt_that_holds_the_claim(queue, db_url, org_id):
+    job = _claimed(queue, org_id)
+    _silence(db_url, job)
+    assert keep_alive(queue, C, [(job.id, job.attempt - 1)]) == 0  # an older attempt vouches for nothing
+    assert queue.mark_stale(timedelta(minutes=5)) != []  # silent: detected
+    job = queue.claim_course_jobs("w")[0]
+    _silence(db_url, job)
+    assert keep_alive(queue, C, [(job.id, job.attempt)]) == 1
+    assert queue.mark_stale(timedelta(minutes=5)) == []  # a queued run's claim is not taken for dead
+    assert queue.get(job.id).status == "processing"
+
+
+def test_stale_claim_that_never_ran_a_stage_is_released_without_spending_a_retry(queue, db_url, org_id):
+    job = _claimed(queue, org_id, max_retries=1)
+    _silence(db_url, job)
+    assert [r.job_id for r in queue.mark_stale(timedelta(minutes=5))] == [job.id]
+    released = queue.get(job.id)
+    assert (released.status, released.retry_count, released.reason_code) == ("pending", 0, "heartbeat_timeout")
+    assert [e.step for e in queue.events(job.id)] == ["claim_released"]
+    again = queue.claim_course_jobs("w")[0]
+    assert (again.attempt, again.retry_count) == (2, 0)
+    # once a stage ran, silence is a real failure: stale, and the next claim spends a retry
+    assert queue.progress(again.id, C, again.attempt, "fill", 20)
+    _silence(db_url, again)
+    queue.mark_stale(timedelta(minutes=5))
+    assert queue.get(job.id).status == "stale"
+    assert queue.claim_course_jobs("w")[0].retry_count == 1
+
+
+def test_dead_runs_claims_release_unstarted_fail_started_and_free_releases_are_bounded(queue, db_url, org_id):
+    job = _claimed(queue, org_id, max_retries=1)
+    for n in range(3):  # a run that keeps dying before its first stage: three free releases
+        assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "pending"
+        assert queue.get(job.id).retry_count == 0
+        job = queue.claim_course_jobs("w")[0]
+    # then it counts like any failure, so a job whose runs never start still reaches dead_letter
+    assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "failed"
+    job = queue.claim_course_jobs("w")[0]
+    assert job.retry_count == 1
+    assert release_or_fail(queue, C, (job.id, job.attempt - 1), "late", "run_failed", **BACKOFF) is None  # fenced
+    assert queue.progress(job.id, C, job.attempt, "fill", 20)
+    assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "dead_letter"
+
+
+def test_last_sign_of_life_ignores_claims_taken_over_by_a_newer_attempt():
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    a, b, c = (f"00000000-0000-0000-0000-00000000000{i}" for i in range(3))
+    rows = {
+        a: {"attempt": 1, "status": "processing", "last_heartbeat": t0 + timedelta(seconds=30), "completed_at": None,
+            "updated_at": t0},
+        b: {"attempt": 2, "status": "processing", "last_heartbeat": t0 + timedelta(seconds=90), "completed_at": None,
+            "updated_at": t0},  # claimed again: attempt 2 is another run's
+        c: {"attempt": 1, "status": "done", "last_heartbeat": t0, "completed_at": t0 + timedelta(seconds=40),
+            "updated_at": t0 + timedelta(seconds=40)},
+    }
+    assert last_sign_of_life([(a, 1), (b, 1)], rows, t0) == t0 + timedelta(seconds=30)
+    assert last_sign_of_life([(a, 1), (c, 1)], rows, t0) == t0 + timedelta(seconds=40)
+    assert last_sign_of_life([(b, 1)], rows, t0 + timedelta(seconds=5)) == t0 + timedelta(seconds=5)  # its start
+
+
+@pytest.fixture
+def services(db_url, monkeypatch, tmp_path):
+    from ignite_dagster.defs.resources import code_location_services
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
+    code_location_services.cache_clear()
+    yield
+    code_location_services.cache_clear()
+
+
+def test_a_started_run_silent_past_the_limit_is_failed_and_frees_its_slot(services, queue, db_url, org_id):
+    silent = _claimed(queue, org_id, "addition-dead")
+    alive = _claimed(queue, org_id, "addition-alive")
+    waiting = _claimed(queue, org_id, "addition-queued")
+    for job in (silent, alive, waiting):
+        _silence(db_url, job)
+    with DagsterInstance.ephemeral() as instance:
+        runs = {name: create_run_for_test(instance, job_name=GENERATE_JOB, status=status,
+                                          tags={JOBS_TAG: encode_claims([(j.id, j.attempt)])})
+                for name, status, j in (("dead", DagsterRunStatus.STARTED, silent),
+                                        ("alive", DagsterRunStatus.STARTED, alive),
+                                        ("starting", DagsterRunStatus.STARTING, waiting))}
+        assert free_runs(instance, GENERATE_JOB, 4) == 1  # the zombie holds a slot...
+        time.sleep(1.2)  # ...until it has been silent for longer than the limit (its start counts as a sign)
+        assert queue.heartbeat(alive.id, C, alive.attempt)  # the live run's lease
+        assert keep_waiting_claims_alive(instance, GENERATE_JOB, C, queue) == 1
+        assert fail_dead_runs(instance, GENERATE_JOB, C, queue, timedelta(seconds=1)) == [runs["dead"].run_id]
+        assert instance.get_run_by_id(runs["dead"].run_id).status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(runs["alive"].run_id).status == DagsterRunStatus.STARTED
+        assert free_runs(instance, GENERATE_JOB, 4) == 2  # ...and no longer
+        assert queue.get(waiting.id).last_heartbeat > datetime.now(UTC) - timedelta(minutes=1)  # kept alive
+        assert fail_dead_runs(instance, GENERATE_JOB, C, queue, timedelta(seconds=1)) == []  # once
+
+
+def test_reconciler_completes_only_the_attempt_that_wrote_the_file_and_not_under_a_live_claim(queue, db_url, org_id, tmp_path):
+    store = LocalObjectStore(tmp_path)
+    job = _claimed(queue, org_id, "addition-rec2")
+    written_at = datetime.now(UTC)
+    doc = {"id": "addition-rec2", "title": "Addition", "subject": "addition", "gradeBand": "3-5", "items": [{}, {}],
+           "generation": {"jobId": str(job.id), "attempt": job.attempt, "strategy": "deterministic",
+                          "packId": "addition.g3-5", "createdAt": written_at.isoformat().replace("+00:00", "Z")}}
+    store.put("courses/addition-rec2/course.json", json.dumps(doc).encode(), content_type="application/json")
+    _silence(db_url, job)
+    quiet = timedelta(seconds=60)
+    # a live run holds this claim: left to it
+    assert reconcile(queue, store, quiet_for=quiet, held={(job.id, job.attempt)}).marked_done == []
+    # the job was claimed again (attempt 2 queued): attempt 1's file does not complete attempt 2
+    queue.mark_stale(timedelta(minutes=5))
+    second = queue.claim_course_jobs("w")[0]
+    assert second.attempt == job.attempt + 1
+    _silence(db_url, second)
+    assert reconcile(queue, store, quiet_for=quiet).marked_done == []
+    assert queue.get(job.id).status == "processing"
+    # the file of the attempt the row holds, with that attempt's run gone: done, with its telemetry
+    doc["generation"].update(attempt=second.attempt, createdAt=datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    store.put("courses/addition-rec2/course.json", json.dumps(doc).encode(), content_type="application/json")
+    report = reconcile(queue, store, quiet_for=quiet)
+    assert [(j.job_id, j.course_id, j.attempt) for j in report.marked_done] == [(job.id, "addition-rec2", second.attempt)]
+    done = queue.get(job.id)
+    assert done.status == "done" and done.summary["reconciled"] is True and done.summary["items"] == 2
+    assert done.summary["packId"] == "addition.g3-5" and done.processing_duration_ms is not None
+
+
+@pytest.mark.parametrize("exc, code", [
+    (OSError(errno.EROFS, "Read-only file system"), "storage_error"),
+    (OSError(errno.ENOSPC, "No space left on device"), "storage_error"),
+    (PreconditionFailed("courses/x changed"), "storage_error"),
+    (NotFound("courses/x"), None),
+    (ValueError("bug"), None),
+])
+def test_storage_failures_have_their_own_reason_code(exc, code):
+    found = storage_failure(exc)
+    assert (found[0] if found else None) == code
+    if found:
+        assert found[2] is True  # retryable: storage comes back
+
+
+def test_stack_restarts_an_exited_process_and_stops_on_a_crash_loop(tmp_path):
+    stack = Stack(env={"PATH": "/usr/bin:/bin"}, log_dir=tmp_path)
+    try:
+        first = stack._spawn("worker", ["sleep", "60"])
+        first.kill()
+        first.wait(10)
+        assert stack.restart_exited() == [("worker", -9)]
+        assert stack.procs["worker"].pid != first.pid and stack.procs["worker"].poll() is None
+        assert stack.restart_exited() == []  # nothing exited
+        stack._spawn("flapping", ["false"])
+        with pytest.raises(CrashLoop, match="flapping exited"):
+            for _ in range(50):
+                stack.procs["flapping"].wait(10)
+                stack.restart_exited(max_restarts=3)
+    finally:
+        stack.stop(grace=5)
+    assert all(p.poll() is not None for p in stack.procs.values())
+    assert not subprocess.run(["pgrep", "-g", str(first.pid)], capture_output=True).stdout

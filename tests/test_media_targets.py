@@ -1,0 +1,211 @@
+"""Item and option images on request: the target vocabulary, prompts from the item's own text, alt text
+stored, the requested targets in the completeness check, and images for an existing course over HTTP and
+the CLI (404 across organizations, nothing written on refusal, attached images left untouched).
+Real Postgres, real HTTP (uvicorn and the loopback image server), the production media worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import psycopg
+import pytest
+from pydantic import ValidationError
+
+from ignite_dagster.course.request import CourseRequest
+from ignite_dagster.media.attach import key_for_url, media_completeness
+from ignite_dagster.media.prompts import option_text, question_text
+from ignite_dagster.media.targets import UnknownTarget, plan_images
+from ignite_dagster.media.worker import MediaWorker, work_claimed
+from ignite_dagster.queue import JobQueue
+from ignite_dagster.queue.lease import Lease
+from ignite_dagster.storage.keys import course_path
+from tests.support.api_server import agent_headers, api_settings, build_world, running_api, seed_course, snapshot
+from tests.support.courses import pack_course
+from tests.support.media import media_settings, water_cycle_course
+from tests.support.openai_server import IMAGES, OpenAICompatServer, tiny_png
+
+ROUTE = "/functions/v1/request-course-media"
+COURSE = "wc-targets"
+
+
+# -- the vocabulary and the prompts ------------------------------------------------------------------------
+
+
+def test_specs_expand_to_targets_with_prompts_from_the_item_text():
+    doc = water_cycle_course(COURSE)
+    items = doc["items"]
+    planned = plan_images(doc, ["stimulus:0", "options:1", "stimulus:0"])
+    assert [p.target for p in planned] == [
+        {"type": "item_stimulus", "itemId": 0},
+        *({"type": "item_option", "itemId": 1, "optionIndex": k} for k in range(len(items[1]["options"]))),
+    ]
+    assert question_text(items[0]) in planned[0].prompt and "[blank]" not in planned[0].prompt
+    for k, p in enumerate(planned[1:]):
+        assert f'"{option_text(items[1], k)}"' in p.prompt and question_text(items[1]) in p.prompt
+    every = plan_images(doc, ["study_texts", "stimulus:all"])
+    assert [p.target["type"] for p in every] == ["study_text"] * 2 + ["item_stimulus"] * len(items)
+
+
+def test_a_spec_naming_what_the_course_lacks_is_refused():
+    doc = water_cycle_course(COURSE)
+    with pytest.raises(UnknownTarget, match="stimulus:999: the course has no item 999"):
+        plan_images(doc, ["stimulus:999"])
+    numeric = pack_course({"course_id": "num", "subject": "addition", "grade": "3", "items_per_group": 2, "mode": "numeric"})
+    with pytest.raises(UnknownTarget, match="has no answer options"):
+        plan_images(numeric, ["options:0"])
+    assert plan_images(numeric, ["options:all"]) == []  # "all" means the items that have options
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"item_images": ["stimulus:3"]}, "set groups_count"),
+    ({"item_images": ["stimulus:8"], "groups_count": 2, "items_per_group": 4}, "items 0..7"),
+    ({"item_images": ["options:all"], "mode": "numeric"}, "mode numeric has no options"),
+    ({"item_images": ["picture:1"]}, "item_images.0"),
+])
+def test_item_images_the_course_cannot_have_are_refused_at_the_request(fields, message):
+    with pytest.raises(ValidationError) as err:
+        CourseRequest(course_id="x", subject="water cycle", grade_band="3-5", **fields)
+    assert "item_images" in str(err.value) and message in str(err.value)
+
+
+# -- attaching: alt text, completeness ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_server():
+    with OpenAICompatServer() as server:
+        yield server
+
+
+def run_media_jobs(db_url: str, store, base_url: str) -> list:
+    queue = JobQueue(db_url)
+    worker = MediaWorker(media_settings(base_url), queue, store, Lease(queue, 5.0))
+    try:
+        done, failed = work_claimed(worker, queue.claim_media_jobs("targets-test", limit=100))
+    finally:
+        worker.close()
+    assert not failed, failed
+    return done
+
+
+def test_item_images_attach_with_alt_text_and_count_in_the_completeness_check(db_url, tmp_path, image_server):
+    from ignite_dagster.media.targets import request_course_images
+
+    world = build_world(db_url, tmp_path / "storage")
+    seed_course(db_url, world.store, COURSE, world.org_a, water_cycle_course(COURSE))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        result = request_course_images(conn, world.store, organization_id=world.org_a, course_id=COURSE,
+                                       specs=["stimulus:2", "options:3"])
+    requested = result.targets
+    assert len(result.job_ids) == len(requested) == 5
+    pending = media_completeness(world.store, COURSE, requested)
+    assert not pending.passed and len(pending.missing_targets) == 5  # requested, not attached yet
+
+    done = run_media_jobs(db_url, world.store, image_server.base_url)
+    assert len(done) == 5 and len(image_server.requests_to(IMAGES)) == 5
+    doc = json.loads(world.store.get(course_path(COURSE)).data)
+    item2, item3 = doc["items"][2], doc["items"][3]
+    assert item2["stimulus"]["alt"] == question_text(item2) and item2["stimulus"]["type"] == "image"
+    assert [m["alt"] for m in item3["optionMedia"]] == item3["options"]
+    for url in [item2["stimulus"]["url"], *(m["url"] for m in item3["optionMedia"])]:
+        key = key_for_url(world.store, url)
+        assert key and key.startswith(f"media-library/courses/{COURSE}/items/") and world.store.get(key).data == tiny_png()
+    report = media_completeness(world.store, COURSE, requested)
+    assert report.requested == report.requested_attached == 5 and not report.missing_targets and not report.unresolved
+    assert len(report.pending_markers) == 2  # the study-text markers: not requested here, still descriptions
+
+
+# -- images for an existing course: the route --------------------------------------------------------------
+
+
+@pytest.fixture
+def api(db_url, tmp_path, image_server):
+    world = build_world(db_url, tmp_path / "storage")
+    seed_course(db_url, world.store, COURSE, world.org_a, water_cycle_course(COURSE))
+    settings = api_settings(image_model="gpt-image-1", image_base_url=image_server.base_url)
+    with running_api(settings, db_url, world.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        world.client = c
+        yield world
+
+
+def media_rows(db_url: str) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT target_ref, status, requested_by FROM ai_media_jobs ORDER BY created_at, id").fetchall()
+
+
+def test_images_for_an_existing_course_add_only_what_is_missing(api, image_server):
+    h = api.token("editor_a")
+    r = api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0", "options:1"]}, headers=h)
+    assert r.status_code == 202, r.text
+    first = r.json()
+    assert len(first["jobIds"]) == 5 and first["alreadyAttached"] == [] and first["alreadyQueued"] == []
+    again = api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0"]}, headers=h).json()
+    assert again["jobIds"] == [] and again["alreadyQueued"] == [{"type": "item_stimulus", "itemId": 0}]
+
+    run_media_jobs(api.db_url, api.store, image_server.base_url)
+    before = json.loads(api.store.get(course_path(COURSE)).data)
+    r = api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0", "stimulus:1", "study_texts"]},
+                        headers=h)
+    assert r.status_code == 202, r.text
+    second = r.json()
+    assert second["alreadyAttached"] == [{"type": "item_stimulus", "itemId": 0}]
+    assert [t["type"] for t in second["targets"]] == ["item_stimulus", "study_text", "study_text"]
+    run_media_jobs(api.db_url, api.store, image_server.base_url)
+    after = json.loads(api.store.get(course_path(COURSE)).data)
+    # what was attached before is untouched; the new targets carry images now
+    assert after["items"][0]["stimulus"] == before["items"][0]["stimulus"]
+    assert after["items"][1]["optionMedia"] == before["items"][1]["optionMedia"]
+    assert after["items"][1]["stimulus"]["url"] and all("[IMAGE:http" in t["content"] or "[IMAGE:file" in t["content"]
+                                                         for t in after["studyTexts"])
+    assert len(image_server.requests_to(IMAGES)) == 5 + 3
+
+
+def test_another_organizations_course_is_404_and_nothing_is_written(api):
+    before = snapshot(api.db_url, api.root)
+    for headers in (api.token("editor_b"), agent_headers(api.org_b)):
+        r = api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:all"]}, headers=headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    with psycopg.connect(api.db_url, autocommit=True) as conn:  # public in the catalog: still not theirs
+        conn.execute("UPDATE course_metadata SET visibility = 'public' WHERE id = %s", (COURSE,))
+    assert api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0"]},
+                           headers=api.token("editor_b")).status_code == 404
+    missing = api.client.post(ROUTE, json={"courseId": "no-such-course", "targets": ["stimulus:0"]},
+                              headers=api.token("editor_a"))
+    assert missing.status_code == 404
+    viewer = api.client.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0"]}, headers=api.token("viewer_a"))
+    assert viewer.status_code == 403
+    assert media_rows(api.db_url) == [] and snapshot(api.db_url, api.root)["files"] == before["files"]
+
+
+@pytest.mark.parametrize("targets, field", [
+    (["stimulus:999"], "stimulus:999"), (["picture:1"], "targets"), ([], "targets"), (["stimulus:0\n"], "targets"),
+])
+def test_a_target_the_course_lacks_is_422_and_nothing_is_written(api, targets, field):
+    r = api.client.post(ROUTE, json={"courseId": COURSE, "targets": targets}, headers=api.token("editor_a"))
+    assert r.status_code == 422 and field in r.json()["error"]["message"], r.text
+    assert media_rows(api.db_url) == []
+
+
+def test_the_cli_requests_images_for_a_course_of_its_organization(api, tmp_path):
+    env = dict(os.environ, DATABASE_URL=api.db_url, IGNITE_HOME=str(tmp_path / "home"),
+               IGNITE_STORAGE_ROOT=str(api.root))
+
+    def ignite(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ignite_dagster.cli.main", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    out = ignite("courses", "images", COURSE, "--org", str(api.org_a), "--target", "stimulus:4", "--target",
+                 "options:4", "--requested-by", "cli-test")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert len(result["jobIds"]) == 5 and result["targets"][0] == {"type": "item_stimulus", "itemId": 4}
+    assert {row[2] for row in media_rows(api.db_url)} == {"cli-test"}
+    other = ignite("courses", "images", COURSE, "--org", str(api.org_b), "--target", "stimulus:0")
+    assert other.returncode == 2 and "not found" in other.stderr
+    bad = ignite("courses", "images", COURSE, "--org", str(api.org_a), "--target", "stimulus:999")
+    assert bad.returncode == 2 and "stimulus:999" in bad.stderr
+    assert len(media_rows(api.db_url)) == 5
