@@ -442,3 +442,21 @@ def test_cors_for_browser_frontends(db_url, tmp_path):
         assert "X-Request-Id" in r.headers["access-control-expose-headers"]
         other = c.options(ENQUEUE, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_job_status_names_the_dagster_run_and_links_it_only_when_the_ui_url_is_configured(db_url, tmp_path):
+    w = build_world(db_url, tmp_path / "storage")
+    queue = JobQueue(db_url)
+    for ui_url, expect_link in ((None, None), ("http://dagster.example:3000/", "http://dagster.example:3000/runs/")):
+        with running_api(api_settings(dagster_ui_url=ui_url), db_url, w.store) as server, \
+                httpx.Client(base_url=server.url, timeout=10) as c:
+            out = c.post(ENQUEUE, json=body(f"run-link-{bool(ui_url):d}"), headers=agent_headers(w.org_a)).json()
+            job_id = uuid.UUID(out["jobId"])
+            before = c.get(STATUS, params={"jobId": str(job_id)}, headers=agent_headers(w.org_a)).json()["job"]
+            assert (before["dagsterRunId"], before["dagsterRunUrl"]) == (None, None)
+            (claimed,) = [j for j in queue.claim_course_jobs("w", limit=10) if j.id == job_id]
+            assert queue.set_run_id(job_id, "ai_course_jobs", claimed.attempt, "run-abc")
+            assert not queue.set_run_id(job_id, "ai_course_jobs", claimed.attempt + 1, "run-other")  # fenced
+            job = c.get(STATUS, params={"jobId": str(job_id)}, headers=agent_headers(w.org_a)).json()["job"]
+            assert job["dagsterRunId"] == "run-abc"
+            assert job["dagsterRunUrl"] == (expect_link + "run-abc" if expect_link else None)

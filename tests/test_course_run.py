@@ -66,6 +66,7 @@ def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, or
     for i in range(2):
         queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
     held, finished = queue.claim_course_jobs("dead-run", limit=2)
+    assert queue.progress(held.id, "ai_course_jobs", held.attempt, "fill", 20)  # a stage ran: a failure, not a release
     assert queue.complete(finished.id, "ai_course_jobs", finished.attempt, {})
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (finished.id, finished.attempt)])}
     with DagsterInstance.ephemeral() as instance:

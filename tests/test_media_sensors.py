@@ -139,6 +139,7 @@ def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
     queue = env["queue"]
     ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(water_cycle_course("wc-s"), 2))
     held = queue.claim_media_jobs("dead-run", limit=1)[0]
+    assert queue.progress(held.id, "ai_media_jobs", held.attempt, "generate", 10)  # a stage ran: a failure, not a release
     done = queue.claim_media_jobs("dead-run", limit=1)[0]
     queue.complete(done.id, "ai_media_jobs", done.attempt, {"result_url": "x"})
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (done.id, done.attempt)])}

@@ -58,6 +58,8 @@ def _run_queue(instance) -> tuple[int | None, list]:
         config = instance.get_concurrency_config().run_queue_config
     except Exception:  # noqa: BLE001 - instances without a run queue (ephemeral, tests)
         return None, []
+    if config is None:
+        return None, []
     limit = config.max_concurrent_runs
     return (limit if limit is not None and limit >= 0 else None), list(config.tag_concurrency_limits or [])
 
