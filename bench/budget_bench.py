@@ -158,7 +158,7 @@ def main() -> int:
                 wall = time.monotonic() - t0
                 with psycopg.connect(url) as conn:
                     rows = conn.execute(
-                        "SELECT organization_id, status, extract(epoch FROM completed_at) FROM ai_course_jobs "
+                        "SELECT organization_id, status, extract(epoch FROM completed_at)::float8 FROM ai_course_jobs "
                         "WHERE id = ANY(%s)", (ids,)).fetchall()
                     spent = conn.execute("SELECT sum(tokens), sum(cost_usd), bool_and(cost_known) FROM ai_course_jobs "
                                          "WHERE id = ANY(%s)", (ids,)).fetchone()

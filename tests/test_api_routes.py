@@ -284,7 +284,8 @@ def test_openapi_served_with_envelope_models(world):
     spec = world.client.get("/openapi.json").json()
     paths = spec["paths"]
     assert set(paths) == {
-        ENQUEUE, STATUS, LIST, REQUEUE, "/functions/v1/publish-course", MEDIA, "/health"}
+        ENQUEUE, STATUS, LIST, REQUEUE, "/functions/v1/publish-course", MEDIA, "/health",
+        "/functions/v1/list-courses", "/functions/v1/request-course-media"}
     enqueue = paths[ENQUEUE]["post"]
     assert enqueue["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert {"200", "202", "401", "403", "413", "429"} <= set(enqueue["responses"])

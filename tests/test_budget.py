@@ -35,14 +35,13 @@ def _close_budget_pools():
 
 
 def max_in_any_window(times: list[float], window: float) -> int:
-    """The most arrivals inside any half-open interval [t, t + window) starting at an arrival."""
+    """The most arrivals inside any window of ``window`` seconds (each window ending at an arrival)."""
     times = sorted(times)
     best, j = 0, 0
     for i, t in enumerate(times):
         while times[j] < t - window + 1e-9 and j < i:
             j += 1
         best = max(best, i - j + 1)
-    # the loop above counts windows ending at each arrival; that is the same maximum
     return best
 
 
@@ -58,7 +57,7 @@ def test_two_worker_processes_never_exceed_the_shared_request_limit(db_url):
         outs = [p.communicate(timeout=60) for p in procs]
         wall = time.monotonic() - t0
         arrivals = [r.received_at for r in server.requests_to(CHAT) if "warmup" not in r.text()]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert [r["ok"] for r in results] == [10, 10]

@@ -15,7 +15,13 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.course_jobs.reconcile import reconcile
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims, fail_dead_runs, free_runs, keep_waiting_claims_alive
+from ignite_dagster.defs.claim_sensors import (
+    JOBS_TAG,
+    encode_claims,
+    fail_dead_runs,
+    free_runs,
+    keep_waiting_claims_alive,
+)
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.local.stack import CrashLoop, Stack
 from ignite_dagster.queue import JobQueue
@@ -74,7 +80,7 @@ def test_stale_claim_that_never_ran_a_stage_is_released_without_spending_a_retry
 
 def test_dead_runs_claims_release_unstarted_fail_started_and_free_releases_are_bounded(queue, db_url, org_id):
     job = _claimed(queue, org_id, max_retries=1)
-    for n in range(3):  # a run that keeps dying before its first stage: three free releases
+    for _ in range(3):  # a run that keeps dying before its first stage: three free releases
         assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "pending"
         assert queue.get(job.id).retry_count == 0
         job = queue.claim_course_jobs("w")[0]

@@ -81,10 +81,13 @@ def test_every_request_field_is_a_flag_and_is_stored(db_url, org_id, tmp_path):
               "mode": "numeric", "notes": "use coins", "study_text": "Coins are money.", "levels_count": "2",
               "study_texts_count": "1", "groups_count": "2", "strategy": "llm", "locale": "pt-BR"}
     argv = [x for k, v in values.items() for x in (f"--{k.replace('_', '-')}", v)]
+    lists = {"item_images": ["stimulus:all", "stimulus:3"], "tags": ["coins", "spring-term"]}
+    argv += [x for k, vs in lists.items() for v in vs for x in (f"--{k.replace('_', '-')}", v)]
+    argv += ["--visibility", "public"]
     out = json.loads(ignite("enqueue", "--org", str(org_id), *argv, "--wants-images", "--json",
-                            db_url=db_url, tmp_path=tmp_path).stdout)
+                            db_url=db_url, tmp_path=tmp_path, IGNITE_IMAGE_MODEL="gpt-image-1").stdout)
     job = JobQueue(db_url).get(out["jobId"])
-    expected = CourseRequest(**values, wants_images=True)
+    expected = CourseRequest(**values, **lists, visibility="public", wants_images=True)
     assert {n: getattr(job, n) for n in CourseRequest.column_names()} == expected.columns()
     assert job.request_fingerprint == expected.fingerprint()
     saved = json.loads((tmp_path / f"storage/courses/debug/jobs/{out['jobId']}/special_requests.json").read_text())

@@ -91,7 +91,6 @@ def test_the_code_server_unit_serves_the_code_location(db_url, tmp_path):
         else:
             pytest.fail("the code server never answered its health check")
         from dagster._grpc.client import DagsterGrpcClient
-
         from dagster._serdes import deserialize_value
 
         listed = deserialize_value(DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories())

@@ -15,7 +15,7 @@ import time
 import psutil
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ignite_dagster.course_jobs.worker import STAGES
 from ignite_dagster.defs.claim_sensors import free_runs
@@ -24,7 +24,7 @@ from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
 from tests.support.stack import start_stack, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.crash]
+pytestmark = [pytest.mark.e2e, pytest.mark.crash, pytest.mark.timeout(1500)]
 
 BURST = 12
 PER_RUN = 2
@@ -94,14 +94,24 @@ def test_process_group_crash_mid_burst_recovers_every_job_once_and_full_capacity
                 marks["runs"] = now
             if "done" not in marks and _statuses(queue, ids) == {"done": BURST}:
                 marks["done"] = now
-            return {"runs", "done"} <= marks.keys()
+            # then the runs that finished the burst end too, and the sensor's whole capacity is free
+            if "done" in marks and "idle" not in marks and free_runs(instance, GENERATE_JOB, MAX_RUNS) == MAX_RUNS \
+                    and not instance.get_runs_count(RunsFilter(job_name=GENERATE_JOB, statuses=IN_FLIGHT)):
+                marks["idle"] = now
+            return {"runs", "done", "idle"} <= marks.keys()
 
         try:
             wait_until(recovered, 900, "every job done and every orphaned run ended", poll=0.5, stack=stack)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nreached: {marks}; jobs: {_statuses(queue, ids)}") from None
         print(f"recovery after restart: orphaned runs ended (their slots free) in {marks['runs']:.1f} s, "
-              f"all {BURST} jobs done in {marks['done']:.1f} s (restart {restarted_at - crashed_at:.1f} s after the crash)")
+              f"all {BURST} jobs done in {marks['done']:.1f} s, no run in flight and full capacity ({MAX_RUNS}) in "
+              f"{marks['idle']:.1f} s (restart {restarted_at - crashed_at:.1f} s after the crash)")
+
+        for run_id in orphaned:  # how each orphan ended: run monitoring (start timeout) or the claim sensor
+            failure = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+            print(f"orphan {run_id[:8]}: {instance.get_run_by_id(run_id).status.value}: "
+                  f"{failure[-1].message.splitlines()[0][:110] if failure else '-'}")
 
         # no run of the queue left in flight, and the sensor's capacity is whole
         assert not instance.get_runs(RunsFilter(job_name=GENERATE_JOB, statuses=IN_FLIGHT))

@@ -135,13 +135,14 @@ def test_item_and_option_images_requested_through_the_api_end_attached_and_a_sec
 
     payload = {"course_id": ITEMS_COURSE, "subject": "water cycle", "grade_band": "3-5", "items_per_group": 2,
                "groups_count": 2, "wants_images": True, "item_images": ["stimulus:all", "options:1"]}
-    settings = api_settings(openai_api_key=None, text_model=None)
+    settings = api_settings(openai_api_key=None, text_model=None, image_api_key="image-key", image_model=IMAGE_MODEL,
+                            image_base_url=image_server.base_url)
     with running_api(settings, db_url, store) as api, httpx.Client(base_url=api.url, timeout=30) as client:
         r = client.post("/functions/v1/enqueue-job", json={"jobType": "ai_course_generate", "payload": payload},
                         headers=agent_headers(org_id))
         assert r.status_code == 202, r.text
         # 2 study-text markers + a stimulus for each of the 4 items + item 1's 4 options
-        first = wait_until(all_media_done(10), 180, "the course and its 10 media jobs done", stack=stack)
+        first = wait_until(all_media_done(10), 240, "the course and its 10 media jobs done", stack=stack)
         doc = course_doc()
         assert all(resolves(i["stimulus"]["url"]) and i["stimulus"]["alt"] for i in doc["items"])
         options_1 = doc["items"][1]["optionMedia"]
@@ -152,7 +153,7 @@ def test_item_and_option_images_requested_through_the_api_end_attached_and_a_sec
                         json={"courseId": ITEMS_COURSE, "targets": ["stimulus:all", "options:2"]})
         assert r.status_code == 202, r.text
         assert len(r.json()["jobIds"]) == 4 and len(r.json()["alreadyAttached"]) == 4
-        wait_until(all_media_done(14), 180, "the 4 new option images done", stack=stack)
+        wait_until(all_media_done(14), 240, "the 4 new option images done", stack=stack)
     after = course_doc()
     assert [i["stimulus"] for i in after["items"]] == [i["stimulus"] for i in doc["items"]]  # untouched
     assert after["items"][1]["optionMedia"] == options_1 and after["studyTexts"] == doc["studyTexts"]

@@ -175,3 +175,28 @@ def test_a_course_json_written_behind_the_pipelines_back_gets_a_reconciler_mater
         # the next sweep finds nothing new
         again = defs.resolve_job_def("report_course_drift").execute_in_process(instance=instance)
         assert _materializations(again) == []
+
+
+def test_a_job_the_reconciler_completes_shows_as_a_reconciler_materialization(queue, store, org_id, db_url):
+    from datetime import UTC, datetime, timedelta
+
+    from ignite_dagster.config import Settings
+    from ignite_dagster.course_jobs.worker import CourseWorker
+    from ignite_dagster.defs.maintenance.jobs import reconcile_job
+    from ignite_dagster.queue.lease import Lease
+    from tests.support.jobs import set_columns
+    from tests.test_reconcile import _generated_but_unrecorded
+
+    worker = CourseWorker(Settings(), queue, store, Lease(queue, 60))
+    job = _generated_but_unrecorded(worker, queue, store, org_id, "addition-drift")
+    set_columns(db_url, "ai_course_jobs", job.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def(reconcile_job.name).execute_in_process(instance=instance)
+        assert result.success
+        assert _materializations(result) == [("course_content", "addition-drift", "reconciler"),
+                                             ("course_metadata", "addition-drift", "reconciler")]
+        mat = next(e.event_specific_data.materialization for e in result.all_events
+                   if e.event_type == DagsterEventType.ASSET_MATERIALIZATION)
+        assert mat.metadata["job_id"].value == str(job.id) and str(job.id) in mat.metadata["detail"].value
+        assert instance.get_materialized_partitions(CONTENT) == {"addition-drift"}
+    assert queue.get(job.id).status == "done"

@@ -23,7 +23,14 @@ from ignite_dagster.media.worker import MediaWorker, work_claimed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease
 from ignite_dagster.storage.keys import course_path
-from tests.support.api_server import agent_headers, api_settings, build_world, running_api, seed_course, snapshot
+from tests.support.api_server import (
+    agent_headers,
+    api_settings,
+    build_world,
+    running_api,
+    seed_course,
+    snapshot,
+)
 from tests.support.courses import pack_course
 from tests.support.media import media_settings, water_cycle_course
 from tests.support.openai_server import IMAGES, OpenAICompatServer, tiny_png
@@ -190,9 +197,25 @@ def test_a_target_the_course_lacks_is_422_and_nothing_is_written(api, targets, f
     assert media_rows(api.db_url) == []
 
 
+def test_images_are_refused_up_front_when_no_image_model_is_configured(db_url, tmp_path):
+    world = build_world(db_url, tmp_path / "storage")
+    seed_course(db_url, world.store, COURSE, world.org_a, water_cycle_course(COURSE))
+    before = snapshot(db_url, world.root)
+    with running_api(api_settings(), db_url, world.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        for fields in ({"wants_images": True}, {"item_images": ["stimulus:all"]}):
+            payload = {"course_id": "no-images", "subject": "water cycle", "grade_band": "3-5", **fields}
+            r = c.post("/functions/v1/enqueue-job", json={"jobType": "ai_course_generate", "payload": payload},
+                       headers=agent_headers(world.org_a))
+            assert r.status_code == 422 and r.json()["error"]["code"] == "model_not_configured", r.text
+            assert "IGNITE_IMAGE_MODEL" in r.json()["error"]["message"]
+        r = c.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:0"]}, headers=world.token("editor_a"))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "model_not_configured", r.text
+    assert snapshot(db_url, world.root) == before
+
+
 def test_the_cli_requests_images_for_a_course_of_its_organization(api, tmp_path):
     env = dict(os.environ, DATABASE_URL=api.db_url, IGNITE_HOME=str(tmp_path / "home"),
-               IGNITE_STORAGE_ROOT=str(api.root))
+               IGNITE_STORAGE_ROOT=str(api.root), OPENAI_API_KEY="test-key", IGNITE_IMAGE_MODEL="gpt-image-1")
 
     def ignite(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "ignite_dagster.cli.main", *args], env=env, capture_output=True,

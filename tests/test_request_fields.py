@@ -50,7 +50,7 @@ def payload(**fields: Any) -> dict[str, Any]:
 def world(db_url, tmp_path):
     w = build_world(db_url, tmp_path / "storage")
     # the API and the workers share the model settings (a request needing the model is refused without one)
-    settings = api_settings(openai_api_key="test-key", text_model="test-model")
+    settings = api_settings(openai_api_key="test-key", text_model="test-model", image_model="gpt-image-1")
     with running_api(settings, db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         w.client = c
         yield w

@@ -161,6 +161,7 @@ async def enqueue_job(
                 created_by=principal.user_id if principal.kind == "user" else None,
                 requested_by=principal.audit_text(),
                 model_configured=deps.settings.model_configured,
+                images_configured=deps.settings.images_configured,
             )
         except IdempotencyConflict as exc:
             raise ApiError(409, exc.code, str(exc)) from exc
@@ -353,7 +354,12 @@ async def request_course_media(
 ) -> CourseMediaResponse:
     """One media job per named target that has neither an image nor a live job; images already attached
     are left untouched. Another organization's course is a 404 (public or not); a viewer gets 403."""
-    from ignite_dagster.media.targets import CourseNotFound, UnknownTarget, course_owner, request_course_images
+    from ignite_dagster.media.targets import (
+        CourseNotFound,
+        UnknownTarget,
+        course_owner,
+        request_course_images,
+    )
 
     def work() -> CourseMediaResponse:
         deps = deps_of(request)
@@ -363,6 +369,9 @@ async def request_course_media(
                 raise ApiError(404, "not_found", f"course {body.courseId} not found")
             if not can_write(principal, owner):
                 raise ApiError(403, "forbidden", "requesting images needs the editor or org_admin role in the course's organization")
+            if not deps.settings.images_configured:  # accepted means honoured: refuse what no provider can make
+                raise ApiError(422, "model_not_configured", "targets: no image model is configured (the operator must "
+                               "set IGNITE_IMAGE_MODEL and IGNITE_IMAGE_API_KEY or OPENAI_API_KEY)")
             try:
                 result = request_course_images(
                     conn, deps.store, organization_id=owner, course_id=body.courseId, specs=body.targets,

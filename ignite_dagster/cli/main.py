@@ -106,6 +106,7 @@ def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
             priority=args.priority,
             max_retries=args.max_retries,
             model_configured=settings.model_configured,
+            images_configured=settings.images_configured,
         )
     except IdempotencyConflict as exc:
         raise CliError(f"not enqueued: {exc} (existing job {exc.job.id})") from exc
@@ -262,6 +263,9 @@ def cmd_courses_images(settings: Settings, args: argparse.Namespace) -> int:
     from ignite_dagster.media.targets import CourseNotFound, UnknownTarget, request_course_images
     from ignite_dagster.storage import open_store
 
+    if not settings.images_configured:
+        raise CliError("not queued: no image model is configured (set IGNITE_IMAGE_MODEL and IGNITE_IMAGE_API_KEY "
+                       "or OPENAI_API_KEY)")
     url = _database_url(settings)
     db.check(url)
     import psycopg

@@ -64,6 +64,7 @@ def submit_course_request(
     max_retries: int = 3,
     model_configured: bool | None = None,
     not_before: datetime | None = None,
+    images_configured: bool | None = None,
 ) -> EnqueueResult:
     """Store the request's notes/study text, then its job row (every other field is a column).
 
@@ -71,10 +72,15 @@ def submit_course_request(
     fingerprint, notes and study text included) and raises :class:`IdempotencyConflict` otherwise;
     either way nothing new is written. With ``model_configured`` given, a request the strategy rules
     would refuse (no model for a request that needs one, a pack demanded outside its bands) raises
-    :class:`RequestRefused` before anything is written.
+    :class:`RequestRefused` before anything is written. With ``images_configured`` False, a request
+    asking for images (``wants_images``, ``item_images``) is refused the same way.
     """
     if model_configured is not None:
         check_servable(request, model_configured=model_configured)
+    if images_configured is False and (request.wants_images or request.item_images):
+        raise RequestRefused(
+            "model_not_configured", "images were requested (wants_images / item_images) but no image model is "
+            "configured: set IGNITE_IMAGE_MODEL and IGNITE_IMAGE_API_KEY (or OPENAI_API_KEY)")
     special = request.stored_apart()
     job = NewCourseJob.of(request, priority=priority, max_retries=max_retries)
 

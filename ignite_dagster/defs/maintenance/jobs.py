@@ -20,9 +20,10 @@ from pydantic import Field
 
 from ignite_dagster.defs.resources import FactoryResource
 
-# max_runtime: a sweep takes seconds; one whose process died with its host is failed by run monitoring
-# (the default launcher cannot see dead run processes), so it never holds a maintenance slot for good.
-MAINTENANCE_TAGS = {"ignite/queue": "maintenance", "dagster/max_runtime": "600"}
+# max_runtime: a sweep takes seconds once started; one whose process died with its host is failed by run
+# monitoring within this bound (the default launcher cannot see dead run processes), so it neither holds a
+# maintenance slot for good nor blocks its schedule (which skips while the previous run is in flight).
+MAINTENANCE_TAGS = {"ignite/queue": "maintenance", "dagster/max_runtime": "180"}
 
 
 def held_claims(instance) -> set:
@@ -49,6 +50,36 @@ def reconcile_course_jobs(context: OpExecutionContext, factory: FactoryResource)
         report = sweep(factory.queue, factory.store, quiet_for=quiet, held=held)
         context.log.info(f"{kind}: checked {report.checked} job(s); marked done: "
                          f"{[f'{j.course_id}/{j.job_id}#{j.attempt}' for j in report.marked_done]}")
+        report_reconciled(context, factory, kind, report.marked_done)
+
+
+def report_reconciled(context: OpExecutionContext, factory: FactoryResource, kind: str, done: list) -> None:
+    """Drift made visible: every job the reconciler completed gets its materialization (``source:
+    reconciler``), so the UI shows the course.json or image the run never reported."""
+    import json
+
+    from dagster import AssetMaterialization
+
+    from ignite_dagster.defs.courses.events import reconciled_course_events
+    from ignite_dagster.defs.courses.keys import COURSE_MEDIA
+    from ignite_dagster.defs.maintenance.drift import report_course_events
+    from ignite_dagster.storage.keys import course_path
+
+    for j in done:
+        if kind == "media":
+            report_course_events(context, [AssetMaterialization(
+                asset_key=COURSE_MEDIA, partition=j.course_id,
+                metadata={"source": "reconciler", "job_id": str(j.job_id), "attempt": j.attempt,
+                          "detail": "media job completed by the reconciler (image already attached)"})], j.course_id)
+            continue
+        try:
+            doc = json.loads(factory.store.get(course_path(j.course_id)).data)
+        except Exception as exc:  # noqa: BLE001 - the job is done; only its report is missing
+            context.log.warning(f"{j.course_id}: reconciled, but course.json unreadable for the report: {exc}")
+            continue
+        report_course_events(context, reconciled_course_events(
+            j.course_id, str(j.job_id), doc, factory.store,
+            detail=f"reconciler completed job {j.job_id} attempt {j.attempt} from the stored course.json"), j.course_id)
 
 
 @op(description="processing jobs without a heartbeat for IGNITE_STALE_TIMEOUT_SECONDS become stale.")
