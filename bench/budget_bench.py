@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -60,6 +61,7 @@ class LimitedProvider:
         self.accepted: collections.deque[tuple[float, int]] = collections.deque()
         self.lock = threading.Lock()
         self.calls = self.limited = self.tokens = 0
+        self.log: list[tuple[float, int]] = []  # every accepted request (arrival, tokens)
 
     def __call__(self, request: RecordedRequest) -> Reply:
         reply = self.model(request)
@@ -76,6 +78,7 @@ class LimitedProvider:
                 wait = self._wait(now, tokens, used)
                 return rate_limited(retry_after=math.ceil(wait), retry_after_ms=int(wait * 1000) + 1)
             self.accepted.append((now, tokens))
+            self.log.append((now, tokens))
             self.tokens += tokens
             return reply
 
@@ -89,6 +92,13 @@ class LimitedProvider:
             if n >= need_requests and freed >= need_tokens:
                 return max(0.0, at + WINDOW - now)
         return WINDOW
+
+
+def cpu_busy_seconds() -> float:
+    """Machine-wide busy CPU time (every process: daemon, runs, Postgres, other users): /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system = (int(x) for x in fields[:3])
+    return (user + nice + system) / 100.0
 
 
 def new_org(url: str, name: str):
@@ -144,8 +154,25 @@ def main() -> int:
                         out.append(submit_course_request(queue, store, request, organization_id=org).job.id)
                     return out
 
+                samples: list[tuple[float, int, int, int]] = []  # (t, in flight, done, active runs)
+                stop = threading.Event()
+
+                def sample() -> None:
+                    while not stop.wait(5.0):
+                        with psycopg.connect(url) as conn:
+                            row = conn.execute(
+                                "SELECT count(*) FILTER (WHERE status = 'processing'), "
+                                "count(*) FILTER (WHERE status = 'done') FROM ai_course_jobs WHERE course_id <> 'warm'"
+                            ).fetchone()
+                            runs = conn.execute("SELECT count(*) FROM runs WHERE status IN ('STARTED', 'STARTING', "
+                                                "'QUEUED', 'NOT_STARTED')").fetchone()[0]
+                        samples.append((time.monotonic() - t0, row[0], row[1], runs))
+
+                load0, cpu0 = os.getloadavg()[0], cpu_busy_seconds()
                 t0 = time.monotonic()
                 start_wall = time.time()
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
                 a_ids = submit(a, "a", args.a_courses)
                 b_ids = submit(b, "b", args.b_courses)
                 ids = a_ids + b_ids
@@ -156,6 +183,8 @@ def main() -> int:
 
                 wait_until(finished, 3600, f"{len(ids)} courses", poll=0.5, stack=stack)
                 wall = time.monotonic() - t0
+                cpu, load1 = cpu_busy_seconds() - cpu0, os.getloadavg()[0]
+                stop.set()
                 with psycopg.connect(url) as conn:
                     rows = conn.execute(
                         "SELECT organization_id, status, extract(epoch FROM completed_at)::float8 FROM ai_course_jobs "
@@ -168,6 +197,10 @@ def main() -> int:
         pg.close()
 
     dead = sum(1 for _, s, _ in rows if s == "dead_letter")
+    print("timeline (every 30 s): t, courses in flight, done, dagster runs active, tokens the provider accepted in the last 30 s")
+    for t, flight, done, runs in samples[5::6]:
+        recent = sum(tok for at, tok in provider.log if t0 + t - 30 < at <= t0 + t)
+        print(f"  {t:6.0f} s  in flight {flight:3d}  done {done:3d}  runs {runs}  tokens/30 s {recent}")
     a_done = sorted(t - start_wall for org, s, t in rows if org == a and s == "done")
     b_done = sorted(t - start_wall for org, s, t in rows if org == b and s == "done")
     accepted = provider.calls - provider.limited
@@ -189,6 +222,9 @@ def main() -> int:
     print(f"B's last course done at {b_last:.1f} s; A's 30th at {a30:.1f} s, A's last at {a_done[-1] if a_done else float('nan'):.1f} s "
           f"(target: B's last before A's 30th: {'yes' if b_last < a30 else 'no'})")
     print(f"dead letters: {dead} (target 0)")
+    print(f"machine: {cpu:.0f} CPU-s busy during the run = {cpu / wall:.2f} of {os.cpu_count()} cores "
+          f"({cpu / len(ids):.2f} CPU-s per course, other users' processes included); load average {load0:.1f} "
+          f"at the start, {load1:.1f} at the end")
     ok = wall <= 1.15 * optimum and share_429 < 0.01 and dead == 0 and b_last < a30
     print("targets met" if ok else "targets NOT met")
     return 0 if ok else 1

@@ -172,3 +172,23 @@ def test_estimate_is_an_upper_bound_of_prompt_plus_output():
 def test_limits_must_be_positive():
     with pytest.raises(ValueError, match="rpm"):
         BudgetLimits(rpm=0)
+
+
+def test_image_requests_share_their_budget_and_a_429_pauses_it(db_url):
+    from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider
+    from tests.support.openai_server import IMAGES
+
+    with OpenAICompatServer() as server:
+        server.enqueue(IMAGES, rate_limited(retry_after=1))
+        provider = OpenAIImageProvider(api_key="k", model="image-model", base_url=server.base_url)
+        provider.budget = ProviderBudget.for_url(db_url, budget_key("image", server.base_url, "image-model"),
+                                                 BudgetLimits(rpm=100), lease_seconds=30)
+        with pytest.raises(MediaProviderError) as info:
+            provider.generate("a red square")
+        assert info.value.reason_code == "provider_rate_limited"
+        provider.generate("a red square")  # waits out the pause the 429 set, then succeeds
+        limited, ok = server.requests_to(IMAGES)
+        provider.close()
+    assert ok.received_at - limited.received_at >= 0.95
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM provider_budget_grants WHERE released_at IS NOT NULL").fetchone()[0] == 2

@@ -205,3 +205,58 @@ def test_stack_restarts_an_exited_process_and_stops_on_a_crash_loop(tmp_path):
         stack.stop(grace=5)
     assert all(p.poll() is not None for p in stack.procs.values())
     assert not subprocess.run(["pgrep", "-g", str(first.pid)], capture_output=True).stdout
+
+
+def test_a_dead_asset_run_is_judged_by_its_claims_in_either_table(services, queue, db_url, org_id):
+    from tests.support.jobs import new_media
+
+    new_media(queue, org_id, "addition-media")
+    media = queue.claim_media_jobs("materialize")[0]
+    course = _claimed(queue, org_id, "addition-asset")
+    set_columns(db_url, "ai_media_jobs", media.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=10))
+    with DagsterInstance.ephemeral() as instance:
+        dead = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED,
+                                   tags={JOBS_TAG: encode_claims([(media.id, media.attempt)])})
+        alive = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED,
+                                    tags={JOBS_TAG: encode_claims([(course.id, course.attempt)])})
+        sensor_run = create_run_for_test(instance, job_name=GENERATE_JOB, status=DagsterRunStatus.STARTED,
+                                         tags={JOBS_TAG: encode_claims([(media.id, media.attempt)]),
+                                               "ignite/queue": "course"})
+        time.sleep(1.2)
+        assert queue.heartbeat(course.id, C, course.attempt)
+        assert fail_dead_runs(instance, None, None, queue, timedelta(seconds=1),
+                              exclude_queues=("course", "media")) == [dead.run_id]
+        assert instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.STARTED
+        assert instance.get_run_by_id(sensor_run.run_id).status == DagsterRunStatus.STARTED  # its sensor's business
+
+
+def test_queued_runs_held_back_by_a_tag_limit_take_no_slot_of_the_run_queue(tmp_path):
+    from dagster._core.test_utils import instance_for_test
+
+    from ignite_dagster.defs.claim_sensors import occupied_slots
+
+    limits = [{"key": "ignite/queue", "value": "maintenance", "limit": 2}]
+    with instance_for_test() as instance:
+        for status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING):
+            create_run_for_test(instance, job_name="mark_stale", status=status, tags={"ignite/queue": "maintenance"})
+        for _ in range(5):  # piled up behind the limit: the coordinator will not start them now
+            create_run_for_test(instance, job_name="reconcile_queue", status=DagsterRunStatus.NOT_STARTED,
+                                tags={"ignite/queue": "maintenance"})
+        create_run_for_test(instance, job_name=GENERATE_JOB, status=DagsterRunStatus.NOT_STARTED)
+        assert occupied_slots(instance, limits) == 3  # two in progress + the course run that starts next
+        assert occupied_slots(instance, []) == 8
+
+
+def test_a_sweep_schedule_skips_while_its_previous_run_is_in_flight():
+    from dagster import build_schedule_context
+    from dagster._core.test_utils import instance_for_test
+
+    from ignite_dagster.defs.maintenance.jobs import schedules
+
+    schedule = next(s for s in schedules if s.name == "mark_stale_every_minute")
+    with instance_for_test() as instance:
+        assert schedule.evaluate_tick(build_schedule_context(instance=instance)).run_requests
+        create_run_for_test(instance, job_name="reconcile_queue", status=DagsterRunStatus.STARTED)  # another sweep
+        assert schedule.evaluate_tick(build_schedule_context(instance=instance)).run_requests
+        create_run_for_test(instance, job_name="mark_stale", status=DagsterRunStatus.STARTED)
+        assert not schedule.evaluate_tick(build_schedule_context(instance=instance)).run_requests

@@ -3,6 +3,7 @@ loopback provider."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -202,5 +203,13 @@ def test_ignite_dev_restarts_a_killed_daemon_and_its_code_server_and_keeps_worki
         assert proc.returncode == 0, out
         assert "daemon exited (code -9); restarted" in out
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # a failed assertion: let `ignite dev` stop its stack, then make sure
+            leftovers = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            for child in leftovers:  # the stack's processes lead their own process groups
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)

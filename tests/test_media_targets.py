@@ -232,3 +232,31 @@ def test_the_cli_requests_images_for_a_course_of_its_organization(api, tmp_path)
     bad = ignite("courses", "images", COURSE, "--org", str(api.org_a), "--target", "stimulus:999")
     assert bad.returncode == 2 and "stimulus:999" in bad.stderr
     assert len(media_rows(api.db_url)) == 5
+
+
+def test_racing_requests_for_the_same_targets_make_one_job_per_target(api):
+    """Eight callers at once, same targets: each target gets exactly one job (the live-key index decides)."""
+    import threading
+
+    barrier, answers = threading.Barrier(8), []
+
+    def ask() -> None:
+        with httpx.Client(base_url=api.client.base_url, timeout=30) as c:
+            barrier.wait(10)
+            answers.append(c.post(ROUTE, json={"courseId": COURSE, "targets": ["stimulus:all"]},
+                                  headers=agent_headers(api.org_a)))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in answers] == [202] * 8, [r.text for r in answers]
+    items = len(water_cycle_course(COURSE)["items"])
+    job_ids = [j for r in answers for j in r.json()["jobIds"]]
+    assert len(job_ids) == len(set(job_ids)) == items
+    rows = media_rows(api.db_url)
+    assert len(rows) == items and len({json.dumps(r[0], sort_keys=True) for r in rows}) == items
+    for r in answers:  # every answer accounts for every target: created here, or queued by another caller
+        body = r.json()
+        assert len(body["targets"]) + len(body["alreadyQueued"]) == items

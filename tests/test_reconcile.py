@@ -40,9 +40,9 @@ def test_reconcile_records_and_finishes_a_job_whose_course_was_written(db_url, o
     set_columns(db_url, "ai_course_jobs", job.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
 
     # another job for the same course, whose file it did not write, stays as it is
-    queue.enqueue_course(new_course("addition-rec"), organization_id=org_id)
-    other = queue.claim_course_jobs("w")[0]
-    queue.fail(other.id, "ai_course_jobs", other.attempt, "boom", "internal_error", True)
+    # (failed at attempt 1 by hand: one course has at most one job in processing, so it cannot be claimed now)
+    other = queue.enqueue_course(new_course("addition-rec"), organization_id=org_id).job
+    set_columns(db_url, "ai_course_jobs", other.id, status="failed", attempt=1, error="boom", reason_code="internal_error")
 
     report = reconcile(queue, store, quiet_for=quiet)
     assert [j.job_id for j in report.marked_done] == [job.id] and report.checked == 2

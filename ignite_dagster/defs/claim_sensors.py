@@ -8,7 +8,8 @@ the runs it launched, then claims:
    its run's process starts its Lease; the run may wait in Dagster's run queue for a while. The tick
    heartbeats (fenced by attempt) the claims of this job's QUEUED / NOT_STARTED / STARTING runs, so stale
    detection and the reconciler never take such a claim for dead. Started runs heartbeat their own.
-2. **Dead runs are failed.** A STARTED run whose last sign of life in the queue (a heartbeat of one of its
+2. **Dead runs are failed.** A STARTED run (of this job; the course sensor also judges other runs that
+   carry claims, i.e. asset materializations) whose last sign of life in the queue (a heartbeat of one of its
    claims, a claim it finished, its start) is older than IGNITE_RUN_DEAD_AFTER_SECONDS is reported failed
    through the instance: its process is gone (a host crash, kill -9 of the process group, an OOM kill), and
    the default run launcher has no run-worker health check, so nothing else would ever end it. The run
@@ -38,6 +39,7 @@ WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStat
 ACTIVE = [*WAITING, DagsterRunStatus.STARTED]
 TICK_BUDGET_SECONDS = 15.0
 JOBS_TAG = "ignite/jobs"
+QUEUE_TAG = "ignite/queue"  # course | media on the sensors' jobs, maintenance on the sweeps
 
 
 def encode_claims(claims: list[tuple[UUID | str, int]]) -> str:
@@ -149,14 +151,18 @@ def keep_waiting_claims_alive(instance, job_name: str, table: str, queue) -> int
     return keep_alive(queue, table, claims)
 
 
-def fail_dead_runs(instance, job_name: str, table: str, queue, dead_after: timedelta, log=None) -> list[str]:
+def fail_dead_runs(instance, job_name: str | None, table: str | None, queue, dead_after: timedelta, log=None,
+                   exclude_queues: tuple[str, ...] = ()) -> list[str]:
     """Report STARTED runs of ``job_name`` failed when the queue has seen no sign of life from them for
-    ``dead_after`` (see the module docstring); returns their run ids. Runs without claims are not judged
-    (max_runtime in dagster.yaml is their backstop)."""
+    ``dead_after`` (see the module docstring); returns their run ids. ``job_name`` None: every started run
+    that carries claims, except those tagged ``ignite/queue`` in ``exclude_queues`` (so asset
+    materializations, which claim jobs themselves, are judged too); their claims are looked up in both
+    tables. Runs without claims are not judged (max_runtime in dagster.yaml
+    is their backstop)."""
     from ignite_dagster.queue.lease import claim_rows, last_sign_of_life
 
     records = [r for r in instance.get_run_records(RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.STARTED]))
-               if r.dagster_run.tags.get(JOBS_TAG)]
+               if r.dagster_run.tags.get(JOBS_TAG) and r.dagster_run.tags.get(QUEUE_TAG) not in exclude_queues]
     if not records:
         return []
     claims = {r.dagster_run.run_id: decode_claims(r.dagster_run.tags[JOBS_TAG]) for r in records}
@@ -241,8 +247,11 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
     def claim_sensor(context: SensorEvaluationContext):
         settings, queue, _ = code_location_services()
         keep_waiting_claims_alive(context.instance, job.name, table, queue)
-        fail_dead_runs(context.instance, job.name, table, queue, timedelta(seconds=settings.run_dead_after_seconds),
-                       context.log)
+        dead_after = timedelta(seconds=settings.run_dead_after_seconds)
+        fail_dead_runs(context.instance, job.name, table, queue, dead_after, context.log)
+        if kind == "course":  # runs that claim jobs themselves (asset materializations), judged once, here
+            fail_dead_runs(context.instance, None, None, queue, dead_after, context.log,
+                           exclude_queues=("course", "media"))
         free = free_runs(context.instance, job.name, settings.max_concurrent_runs)
         if free <= 0:
             return SkipReason("run capacity full")

@@ -122,15 +122,18 @@ def release_or_fail(queue: JobQueue, table: str, claim: ClaimRef, error: str, re
     return row["s"] if isinstance(row, dict) else row[0]
 
 
-def claim_rows(queue: JobQueue, table: str, job_ids: list[UUID]) -> dict[UUID, dict]:
-    """The lifecycle columns of the given jobs (one query), keyed by job id."""
+def claim_rows(queue: JobQueue, table: str | None, job_ids: list[UUID]) -> dict[UUID, dict]:
+    """The lifecycle columns of the given jobs (one query), keyed by job id; ``table`` None looks in
+    both tables (a run's claims are all of one table, but a run of an asset job does not say which)."""
     if not job_ids:
         return {}
-    if table not in ("ai_course_jobs", "ai_media_jobs"):
+    tables = ("ai_course_jobs", "ai_media_jobs") if table is None else (table,)
+    if not set(tables) <= {"ai_course_jobs", "ai_media_jobs"}:
         raise ValueError(f"invalid job table: {table}")
+    cols = "id, status, attempt, progress_stage, last_heartbeat, completed_at, updated_at"
+    sql = " UNION ALL ".join(f"SELECT {cols} FROM {t} WHERE id = ANY(%(ids)s::uuid[])" for t in tables)
     with queue.connection() as conn:
-        rows = conn.execute(f"SELECT id, status, attempt, progress_stage, last_heartbeat, completed_at, updated_at "
-                            f"FROM {table} WHERE id = ANY(%s::uuid[])", (list(job_ids),)).fetchall()
+        rows = conn.execute(sql, {"ids": list(job_ids)}).fetchall()
     return {r["id"]: r for r in rows}
 
 
