@@ -25,7 +25,7 @@ from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 from ignite_dagster.storage.keys import COURSES_BUCKET, course_path
 
-MAINTENANCE_TAGS = {"ignite/queue": "maintenance"}
+MAINTENANCE_TAGS = {"ignite/queue": "maintenance", "dagster/max_runtime": "600"}
 _COURSE_JSON = re.compile(rf"{re.escape(COURSES_BUCKET)}/([a-z0-9-]{{1,64}})/course\.json")
 
 
