@@ -4,10 +4,11 @@ the UI the same things about a partition."""
 
 from typing import Any
 
-from dagster import AssetCheckEvaluation, AssetMaterialization, MetadataValue
+from dagster import AssetCheckEvaluation, AssetMaterialization, MetadataValue, OpExecutionContext
 
 from ignite_dagster.defs.checks import SCHEMA_CHECK, evaluate_schema
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_METADATA
+from ignite_dagster.defs.partitions import courses_partitions
 
 
 def cost_metadata(cost: Any, known: bool | None = None) -> dict[str, Any]:
@@ -64,3 +65,11 @@ def schema_check_event(store, course_id: str) -> AssetCheckEvaluation:
         asset_key=COURSE_CONTENT, check_name=SCHEMA_CHECK, passed=check.passed, partition=course_id,
         metadata=check.metadata, severity=check.severity,
     )
+
+
+def report_course_events(context: OpExecutionContext, events: list, course_id: str) -> None:
+    """Add the course's partition if it is new, then log its events."""
+    if not context.instance.has_dynamic_partition(courses_partitions.name, course_id):
+        context.instance.add_dynamic_partitions(courses_partitions.name, [course_id])
+    for event in events:
+        context.log_event(event)

@@ -19,13 +19,12 @@ from dagster import (
     op,
 )
 
-from ignite_dagster.defs.courses.events import reconciled_course_events
+from ignite_dagster.defs.courses.events import reconciled_course_events, report_course_events
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT
-from ignite_dagster.defs.partitions import courses_partitions
+from ignite_dagster.defs.maintenance.jobs import MAINTENANCE_TAGS
 from ignite_dagster.defs.resources import FactoryResource
 from ignite_dagster.storage.keys import COURSES_BUCKET, course_path
 
-MAINTENANCE_TAGS = {"ignite/queue": "maintenance", "dagster/max_runtime": "600"}
 _COURSE_JSON = re.compile(rf"{re.escape(COURSES_BUCKET)}/([a-z0-9-]{{1,64}})/course\.json")
 
 
@@ -37,14 +36,6 @@ def stored_course_ids(store) -> set[str]:
         if m:
             out.add(m.group(1))
     return out
-
-
-def report_course_events(context: OpExecutionContext, events: list, course_id: str) -> None:
-    """Add the course's partition if it is new, then log its events."""
-    if not context.instance.has_dynamic_partition(courses_partitions.name, course_id):
-        context.instance.add_dynamic_partitions(courses_partitions.name, [course_id])
-    for event in events:
-        context.log_event(event)
 
 
 @op(description="Record a course_content materialization (source: reconciler) for every course.json in storage "

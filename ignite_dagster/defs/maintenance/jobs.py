@@ -60,9 +60,8 @@ def report_reconciled(context: OpExecutionContext, factory: FactoryResource, kin
 
     from dagster import AssetMaterialization
 
-    from ignite_dagster.defs.courses.events import reconciled_course_events
+    from ignite_dagster.defs.courses.events import reconciled_course_events, report_course_events
     from ignite_dagster.defs.courses.keys import COURSE_MEDIA
-    from ignite_dagster.defs.maintenance.drift import report_course_events
     from ignite_dagster.storage.keys import course_path
 
     for j in done:
