@@ -122,7 +122,7 @@ def main() -> int:
     ap.add_argument("--latency", type=float, default=0.3)
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--per-run", type=int, default=10)
-    ap.add_argument("--org-cap", type=int, default=20)
+    ap.add_argument("--org-cap", type=int, default=25)
     args = ap.parse_args()
 
     pg = TestPostgres()

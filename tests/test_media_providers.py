@@ -280,7 +280,7 @@ def test_reconcile_finishes_a_media_job_whose_worker_died_after_attaching(world,
     for jid in (job_id, other_id):
         set_columns(world["db_url"], "ai_media_jobs", jid, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
     report = reconcile_media(queue, world["store"], quiet_for=timedelta(seconds=60))
-    assert report.marked_done == [job_id] and report.checked == 2
+    assert [j.job_id for j in report.marked_done] == [job_id] and report.checked == 2
     done = queue.get(job_id, "ai_media_jobs")
     assert (done.status, done.result_url, done.result_path) == ("done", work.url, work.key)
     assert queue.get(other_id, "ai_media_jobs").status == "processing"  # the retry will attach it

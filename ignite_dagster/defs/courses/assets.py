@@ -18,6 +18,7 @@ failed course materialized), so their outputs are skippable and the compute yiel
 
 
 import time
+import warnings
 from typing import Any, Optional
 
 from dagster import (
@@ -43,6 +44,9 @@ from ignite_dagster.defs.resources import FactoryResource
 from ignite_dagster.storage.keys import course_media_prefix, course_path
 
 __all__ = ["COURSE_CONTENT", "COURSE_MEDIA", "COURSE_METADATA", "course_media", "generate_course_assets"]
+
+# backfill_policy on @asset is a beta parameter in Dagster 1.13 (stable on @multi_asset); we rely on it knowingly.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy` of function `asset`")
 
 MATERIALIZE_OP = "generate_course_assets"
 # How long a materialization waits for a course another worker holds before giving up on it.
@@ -109,7 +113,7 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
     from ignite_dagster.queue.staged import JobAborted
 
     overrides = {k: v for k, v in config.model_dump().items() if v is not None}
-    worker_id = f"dagster:{context.run_id}"
+    worker_id = f"dagster:{context.run.run_id}"
     taken = []
     for course_id in context.partition_keys:
         try:
@@ -138,10 +142,10 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
     if not taken:
         return
 
-    context.instance.add_run_tags(context.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in taken]),
+    context.instance.add_run_tags(context.run.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in taken]),
                                                    **course_run_tags(taken)})
     for job in taken:
-        factory.queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run_id)
+        factory.queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run.run_id)
 
     worker = factory.worker()
     works = []
@@ -224,13 +228,13 @@ def course_media(context: AssetExecutionContext, factory: FactoryResource):
 
     failures: list[str] = []
     for course_id in context.partition_keys:
-        jobs = factory.queue.claim_course_media_jobs(course_id, f"dagster:{context.run_id}")
+        jobs = factory.queue.claim_course_media_jobs(course_id, f"dagster:{context.run.run_id}")
         if not jobs:
             context.log.info(f"{course_id}: no queued media jobs (images follow content generation when "
                              "requested); nothing to attach")
         else:
             for job in jobs:
-                factory.queue.set_run_id(job.id, "ai_media_jobs", job.attempt, context.run_id)
+                factory.queue.set_run_id(job.id, "ai_media_jobs", job.attempt, context.run.run_id)
             worker = MediaWorker(factory.settings, factory.queue, factory.store, factory.lease)
             try:
                 done, failed = work_claimed(worker, jobs)
