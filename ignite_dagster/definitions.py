@@ -18,7 +18,7 @@ from ignite_dagster.config import load_settings
 from ignite_dagster.defs.checks import asset_checks
 from ignite_dagster.defs.courses.assets import course_media, generate_course_assets
 from ignite_dagster.defs.courses.jobs import generate_courses
-from ignite_dagster.defs.courses.sensors import build_course_sensors
+from ignite_dagster.defs.courses.sensors import build_course_sensors, build_materialization_run_sensors
 from ignite_dagster.defs.maintenance.drift import drift_job, drift_schedule
 from ignite_dagster.defs.maintenance.jobs import (
     dead_letter_job,
@@ -39,6 +39,7 @@ defs = Definitions(
     jobs=[generate_courses, generate_media, reconcile_job, stale_job, dead_letter_job, requeue_job, drift_job],
     sensors=[
         *build_course_sensors(_settings.sensor_interval_seconds),
+        *build_materialization_run_sensors(),
         *build_media_sensors(_settings.sensor_interval_seconds, _settings.media_jobs_per_run),
     ],
     schedules=[*schedules, drift_schedule],

@@ -200,3 +200,19 @@ def test_a_job_the_reconciler_completes_shows_as_a_reconciler_materialization(qu
         assert mat.metadata["job_id"].value == str(job.id) and str(job.id) in mat.metadata["detail"].value
         assert instance.get_materialized_partitions(CONTENT) == {"addition-drift"}
     assert queue.get(job.id).status == "done"
+
+
+def test_claims_of_a_dead_materialization_run_go_back_to_the_queue(queue, store, org_id):
+    from ignite_dagster.defs.courses.sensors import build_materialization_run_sensors
+    from tests.support.runs import dying_job, fire_failure_sensor
+
+    queue.enqueue_course(new_course("dies-1"), organization_id=org_id)
+    t = _take(queue, store, "dies-1", worker="dagster:dead-run")
+    assert queue.progress(t.job.id, "ai_course_jobs", t.job.attempt, "fill", 20)  # a stage ran
+    sensor = build_materialization_run_sensors()[0]
+    with DagsterInstance.ephemeral() as instance:
+        result = dying_job.execute_in_process(instance=instance, raise_on_error=False,
+                                              tags={JOBS_TAG: f"{t.job.id}:{t.job.attempt}"})
+        fire_failure_sensor(sensor, instance, result)
+    row = queue.get(t.job.id)
+    assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error

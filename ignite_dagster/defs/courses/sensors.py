@@ -21,3 +21,41 @@ def build_course_sensors(interval_seconds: int) -> tuple:
 
 def build_course_jobs_sensor(interval_seconds: int):
     return build_course_sensors(interval_seconds)[0]
+
+
+def _is_materialization_with_claims(run) -> bool:
+    from ignite_dagster.defs.claim_sensors import JOBS_TAG, QUEUE_TAG
+
+    return bool(run.tags.get(JOBS_TAG)) and run.tags.get(QUEUE_TAG) is None
+
+
+def build_materialization_run_sensors() -> tuple:
+    """Claims of course materializations (the UI's Materialize, backfills: ``__ASSET_JOB`` runs that claim
+    their jobs themselves) go back to the queue when their run fails, dies or is canceled, exactly like a
+    sensor run's: the queue sensors' own run-status sensors only watch their jobs."""
+    from dagster import (
+        DagsterRunStatus,
+        DefaultSensorStatus,
+        RunFailureSensorContext,
+        RunStatusSensorContext,
+        run_failure_sensor,
+        run_status_sensor,
+    )
+
+    from ignite_dagster.defs.claim_sensors import fail_run_claims
+
+    @run_failure_sensor(name="course_materialization_failure_sensor", default_status=DefaultSensorStatus.RUNNING,
+                        description="Hands back course jobs still held by a failed (or dead) course materialization run.")
+    def materialization_failure_sensor(context: RunFailureSensorContext):
+        if _is_materialization_with_claims(context.dagster_run):
+            message = context.failure_event.message if context.failure_event else "failed"
+            fail_run_claims(context, "ai_course_jobs", "run_failed", f"failed: {message}"[:1500])
+
+    @run_status_sensor(name="course_materialization_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
+                       default_status=DefaultSensorStatus.RUNNING,
+                       description="Hands back course jobs still held by a canceled course materialization run.")
+    def materialization_canceled_sensor(context: RunStatusSensorContext):
+        if _is_materialization_with_claims(context.dagster_run):
+            fail_run_claims(context, "ai_course_jobs", "run_canceled", "was canceled")
+
+    return materialization_failure_sensor, materialization_canceled_sensor
