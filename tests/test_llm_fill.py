@@ -304,3 +304,18 @@ def test_unpriced_model_reports_cost_as_incomplete(server):
     assert [it["answer"] for it in result.course["items"]] == [6, 9, 12]
     course, issues = validate_and_normalize(result.course, skeleton, None)
     assert course is not None and [i for i in issues if i.severity == "error"] == []
+
+
+@pytest.mark.parametrize(("name", "objectives", "expected"), [
+    ("Comparing fractions", ["1. Compare two fractions"], "Comparing fractions"),
+    # a numbered placeholder (what SmolLM2-135M sometimes writes) gives way to the model's own objective
+    ("Part 1", ["1. Understand the concept of fractions", "2. Practice fractions"], "Understand the concept of fractions"),
+    ("group 2:", ["Add fractions with like denominators"], "Add fractions with like denominators"),
+    ("Part 3", [], None),  # nothing better: the skeleton keeps its placeholder
+    (None, ["  3)  Order fractions  "], "Order fractions"),
+])
+def test_a_plans_placeholder_group_name_is_replaced_by_its_first_objective(name, objectives, expected):
+    from ignite_dagster.generation.llm.filler import group_name
+    from ignite_dagster.generation.llm.schemas import PlanGroup
+
+    assert group_name(PlanGroup(name=name, objectives=objectives)) == expected

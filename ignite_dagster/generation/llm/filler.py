@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -135,10 +136,10 @@ def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
     Only names change; ids, counts, clusters and items stay the skeleton's. A name the plan left out
     keeps the skeleton's placeholder (the validator does not judge names; an operator sees them).
     """
-    groups = [
-        g.model_copy(update={"name": _clip(plan.groups[n].name, 60)}) if n < len(plan.groups) and plan.groups[n].name else g
-        for n, g in enumerate(skeleton.groups)
-    ]
+    groups = []
+    for n, g in enumerate(skeleton.groups):
+        name = group_name(plan.groups[n]) if n < len(plan.groups) else None
+        groups.append(g.model_copy(update={"name": _clip(name, 60)}) if name else g)
     levels = [
         lv.model_copy(update={"title": _clip(plan.levels[n], 60)}) if n < len(plan.levels) and plan.levels[n].strip() else lv
         for n, lv in enumerate(skeleton.levels)
@@ -149,6 +150,26 @@ def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
         for n, s in enumerate(sorted(skeleton.study_text_slots, key=lambda s: s.order))
     ]
     return skeleton.model_copy(update={"groups": groups, "levels": levels, "study_text_slots": slots})
+
+
+_PLACEHOLDER_NAME = re.compile(r"(?:part|group|section|unit|level|topic|skill)\s*[0-9]+[.:]?", re.IGNORECASE)
+_NUMBERING = re.compile(r"^\s*[0-9]+[.):]\s*")
+
+
+def group_name(group) -> str | None:
+    """The plan's name for a group, or, when the model wrote a numbered placeholder ("Part 1", "Group 2")
+    instead of a skill, its first objective (the model's own words for that skill, numbering removed).
+
+    Measured on SmolLM2-135M: asked for a skill name, it sometimes answers "Part 1", "Part 2", ... — a
+    name that tells a teacher nothing; its objectives for the same group do name the skill."""
+    name = " ".join((group.name or "").split())
+    if name and not _PLACEHOLDER_NAME.fullmatch(name):
+        return name
+    for objective in group.objectives:
+        text = _NUMBERING.sub("", " ".join(objective.split()))
+        if text:
+            return text
+    return None
 
 
 def cluster_objectives(skeleton: Skeleton, plan: CoursePlan | None) -> dict[str, str]:

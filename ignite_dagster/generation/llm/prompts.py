@@ -24,7 +24,7 @@ from typing import Any
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 
-PROMPT_VERSION = "fill-v2"
+PROMPT_VERSION = "fill-v3"
 SOURCE_EXCERPT_CHARS = 8000
 
 _OPS = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
@@ -92,7 +92,7 @@ def plan_messages(skeleton: Skeleton, request: CourseRequest) -> list[dict[str, 
         f"{_context(skeleton, request)}\n\n"
         f"Plan a practice course in {len(skeleton.groups)} groups of items: {_dump(shape)}.\n"
         "- \"title\": the course title; \"description\": one or two sentences for students and teachers.\n"
-        "- \"groups\": for each group, a short \"name\" naming the skill it practises (not \"Part 1\"), and one "
+        "- \"groups\": for each group, a short \"name\" (two to five words) naming the skill it practises, and one "
         "learning objective per skill in \"objectives\" (what the student can do afterwards).\n"
         f"- \"levels\": {len(skeleton.levels)} short level titles, from easiest to hardest.\n"
         + (
