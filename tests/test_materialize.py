@@ -216,3 +216,35 @@ def test_claims_of_a_dead_materialization_run_go_back_to_the_queue(queue, store,
         fire_failure_sensor(sensor, instance, result)
     row = queue.get(t.job.id)
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
+
+
+def test_a_materialization_waits_for_the_course_another_worker_holds_and_never_claims_it(queue, org_id):
+    """The sensor path holds the course; the materialization logs that it waits, claims nothing, and
+    succeeds once the holder finishes the job (the holder reported the materialization)."""
+    import threading
+    import time
+
+    from dagster import DagsterEventType as ET
+
+    job = queue.enqueue_course(new_course("held-2"), organization_id=org_id).job
+    (held,) = queue.claim_course_jobs("dagster-sensor:tick", limit=1)
+    with DagsterInstance.ephemeral() as instance:
+        def finish_when_waited_for():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the holder finishes once the materialization said it waits
+                for run in instance.get_runs():
+                    if any("waiting for it to finish" in (e.user_message or "") for e in instance.all_logs(run.run_id)):
+                        assert queue.complete(held.id, "ai_course_jobs", held.attempt, {})
+                        return
+                time.sleep(0.1)
+
+        finisher = threading.Thread(target=finish_when_waited_for)
+        finisher.start()
+        result = _materialize(instance, ["held-2"])
+        finisher.join()
+        assert result.success
+        assert _materializations(result) == []  # nothing generated here
+        assert not any(e.event_type == ET.STEP_FAILURE for e in result.all_events)
+    row = queue.get(job.id)
+    assert (row.status, row.attempt, row.worker_id) == ("done", 1, "dagster-sensor:tick")
+    assert len(queue.list(course_id="held-2")) == 1

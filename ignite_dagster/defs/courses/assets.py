@@ -91,7 +91,7 @@ def _override_config() -> type[Config]:
 CourseMaterializeConfig = _override_config()
 
 
-def _wait_until_free(context: AssetExecutionContext, factory: FactoryResource, job) -> str:
+def _wait_until_free(factory: FactoryResource, job) -> str:
     """Wait while another worker holds the course; returns the job's final status."""
     deadline = time.monotonic() + factory.settings.stale_timeout_seconds + 60
     status = job.status
@@ -109,9 +109,6 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
     course's events as it finishes (yielded, not logged: events logged before a step fails are lost);
     appends a line per course that was not generated to ``failures``."""
     from ignite_dagster.course_jobs.materialize import take_course
-    from ignite_dagster.queue.errors import LostClaim
-    from ignite_dagster.queue.staged import JobAborted
-
     overrides = {k: v for k, v in config.model_dump().items() if v is not None}
     worker_id = f"dagster:{context.run.run_id}"
     taken = []
@@ -125,7 +122,7 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
             continue
         if t.outcome == "busy":
             context.log.warning(t.message + "; waiting for it to finish")
-            status = _wait_until_free(context, factory, t.job)
+            status = _wait_until_free(factory, t.job)
             if status == "done":
                 context.log.info(f"{course_id}: job {t.job.id} finished (done) on the other path; its run "
                                  "reported the materialization")
@@ -156,14 +153,14 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
             work = worker.begin(job)
             work = worker.prefill(worker.build_skeleton(worker.select_strategy(work)))
             works.append(work)
-        except (JobAborted, LostClaim, Exception) as exc:  # noqa: BLE001 - the job row carries the failure
+        except Exception as exc:  # noqa: BLE001 - a failed stage, a lost claim: the job row carries the failure
             failures.append(f"{job.course_id}: {exc}")
             context.log.error(failures[-1])
     for work in works:
         try:
             for stage in (worker.fill, worker.validate_normalize, worker.repair, worker.persist):
                 work = stage(work)
-        except (JobAborted, LostClaim, Exception) as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             failures.append(f"{work.job.course_id}: {exc}")
             context.log.error(failures[-1])
             continue
