@@ -130,6 +130,10 @@ def error_body(
 def _field_name(loc: tuple[Any, ...]) -> str:
     """``("body", "payload", "course_id")`` → ``payload.course_id``; ``("query", "jobId")`` → ``jobId``."""
     parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "header", "path", "cookie") else list(loc)
+    # a grade is a string or a number (a tagged union): pydantic adds the member's tag to the location,
+    # which names no field the client sent ("payload.grade.string")
+    if len(parts) >= 2 and parts[-2] == "grade" and parts[-1] in ("string", "integer"):
+        parts = parts[:-1]
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (("." if out else "") + str(part))
