@@ -154,7 +154,7 @@ def test_generate_course_flow_of_the_ai_pipeline_page(seed):
     r = page.get_course_job(job_id, True)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["ok"] is True and JOB_FIELDS <= set(body["job"]) and isinstance(body["events"], list)
+    assert body["ok"] is True and set(body["job"]) >= JOB_FIELDS and isinstance(body["events"], list)
     job = body["job"]
     assert (job["id"], job["status"], job["course_id"]) == (job_id, "pending", payload["course_id"])
     assert (job["subject"], job["grade_band"], job["items_per_group"], job["mode"]) == ("Multiplication", "3-5", 12, "options")
@@ -170,7 +170,7 @@ def test_generate_course_flow_of_the_ai_pipeline_page(seed):
     assert job["result_path"] and payload["course_id"] in job["result_path"]
     assert isinstance(job["summary"], dict) and parse_js_date(job["completed_at"]) >= parse_js_date(job["created_at"])
     assert isinstance(job["generation_duration_ms"], int)
-    assert len(events) >= 6 and all(EVENT_FIELDS <= set(e) for e in events)
+    assert len(events) >= 6 and all(set(e) >= EVENT_FIELDS for e in events)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)  # oldest first, the page shows the last 5
     assert all(e["job_id"] == job_id and (e["message"] or e["step"]) for e in events)
     progress = [e["progress"] for e in events if e["progress"] is not None]

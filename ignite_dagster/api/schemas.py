@@ -8,6 +8,7 @@ pattern is a full match (:class:`FullMatch`): a trailing newline is refused, nev
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
@@ -561,10 +562,8 @@ class ListCourseJobsBody(BaseModel):
             data = {k: int(v) if isinstance(v, float) and v.is_integer() and k in ("limit", "offset") else v
                     for k, v in data.items()}
             if isinstance(data.get("jobId"), str):
-                try:
+                with contextlib.suppress(ValueError):  # not a UUID: refused below, naming jobId
                     data["jobId"] = UUID(data["jobId"])
-                except ValueError:
-                    pass  # refused below, naming jobId
         return data
 
     status: JobStatusName | None = None
