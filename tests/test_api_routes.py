@@ -285,7 +285,8 @@ def test_openapi_served_with_envelope_models(world):
     paths = spec["paths"]
     assert set(paths) == {
         ENQUEUE, STATUS, LIST, REQUEUE, "/functions/v1/publish-course", MEDIA, "/health",
-        "/functions/v1/list-courses", "/functions/v1/request-course-media"}
+        "/functions/v1/list-courses", "/functions/v1/request-course-media", "/functions/v1/get-course-job",
+        "/functions/v1/list-course-jobs", "/functions/v1/get-course"}
     enqueue = paths[ENQUEUE]["post"]
     assert enqueue["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert {"200", "202", "401", "403", "413", "429"} <= set(enqueue["responses"])

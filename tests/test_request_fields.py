@@ -212,12 +212,28 @@ def test_racing_requests_on_one_key_cannot_swap_the_notes(world):
 PATTERNED = {"course_id": "abc", "grade_band": "3-5", "grade": "4", "locale": "fr", "subject": "addition"}
 # list fields whose elements are patterned
 PATTERNED_ELEMENTS = {"item_images": "stimulus:all", "tags": "spring-term"}
+# the original system's spellings of patterned fields (course/request.py FIELD_ALIASES), given alone
+PATTERNED_ALIASES = {"courseId": "abc", "gradeBand": "3-5"}
 
 
 def test_the_patterned_fields_are_the_ones_published(world):
     schema = world.client.get("/openapi.json").json()["components"]["schemas"]["EnqueuePayload"]
     published = {name for name, prop in schema["properties"].items() if "pattern" in json.dumps(prop)}
-    assert published == set(PATTERNED) | set(PATTERNED_ELEMENTS)
+    assert published == set(PATTERNED) | set(PATTERNED_ELEMENTS) | set(PATTERNED_ALIASES)
+
+
+@pytest.mark.parametrize("alias", sorted(PATTERNED_ALIASES))
+def test_trailing_newline_in_an_original_spelling_is_422_and_writes_nothing(world, alias):
+    fields = {"course_id": "nl-course", "subject": "addition", "grade_band": "3-5"}
+    canonical = {"courseId": "course_id", "gradeBand": "grade_band"}[alias]
+    alone = {k: v for k, v in fields.items() if k != canonical}
+    assert enqueue(world, {**alone, alias: PATTERNED_ALIASES[alias]}).status_code == 202
+    before = snapshot(world.db_url, world.root)
+    for tail in ("\n", "\r\n", " \n"):
+        r = enqueue(world, {**alone, alias: PATTERNED_ALIASES[alias] + tail}, key="nl-alias")
+        assert r.status_code == 422, (tail, r.text)
+        assert f"payload.{canonical}" in r.json()["error"]["message"], (tail, r.text)
+    assert snapshot(world.db_url, world.root) == before
 
 
 @pytest.mark.parametrize("field", sorted(PATTERNED_ELEMENTS))

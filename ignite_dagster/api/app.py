@@ -1,7 +1,8 @@
 """The ASGI application factory: everything the routes need is passed in, nothing is global.
 
 Layout of the package, each importing only downwards: ``schemas`` (request/response models),
-``dependencies`` (per-app services, auth, rate limits), ``routes`` (handlers), ``app`` (this factory).
+``dependencies`` (per-app services, auth, rate limits), ``routes`` and ``pipeline_reads`` (handlers; the
+latter the reads of the original system's AI-pipeline pages and editor), ``app`` (this factory).
 
 Tests and ``ignite api`` build the same app from a pool and a store they opened, so what the tests
 exercise over real HTTP is exactly what production serves.
@@ -27,6 +28,7 @@ from ignite_dagster.api.errors import (
     log,
     request_id_of,
 )
+from ignite_dagster.api.pipeline_reads import router as pipeline_reads_router
 from ignite_dagster.api.ratelimit import TokenBucketLimiter
 from ignite_dagster.api.routes import router
 from ignite_dagster.auth import Authenticator, check_auth_settings
@@ -35,18 +37,13 @@ from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.base import ObjectStore
 
 API_VERSION = "1.0.0"
-# What the original edge functions' clients send (supabase-js adds apikey and x-client-info).
-CORS_HEADERS = [
-    "authorization",
-    "apikey",
-    "content-type",
-    "x-client-info",
-    "x-agent-token",
-    "x-organization-id",
-    "x-user-id",
-    "idempotency-key",
-    "x-request-id",
-]
+# For a configured origin, a preflight is allowed the request headers it asks for, as the original
+# functions allowed them (they echoed Access-Control-Request-Headers): supabase-js adds apikey,
+# x-client-info and, with its region option, x-region; tracing adds traceparent and baggage; retrying
+# clients x-retry-count. Which headers mean anything is decided by the routes, not by the preflight.
+# Origins not configured get no CORS allowance at all.
+CORS_METHODS = ["GET", "POST", "OPTIONS", "HEAD"]
+CORS_EXPOSED = ["X-Request-Id", "Retry-After", "ETag", "Cache-Control"]
 
 DESCRIPTION = """
 HTTP front of the ignite course factory. Routes mirror the original Supabase edge functions
@@ -57,7 +54,10 @@ checked; roles from `user_roles`) or agent headers `x-agent-token` + `x-organiza
 (+ optional `x-user-id`, kept as audit text only). Users who belong to several organizations name
 the one a write acts in with `x-organization-id`.
 
-**Errors**: real HTTP status codes with `{ok: false, error: {code, message}, requestId}`.
+**Errors**: real HTTP status codes with `{ok: false, error: {code, message}, message, requestId}`
+(`message` repeats `error.message` for clients that read it at the top level).
+
+**Bodies** are JSON whatever their Content-Type (supabase-js sends a string body as text/plain).
 Every response carries `X-Request-Id`.
 """
 
@@ -104,6 +104,7 @@ def create_app(
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     app.include_router(router)
+    app.include_router(pipeline_reads_router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
     if cors_origins:
         # Added last = outermost: preflights are answered before auth, and every response (413s from
@@ -111,9 +112,9 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=CORS_HEADERS,
-            expose_headers=["X-Request-Id", "Retry-After"],
+            allow_methods=CORS_METHODS,
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED,
             max_age=600,
         )
 

@@ -21,11 +21,12 @@ from ignite_dagster.auth import (
     Authenticator,
     AuthError,
     Principal,
+    can_read,
     parse_organization_header,
     resolve_write_organization,
 )
 from ignite_dagster.config import Settings
-from ignite_dagster.queue import JobQueue
+from ignite_dagster.queue import CourseJob, JobQueue, MediaJob
 from ignite_dagster.storage.base import ObjectStore
 
 
@@ -117,3 +118,23 @@ def write_org(request: Request, principal: Principal) -> UUID:
         return resolve_write_organization(principal, requested, deps_of(request).pool)
     except AuthError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
+
+
+# -- reads ---------------------------------------------------------------------------------------------
+
+
+def find_job(
+    deps: AppDeps, principal: Principal, job_id: UUID, table: str | None
+) -> CourseJob | MediaJob:
+    """The job if the caller may read it; 404 otherwise (also for another organization's job).
+
+    When the caller can see exactly one organization the query itself is scoped to it, so the
+    boundary holds in SQL and not only in the check below.
+    """
+    scope = principal.organizations[0] if (not principal.is_superadmin and len(principal.roles) == 1) else None
+    tables: tuple[str, ...] = (table,) if table else ("ai_course_jobs", "ai_media_jobs")
+    for name in tables:
+        job = deps.queue.get(job_id, name, organization_id=scope)
+        if job is not None and can_read(principal, job.organization_id):
+            return job
+    raise ApiError(404, "not_found", f"job {job_id} not found")

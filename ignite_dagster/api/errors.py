@@ -1,7 +1,9 @@
 """One error envelope for every failure, and the request id that ties a response to the logs.
 
-Clients of the original edge functions read ``{ok: false, error: {code, message}, requestId}``; every
-error this service produces has that shape — our own errors, FastAPI's validation errors (422), unknown
+Clients of the original edge functions read ``{ok: false, error: {code, message}, requestId}``, and some
+read a top-level ``message`` (the original frontend's agent-mode client shows ``body.message ||
+body.error``, which for the nested object alone is "[object Object]"), so every error carries both;
+every error this service produces has that shape — our own errors, FastAPI's validation errors (422), unknown
 routes (404), wrong methods (405), oversized bodies (413) and unexpected crashes (500) — so a client
 needs exactly one error path. The ``X-Request-Id`` header is on every response, echoed when the caller
 sent a sane one so their traces and ours line up.
@@ -76,6 +78,7 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     ok: bool = Field(False, description="Always false for errors.")
     error: ErrorDetail
+    message: str = Field(description="The same as error.message, for clients that read a top-level message.")
     requestId: str
 
 
@@ -121,12 +124,16 @@ def error_body(
         error["fields"] = fields
     if issues is not None:
         error["issues"] = issues
-    return {"ok": False, "error": error, "requestId": request_id, **(extra or {})}
+    return {"ok": False, "error": error, "message": message, "requestId": request_id, **(extra or {})}
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
     """``("body", "payload", "course_id")`` → ``payload.course_id``; ``("query", "jobId")`` → ``jobId``."""
     parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "header", "path", "cookie") else list(loc)
+    # a grade is a string or a number (a tagged union): pydantic adds the member's tag to the location,
+    # which names no field the client sent ("payload.grade.string")
+    if len(parts) >= 2 and parts[-2] == "grade" and parts[-1] in ("string", "integer"):
+        parts = parts[:-1]
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (("." if out else "") + str(part))
@@ -181,6 +188,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+def _read_body_as_json(scope: Scope, content_type: str | None) -> None:
+    """Every body this service takes is JSON; read it as JSON whatever Content-Type it came with.
+
+    The original functions parsed their bodies with ``req.json()`` regardless of the header, and
+    clients rely on it: ``@supabase/supabase-js`` sends a string body as ``text/plain``, plain
+    ``fetch`` with a string body as ``text/plain;charset=UTF-8``. A body that is not JSON is still a
+    422 saying so."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return
+    raw = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"]
+    raw.append((b"content-type", b"application/json"))
+    scope["headers"] = raw
+
+
 class RequestContextMiddleware:
     """Pure ASGI: request id on every response, body size limit, last-resort 500 envelope.
 
@@ -228,6 +250,8 @@ class RequestContextMiddleware:
                 return
             if not message.get("more_body", False):
                 break
+        if body:
+            _read_body_as_json(scope, headers.get("content-type"))
         replayed = False
 
         async def replay() -> Message:

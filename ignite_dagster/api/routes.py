@@ -26,16 +26,17 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ignite_dagster.api.dependencies import (
-    AppDeps,
     PrincipalDep,
     deps_of,
     enqueue_principal,
+    find_job,
     media_principal,
     write_org,
 )
 from ignite_dagster.api.errors import ApiError, ErrorResponse, IssueOut, log, request_id_of
 from ignite_dagster.api.ratelimit import TokenBucketLimiter
 from ignite_dagster.api.schemas import (
+    JOB_TYPE_TABLES,
     CourseListResponse,
     CourseMediaBody,
     CourseMediaResponse,
@@ -50,6 +51,7 @@ from ignite_dagster.api.schemas import (
     JobStatusName,
     JobStatusResponse,
     JobTableName,
+    JobTypeName,
     MediaBody,
     MediaResponse,
     PublishBody,
@@ -60,9 +62,11 @@ from ignite_dagster.api.schemas import (
 )
 from ignite_dagster.auth import Principal, can_read, can_write
 from ignite_dagster.catalog.publishing import PublishError, publish_course
+from ignite_dagster.catalog.reading import published_version
 from ignite_dagster.course.request import CourseId, GradeBand, Subject, Visibility
 from ignite_dagster.course_jobs.submit import IdempotencyConflict, RequestRefused, submit_course_request
-from ignite_dagster.queue import CourseJob, MediaJob
+from ignite_dagster.queue import CourseJob
+from ignite_dagster.queue.listing import find_jobs
 from ignite_dagster.storage.base import StorageError
 from ignite_dagster.storage.keys import HEALTH_PROBE_KEY
 
@@ -94,23 +98,6 @@ _READ_ERRORS = (400, 401, 403, 404, 422, 500, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 500, 503)
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def _find_job(
-    deps: AppDeps, principal: Principal, job_id: UUID, table: JobTableName | None
-) -> CourseJob | MediaJob:
-    """The job if the caller may read it; 404 otherwise (also for another organization's job).
-
-    When the caller can see exactly one organization the query itself is scoped to it, so the
-    boundary holds in SQL and not only in the check below.
-    """
-    scope = principal.organizations[0] if (not principal.is_superadmin and len(principal.roles) == 1) else None
-    tables: tuple[JobTableName, ...] = (table,) if table else ("ai_course_jobs", "ai_media_jobs")
-    for name in tables:
-        job = deps.queue.get(job_id, name, organization_id=scope)
-        if job is not None and can_read(principal, job.organization_id):
-            return job
-    raise ApiError(404, "not_found", f"job {job_id} not found")
 
 
 def _status_word(status: str) -> str:
@@ -201,11 +188,17 @@ async def job_status(
 ) -> JobStatusResponse:
     def work() -> JobStatusResponse:
         deps = deps_of(request)
-        job = _find_job(deps, principal, jobId, jobTable)
-        events = deps.queue.events(job.id)[-eventsLimit:] if eventsLimit else []
+        job = find_job(deps, principal, jobId, jobTable)
+        all_events = deps.queue.events(job.id)
+        events = all_events[-eventsLimit:] if eventsLimit else []
+        last = all_events[-1] if all_events else None
         return JobStatusResponse(
             jobId=job.id,
             status=job.status,
+            state=job.status,
+            step=job.progress_stage or (last.step if last else None),
+            progress=100 if job.status == "done" else max(0, min(100, job.progress_percent or 0)),
+            message=job.progress_message or job.error or "",
             job=JobOut.of(job, deps.settings.dagster_ui_url),
             events=[EventOut.of(e) for e in events],
             requestId=request_id_of(request),
@@ -226,11 +219,19 @@ async def list_jobs(
     status: Annotated[JobStatusName | None, Query()] = None,
     courseId: Annotated[CourseId | None, Query()] = None,
     organizationId: Annotated[UUID | None, Query(description="Only this organization (must be visible).")] = None,
-    jobTable: Annotated[JobTableName, Query()] = "ai_course_jobs",
+    jobTable: Annotated[JobTableName | None, Query(description="Default: ai_course_jobs (or jobType's table).")] = None,
+    jobType: Annotated[JobTypeName | None, Query(
+        description="The original system's job type: ai_course_generate (course jobs) or image (image media jobs).")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobListResponse:
+    """``jobType`` selects the table (``ai_course_generate`` → course jobs, ``image`` → media jobs that
+    make images). Every filter applies: ``jobTable`` naming the other table lists nothing."""
+
     def work() -> JobListResponse:
         deps = deps_of(request)
+        table = JOB_TYPE_TABLES[jobType] if jobType else (jobTable or "ai_course_jobs")
+        if jobType and jobTable and jobTable != table:  # no job is of both
+            return JobListResponse(jobs=[], count=0, requestId=request_id_of(request))
         if organizationId is not None:
             if not can_read(principal, organizationId):
                 raise ApiError(404, "organization_not_found", f"organization {organizationId} not found")
@@ -239,11 +240,9 @@ async def list_jobs(
             orgs = [None]  # every organization
         else:
             orgs = list(principal.organizations)
-        jobs: list[CourseJob | MediaJob] = []
-        for org in orgs:
-            jobs.extend(deps.queue.list(jobTable, organization_id=org, status=status, course_id=courseId, limit=limit))
-        jobs.sort(key=lambda j: j.created_at, reverse=True)
-        jobs = jobs[:limit]
+        page = find_jobs(deps.pool, table, organizations=None if orgs == [None] else orgs, status=status,
+                         course_id=courseId, media_type="image" if jobType == "image" else None, limit=limit)
+        jobs = page.jobs
         return JobListResponse(jobs=[JobOut.of(j, deps.settings.dagster_ui_url) for j in jobs], count=len(jobs), requestId=request_id_of(request))
 
     return await run_in_threadpool(work)
@@ -258,7 +257,7 @@ async def list_jobs(
 async def requeue_job(body: RequeueBody, request: Request, principal: PrincipalDep) -> RequeueResponse:
     def work() -> RequeueResponse:
         deps = deps_of(request)
-        job = _find_job(deps, principal, body.jobId, body.jobTable)
+        job = find_job(deps, principal, body.jobId, body.jobTable)
         if not can_write(principal, job.organization_id):
             raise ApiError(403, "forbidden", "requeueing needs the editor or org_admin role in the job's organization")
         if not deps.queue.requeue(job.id, body.jobTable):
@@ -286,15 +285,19 @@ async def publish(body: PublishBody, request: Request, principal: PrincipalDep) 
         deps = deps_of(request)
         try:
             result = publish_course(
-                deps.pool, deps.store, body.courseId, principal_or_actor=principal, change_summary=body.changeSummary
+                deps.pool, deps.store, body.courseId, principal_or_actor=principal, change_summary=body.summary
             )
         except PublishError as exc:
             issues = [i.model_dump() for i in exc.issues] if exc.issues else None
             raise ApiError(exc.status, exc.code, exc.message, issues=issues) from exc
         audit_log.info("publish course=%s version=%s by=%s", result.course_id, result.version, principal.rate_key)
+        snapshot = published_version(deps.pool, result.course_id, result.version)
         return PublishResponse(
             courseId=result.course_id,
             version=result.version,
+            snapshotId=snapshot.snapshot_id,
+            contentVersion=result.version,
+            publishedAt=snapshot.published_at,
             etag=result.etag,
             storagePath=result.storage_path,
             contentSha256=result.content_sha256,
@@ -430,8 +433,13 @@ async def ai_generate_media(
                 503, "not_available", "no image model is configured (the operator must set IGNITE_IMAGE_MODEL and "
                 "IGNITE_IMAGE_API_KEY or OPENAI_API_KEY)"
             )
+        size = body.image_size() or settings.image_size
+        ratio = body.options.aspectRatio if body.options else None
+        if ratio is not None and not _same_ratio(size, ratio):
+            raise ApiError(422, "invalid_request", f"options.aspectRatio: {ratio} is not the ratio of the image size "
+                           f"{size}; send a size with that ratio (options.size) or leave aspectRatio out")
         try:
-            result = generate_live_image(settings, deps.store, body.prompt, style=body.style, size=body.size)
+            result = generate_live_image(settings, deps.store, body.prompt, style=body.image_style(), size=size)
         except Exception as exc:
             reason = getattr(exc, "reason_code", None)
             if reason is None:
@@ -443,9 +451,19 @@ async def ai_generate_media(
             raise ApiError(status, code, getattr(exc, "message", str(exc)), headers=headers) from exc
         data = dict(result) if not isinstance(result, BaseModel) else result.model_dump(mode="json")
         url, path = data.pop("url"), data.pop("path")
-        return MediaResponse(url=str(url), path=str(path), details=data, requestId=request_id_of(request))
+        width, height = (int(n) for n in str(data.get("size") or size).split("x"))
+        return MediaResponse(url=str(url), alt=body.prompt.strip(), mimeType=str(data.get("contentType")),
+                             width=width, height=height, provider=data.get("provider"), path=str(path),
+                             tempPath=str(path), details=data, requestId=request_id_of(request))
 
     return await run_in_threadpool(work)
+
+
+def _same_ratio(size: str, ratio: str) -> bool:
+    """``"1792x1024"`` has the ratio ``"7:4"``, not ``"16:9"``: exact, no rounding."""
+    width, height = (int(n) for n in size.split("x"))
+    w, h = (int(n) for n in ratio.split(":"))
+    return width * h == height * w
 
 
 @router.get(

@@ -8,20 +8,31 @@ pattern is a full match (:class:`FullMatch`): a trailing newline is refused, nev
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ignite_dagster.api.errors import ErrorResponse, IssueOut
 from ignite_dagster.catalog.publishing import CHANGE_SUMMARY_MAX
-from ignite_dagster.course.request import CourseId, CourseRequest, FullMatch, Visibility
+from ignite_dagster.course.request import (
+    BAND_REGEX,
+    FIELD_ALIASES,
+    CourseId,
+    CourseRequest,
+    FullMatch,
+    Visibility,
+)
 from ignite_dagster.media.targets import SPEC_REGEX
 from ignite_dagster.queue import CourseJob, JobEvent, MediaJob
 
 JobTableName = Literal["ai_course_jobs", "ai_media_jobs"]
 JobStatusName = Literal["pending", "processing", "done", "failed", "stale", "dead_letter"]
+# The original system's job types that name jobs of this service, and the table holding them.
+JobTypeName = Literal["ai_course_generate", "image"]
+JOB_TYPE_TABLES: dict[str, JobTableName] = {"ai_course_generate": "ai_course_jobs", "image": "ai_media_jobs"}
 
 # Free text that reaches Postgres must hold no NUL (Postgres text cannot store it); a prompt must also
 # hold a visible character. Blanks are spelled out: Python's and ECMA-262's ``\s`` differ.
@@ -36,11 +47,41 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _publish_seed_spellings(schema: dict[str, Any]) -> None:
+    """Publish what the payload accepts besides its own field names (CourseRequest's docstring): the
+    original system's camelCase aliases, each with its field's schema, either one satisfying a required
+    field; and ``grade`` holding a grade band."""
+    props: dict[str, Any] = schema.get("properties", {})
+    required: list[str] = schema.get("required", [])
+    all_of: list[dict[str, Any]] = []
+    for alias, name in FIELD_ALIASES.items():
+        if name not in props:
+            continue
+        props[alias] = {**props[name], "title": alias, "description": f"The original system's spelling of {name} "
+                        "(give one of them, or the same value in both)."}
+        if name in required:
+            required.remove(name)
+            all_of.append({"anyOf": [{"required": [name]}, {"required": [alias]}]})
+    grade = props.get("grade")
+    if grade is not None:
+        band = {"type": "string", "pattern": f"^(?:{BAND_REGEX})$", "description": "A grade band: the same as grade_band."}
+        props["grade"] = {"anyOf": [band, *grade.get("anyOf", [grade])], "default": None,
+                          "description": "A single grade (K or 1..12), or a grade band (then equal to grade_band "
+                          "or instead of it).", "title": "Grade"}
+    # one of grade_band, gradeBand or grade
+    all_of.append({"anyOf": [{"required": ["grade_band"]}, {"required": ["gradeBand"]}, {"required": ["grade"]}]})
+    schema.pop("anyOf", None)
+    schema["allOf"] = all_of
+    if required:
+        schema["required"] = required
+
+
 class EnqueuePayload(CourseRequest):
     """The ``ai_course_generate`` payload: the course request, exact (strict JSON types, canonical
-    spellings). Every field comes from CourseRequest; this class only changes how strictly they are read."""
+    spellings, plus the original system's spellings CourseRequest reads). Every field comes from
+    CourseRequest; this class only changes how strictly they are read."""
 
-    model_config = ConfigDict(strict=True, title="EnqueuePayload")
+    model_config = ConfigDict(strict=True, title="EnqueuePayload", json_schema_extra=_publish_seed_spellings)
     lenient: ClassVar[bool] = False
 
     @model_validator(mode="before")
@@ -214,6 +255,11 @@ class JobStatusResponse(BaseModel):
     ok: Literal[True] = True
     jobId: UUID
     status: JobStatusName
+    # what the original job-status answered at the top level (its clients' getJobStatus reads them)
+    state: JobStatusName = Field(description="The job's status (the same as status).")
+    step: str | None = Field(description="The stage the job is in (progress stage), else its last event's step.")
+    progress: int = Field(ge=0, le=100, description="Percent done: the job's progress, 100 once done.")
+    message: str = Field(description="The progress message, or the error of a failed job; empty when neither.")
     job: JobOut
     events: list[EventOut]
     requestId: str
@@ -242,16 +288,34 @@ class RequeueResponse(BaseModel):
 
 
 class PublishBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # changeSummary or the original's changelog, not both (also in the published schema)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"not": {"required": ["changeSummary", "changelog"]}})
 
     courseId: CourseId
     changeSummary: NoNul | None = Field(default=None, max_length=CHANGE_SUMMARY_MAX)
+    changelog: NoNul | None = Field(
+        default=None, max_length=CHANGE_SUMMARY_MAX,
+        description="The original system's name for changeSummary (give one of them, not both).")
+
+    @model_validator(mode="after")
+    def _one_summary(self) -> PublishBody:
+        if self.changelog is not None and self.changeSummary is not None:
+            raise ValueError("changelog: send either changelog (the original's name) or changeSummary, not both")
+        return self
+
+    @property
+    def summary(self) -> str | None:
+        return self.changeSummary if self.changeSummary is not None else self.changelog
 
 
 class PublishResponse(BaseModel):
     ok: Literal[True] = True
     courseId: str
     version: int
+    snapshotId: int = Field(description="Id of the version's course_versions row.")
+    contentVersion: int = Field(description="The course's content version after publishing (= version).")
+    publishedAt: datetime
     etag: int
     storagePath: str
     contentSha256: str
@@ -260,18 +324,77 @@ class PublishResponse(BaseModel):
     requestId: str
 
 
-class MediaBody(BaseModel):
+ImageSize = Annotated[str, FullMatch(r"[1-9][0-9]{1,3}x[1-9][0-9]{1,3}", "a size is <width>x<height>, e.g. 1024x1024")]
+AspectRatio = Annotated[str, FullMatch(r"[1-9][0-9]{0,2}:[1-9][0-9]{0,2}", "an aspect ratio is <w>:<h>, e.g. 16:9")]
+
+
+class MediaOptions(BaseModel):
+    """The original system's image options. Each one given is honoured or the request is refused naming
+    it: ``size`` and ``style`` are passed to the image provider; ``aspectRatio`` is honoured by the
+    size, so it must be the ratio of the size the image gets (``size``, else IGNITE_IMAGE_SIZE);
+    ``quality`` is not something this service can set (its image provider takes no quality), so any
+    value is a 422 naming ``options.quality``."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    prompt: NotBlank = Field(min_length=1, max_length=4000)
+    size: ImageSize | None = None
+    aspectRatio: AspectRatio | None = None
     style: str | None = Field(default=None, max_length=200)
-    size: Annotated[str, FullMatch(r"[0-9]{2,4}x[0-9]{2,4}")] | None = Field(default=None, description="e.g. 1024x1024")
+    quality: None = Field(default=None, description="Not settable here: any value is refused (422).")
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _no_quality(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("this service cannot set image quality (its image provider uses the model's own); "
+                             "leave options.quality out")
+        return None
+
+
+def _not_both(name: str) -> dict[str, Any]:
+    """JSON Schema for "not ``name`` at the top level and in options as well"."""
+    return {"not": {"required": [name, "options"], "properties": {"options": {"required": [name]}}}}
+
+
+class MediaBody(BaseModel):
+    # size and style at the top level (this service's) or in options (the original's), not both
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"allOf": [_not_both("size"), _not_both("style")]})
+
+    prompt: NotBlank = Field(min_length=1, max_length=4000)
+    kind: Literal["image"] = Field(default="image", description="Only images are generated here.")
+    style: str | None = Field(default=None, max_length=200)
+    size: ImageSize | None = Field(default=None, description="e.g. 1024x1024")
+    options: MediaOptions | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> MediaBody:
+        opts = self.options
+        if opts is None:
+            return self
+        for name in ("size", "style"):
+            given, nested = getattr(self, name), getattr(opts, name)
+            if given is not None and nested is not None:
+                raise ValueError(f"options.{name}: send {name} at the top level or in options, not both")
+        return self
+
+    def image_size(self) -> str | None:
+        return self.size or (self.options.size if self.options else None)
+
+    def image_style(self) -> str | None:
+        return self.style or (self.options.style if self.options else None)
 
 
 class MediaResponse(BaseModel):
     ok: Literal[True] = True
     url: str
+    alt: str = Field(description="Alt text for the image: the prompt it was generated from.")
+    mimeType: str
+    width: int
+    height: int
+    provider: str | None = None
     path: str
+    tempPath: str = Field(description="The original system's name for path.")
     details: dict[str, Any] = Field(default_factory=dict, description="Anything else the generator reported.")
     requestId: str
 
@@ -340,3 +463,131 @@ class HealthResponse(BaseModel):
 
 class HealthErrorResponse(ErrorResponse):
     checks: dict[str, str]
+
+
+# -- the original system's job and course reads (get-course-job, list-course-jobs, get-course) ----------
+# Its pages read job rows by their column names (snake_case): these models are the job row as stored.
+
+_COURSE_JOB_QUEUE_FIELDS: dict[str, Any] = {
+    "id": (UUID, ...),
+    "organization_id": (UUID, ...),
+    "status": (JobStatusName, ...),
+    "course_id": (str, ...),
+    "progress_stage": (str | None, None),
+    "progress_percent": (int | None, None),
+    "progress_message": (str | None, None),
+    "error": (str | None, None),
+    "reason_code": (str | None, None),
+    "summary": (dict[str, Any] | None, None),
+    "result_path": (str | None, None),
+    "has_special_requests": (bool, ...),
+    "priority": (int, ...),
+    "attempt": (int, ...),
+    "retry_count": (int, ...),
+    "max_retries": (int, ...),
+    "next_attempt_at": (datetime, ...),
+    "idempotency_key": (str | None, None),
+    "created_by": (UUID | None, None),
+    "requested_by": (str | None, None),
+    "created_at": (datetime, ...),
+    "updated_at": (datetime, ...),
+    "started_at": (datetime | None, None),
+    "completed_at": (datetime | None, None),
+    "last_heartbeat": (datetime | None, None),
+    "generation_duration_ms": (int | None, None),
+    "processing_duration_ms": (int | None, None),
+    "provider": (str | None, None),
+    "model": (str | None, None),
+    "tokens": (int | None, None),
+    "cost_usd": (float | None, None),
+    "cost_known": (bool | None, None),
+    "dagster_run_id": (str | None, None),
+}
+
+CourseJobRecord = create_model(
+    "CourseJobRecord",
+    __doc__="One ai_course_jobs row under its column names: the queue's columns and the request's.",
+    **_COURSE_JOB_QUEUE_FIELDS,
+    **{name: (CourseJob.model_fields[name].annotation, None) for name in CourseRequest.column_names()
+       if name != "course_id"},
+)
+
+
+def course_job_record(job: CourseJob) -> BaseModel:
+    values = {name: getattr(job, name) for name in CourseJobRecord.model_fields}
+    values["cost_usd"] = float(job.cost_usd) if job.cost_usd is not None else None
+    return CourseJobRecord(**values)
+
+
+class JobEventRecord(BaseModel):
+    """One job_events row under its column names."""
+
+    id: int
+    job_id: UUID
+    job_table: JobTableName
+    attempt: int | None = None
+    seq: int
+    step: str
+    status: Literal["info", "success", "error"]
+    progress: int | None = None
+    message: str | None = None
+    meta: dict[str, Any] | None = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: JobEvent) -> JobEventRecord:
+        return cls(**event.model_dump())
+
+
+class CourseJobResponse(BaseModel):
+    ok: Literal[True] = True
+    job: CourseJobRecord  # type: ignore[valid-type]
+    events: list[JobEventRecord] = Field(description="Oldest first; empty unless includeEvents=true.")
+    requestId: str
+
+
+COURSE_JOBS_PAGE_MAX = 100
+
+
+class ListCourseJobsBody(BaseModel):
+    """The filters of ``list-course-jobs`` sent as a JSON body (POST); the same as its query."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_values(cls, data: Any) -> Any:
+        """Read as JSON reads: ``3.0`` is the integer 3, a job id is a string (strict mode takes neither)."""
+        if isinstance(data, dict):
+            data = {k: int(v) if isinstance(v, float) and v.is_integer() and k in ("limit", "offset") else v
+                    for k, v in data.items()}
+            if isinstance(data.get("jobId"), str):
+                with contextlib.suppress(ValueError):  # not a UUID: refused below, naming jobId
+                    data["jobId"] = UUID(data["jobId"])
+        return data
+
+    status: JobStatusName | None = None
+    sinceHours: float | None = Field(default=None, gt=0, le=24 * 3660, description="Created within this many hours.")
+    limit: int = Field(default=50, ge=1, le=COURSE_JOBS_PAGE_MAX)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+    search: Annotated[str, Field(min_length=1, max_length=200), FullMatch(r"[^\x00]*", "must not contain NUL characters")] | None = Field(
+        default=None, description="Case-insensitive text in the subject.")
+    jobId: UUID | None = None
+
+
+class ListCourseJobsResponse(BaseModel):
+    ok: Literal[True] = True
+    jobs: list[CourseJobRecord]  # type: ignore[valid-type]
+    total: int = Field(description="Jobs matching the filters in all (not only this page).")
+    limit: int
+    offset: int
+    requestId: str
+
+
+class CourseEnvelope(BaseModel):
+    """A course as the original system's get-course served it: ``{id, format, content}``, where content
+    is the stored course.json (Course v2, course-format.md) and format is ``practice``."""
+
+    id: str
+    format: Literal["practice"] = "practice"
+    content: dict[str, Any]

@@ -113,8 +113,10 @@ LOCALE_REGEX = r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
 SINGLE_LINE_REGEX = rf"[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*"
 
 CourseId = Annotated[str, FullMatch(COURSE_ID_REGEX)]
-GradeBand = Annotated[str, FullMatch(BAND_REGEX, "grade_band must look like 'K-2', '3-5' or '6-8' (grades K..12, low <= high)")]
-Grade = Annotated[str, FullMatch(GRADE_REGEX, "grade must be 'K' or a number 1..12")]
+GradeBand = Annotated[str, FullMatch(BAND_REGEX, "grade_band must look like 'K-2', '3-5' or '6-8' (grades K..12, low <= high; "
+                                              "'College' and 'All' are not served)")]
+Grade = Annotated[str, FullMatch(GRADE_REGEX, "grade must be 'K' or a number 1..12, or a grade band such as '3-5' "
+                                            "(grades K..12 only: 'College' and 'All' are not served)")]
 # A grade may also come as a JSON number. One member is tried (by type), so an error names it plainly;
 # the integer member is strict everywhere: a lax int would read "4\n" as 4.
 GradeOrNumber = Annotated[
@@ -167,6 +169,73 @@ def _canonical_locale(tag: str) -> str:
 
 
 _LOOSE_GRADE = re.compile(r"grade *(K|\d{1,2})", re.IGNORECASE)
+_BAND = re.compile(BAND_REGEX)
+
+# The original system's enqueue-job read these camelCase spellings next to the snake_case ones
+# (``course_id || courseId``, ``grade_band || gradeBand || grade``, ``items_per_group || itemsPerGroup``,
+# ``study_text || studyText``). They are the same field: given alone, the alias is the field; given
+# together with the field, both must say the same thing, or the request is refused naming the alias.
+FIELD_ALIASES: dict[str, str] = {
+    "courseId": "course_id",
+    "gradeBand": "grade_band",
+    "itemsPerGroup": "items_per_group",
+    "studyText": "study_text",
+}
+
+
+def _merge_aliases(data: dict[str, Any]) -> None:
+    for alias, name in FIELD_ALIASES.items():
+        if alias not in data:
+            continue
+        value = data.pop(alias)
+        if name in data and data[name] != value:
+            raise PydanticCustomError(
+                "conflicting_fields", "{alias} '{value}' disagrees with {name} '{given}': send one of them, or the "
+                "same value in both", {"alias": alias, "name": name, "value": _short(value), "given": _short(data[name])})
+        data[name] = value
+
+
+def _short(value: Any) -> Any:
+    return value[:60] + "…" if isinstance(value, str) and len(value) > 60 else value
+
+
+def _loose(data: dict[str, Any]) -> dict[str, Any]:
+    """Human spellings of the lenient model: en dashes and spaces in a band, ``"grade 7"``, ``pt_BR``."""
+    for key in ("grade_band", "grade"):
+        band = data.get(key)
+        if isinstance(band, str) and (key == "grade_band" or any(d in band for d in "-\u2013\u2014")):
+            data[key] = band.replace("\u2013", "-").replace("\u2014", "-").replace(" ", "") or None
+    grade = data.get("grade")
+    if isinstance(grade, str) and not _BAND.fullmatch(grade):
+        m = _LOOSE_GRADE.fullmatch(grade)
+        data["grade"] = m.group(1) if m else (grade or None)
+    locale = data.get("locale")
+    if isinstance(locale, str):
+        data["locale"] = locale.replace("_", "-")
+    return data
+
+
+def _canonical_band(band: str) -> str:
+    low, high = band.split("-")
+    return f"{_canonical_grade(low)}-{_canonical_grade(high)}"
+
+
+def _grade_as_band(data: dict[str, Any]) -> None:
+    """``grade`` holding a band (the original's AI Course Generator sends ``grade: "3-5"`` next to
+    ``grade_band: "3-5"``) is the band: it fills ``grade_band`` when that is absent, must equal it when
+    present (else 422 naming ``grade``), and leaves ``grade`` empty, since a band is no single grade.
+    Anything else in ``grade`` (``"College"``, ``"All"``) stays a grade and is refused by its pattern."""
+    grade = data.get("grade")
+    if not isinstance(grade, str) or not _BAND.fullmatch(grade):
+        return
+    band = data.get("grade_band")
+    if isinstance(band, str) and _BAND.fullmatch(band) and _canonical_band(band) != _canonical_band(grade):
+        raise PydanticCustomError(
+            "conflicting_fields", "grade '{grade}' is a grade band that disagrees with grade_band '{band}': send one "
+            "of them, or the same band in both", {"grade": grade, "band": band})
+    if band is None:
+        data["grade_band"] = grade
+    data.pop("grade")
 
 
 class CourseRequest(BaseModel):
@@ -176,6 +245,16 @@ class CourseRequest(BaseModel):
     ``"3–5"`` with an en dash, ``"grade 7"`` — and rewrites them to the canonical form before checking
     the pattern. The HTTP contract (``api.schemas.EnqueuePayload``) is this same model with
     ``lenient = False`` and strict types: exactly what its published schema says, nothing more.
+
+    Both read the original system's payload (its AI Course Generator page and enqueue-job):
+
+    * ``courseId``, ``gradeBand``, ``itemsPerGroup``, ``studyText`` are ``course_id``, ``grade_band``,
+      ``items_per_group``, ``study_text`` (:data:`FIELD_ALIASES`); both spellings with different values
+      are a 422 naming the alias;
+    * ``grade`` may hold a band (``"3-5"``): it is then the band, equal to ``grade_band`` or instead of
+      it (a different band is a 422 naming ``grade``), and no single grade is stored;
+    * the page's other grade options, ``"College"`` and ``"All"``, name no band of grades K..12 this
+      factory serves: a 422 naming ``grade`` (or ``grade_band``), nothing written.
     """
 
     model_config = ConfigDict(
@@ -219,31 +298,24 @@ class CourseRequest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loose_spellings(cls, data: Any) -> Any:
-        """Human spellings, only where the model is lenient. Never strips a trailing newline: a value that
-        is not what it looks like is refused, not silently rewritten."""
-        if not cls.lenient or not isinstance(data, dict):
+    def _spellings(cls, data: Any) -> Any:
+        """The original system's spellings (always), then human spellings (only where the model is lenient).
+
+        Never strips a trailing newline: a value that is not what it looks like is refused, not silently
+        rewritten. See :func:`seed_spellings` for the mapping of the original's payload."""
+        if not isinstance(data, dict):
             return data
         data = dict(data)
-        band = data.get("grade_band")
-        if isinstance(band, str):
-            data["grade_band"] = band.replace("\u2013", "-").replace("\u2014", "-").replace(" ", "") or None
-        grade = data.get("grade")
-        if isinstance(grade, str):
-            m = _LOOSE_GRADE.fullmatch(grade)
-            data["grade"] = m.group(1) if m else (grade or None)
-        locale = data.get("locale")
-        if isinstance(locale, str):
-            data["locale"] = locale.replace("_", "-")
+        _merge_aliases(data)
+        if cls.lenient:
+            data = _loose(data)
+        _grade_as_band(data)
         return data
 
     @field_validator("grade_band", mode="after")
     @classmethod
     def _band_canonical(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        low, high = value.split("-")
-        return f"{_canonical_grade(low)}-{_canonical_grade(high)}"
+        return None if value is None else _canonical_band(value)
 
     @field_validator("grade", mode="after")
     @classmethod
