@@ -394,8 +394,9 @@ def test_list_jobs_honours_the_media_library_job_type(seed):
 
 
 def test_ai_generate_media_takes_the_seeds_body(db_url, tmp_path):
-    """generateMedia({prompt, kind: 'image', options: {aspectRatio, size, quality}}) → url and alt; an
-    option it cannot honour is a 422 naming it (accepted means honoured)."""
+    """generateMedia({prompt, kind: 'image', options: {aspectRatio, size, quality}}) exactly as the editor
+    sends it → url and alt; quality reaches the image API; an aspectRatio that disagrees with the size is
+    answered with the size's image and a note saying so; an option it cannot honour is a 422 naming it."""
     from tests.support.openai_server import OpenAICompatServer
 
     w = build_world(db_url, tmp_path / "storage")
@@ -404,15 +405,25 @@ def test_ai_generate_media_takes_the_seeds_body(db_url, tmp_path):
             db_url, w.store) as server, httpx.Client(base_url=server.url, timeout=15) as http:
         page = SeedClient(http, w.org_a)
         r = page.call("ai-generate-media", {"prompt": "a red apple on a desk", "kind": "image",
-                                             "options": {"aspectRatio": "1:1", "size": "1024x1024"}})
+                                             "options": {"aspectRatio": "1:1", "size": "1024x1024", "quality": "standard"}})
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["url"] and out["alt"] == "a red apple on a desk" and (out["width"], out["height"]) == (1024, 1024)
-        assert images.requests[-1].json["size"] == "1024x1024"
-        for options, name in (({"aspectRatio": "16:9", "size": "1024x1024", "quality": "standard"}, "options.quality"),
-                              ({"aspectRatio": "16:9", "size": "1024x1024"}, "options.aspectRatio"),
+        assert out["aspectRatio"] == "1:1" and out["notes"] == []
+        assert images.requests[-1].json["size"] == "1024x1024" and images.requests[-1].json["quality"] == "standard"
+        # CourseEditorV3 and the WYSIWYG actions send 16:9 with a square size: the size decides, as before
+        r = page.call("ai-generate-media", {"prompt": "an apple", "kind": "image",
+                                             "options": {"aspectRatio": "16:9", "size": "1024x1024", "quality": "hd"}})
+        assert r.status_code == 200, r.text
+        assert r.json()["aspectRatio"] == "1:1" and "options.aspectRatio" in r.json()["notes"][0]
+        assert images.requests[-1].json["quality"] == "hd"
+        # without a size, an aspectRatio the configured size cannot give is refused
+        n = len(images.requests)
+        for options, name in (({"aspectRatio": "16:9"}, "options.aspectRatio"),
+                              ({"quality": "ultra"}, "options.quality"),
                               ({"voice": "alloy"}, "options.voice")):
             r = page.call("ai-generate-media", {"prompt": "an apple", "kind": "image", "options": options})
             assert r.status_code == 422 and name in r.json()["message"], r.text
+        assert len(images.requests) == n  # refused before any image was asked for
         r = page.call("ai-generate-media", {"prompt": "an apple", "kind": "audio"})
         assert r.status_code == 422 and "kind" in r.json()["message"]

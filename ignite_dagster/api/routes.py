@@ -435,11 +435,16 @@ async def ai_generate_media(
             )
         size = body.image_size() or settings.image_size
         ratio = body.options.aspectRatio if body.options else None
+        notes = []
         if ratio is not None and not _same_ratio(size, ratio):
-            raise ApiError(422, "invalid_request", f"options.aspectRatio: {ratio} is not the ratio of the image size "
-                           f"{size}; send a size with that ratio (options.size) or leave aspectRatio out")
+            if body.image_size() is None:
+                raise ApiError(422, "invalid_request", f"options.aspectRatio: {ratio} is not the ratio of the image size "
+                               f"{size}; send a size with that ratio (options.size) or leave aspectRatio out")
+            notes.append(f"options.aspectRatio {ratio} is not the ratio of options.size {size}: the size decides, "
+                         "as in the original system")
         try:
-            result = generate_live_image(settings, deps.store, body.prompt, style=body.image_style(), size=size)
+            result = generate_live_image(settings, deps.store, body.prompt, style=body.image_style(), size=size,
+                                         quality=body.image_quality())
         except Exception as exc:
             reason = getattr(exc, "reason_code", None)
             if reason is None:
@@ -454,9 +459,17 @@ async def ai_generate_media(
         width, height = (int(n) for n in str(data.get("size") or size).split("x"))
         return MediaResponse(url=str(url), alt=body.prompt.strip(), mimeType=str(data.get("contentType")),
                              width=width, height=height, provider=data.get("provider"), path=str(path),
-                             tempPath=str(path), details=data, requestId=request_id_of(request))
+                             tempPath=str(path), aspectRatio=_reduced_ratio(width, height), notes=notes,
+                             details=data, requestId=request_id_of(request))
 
     return await run_in_threadpool(work)
+
+
+def _reduced_ratio(width: int, height: int) -> str:
+    from math import gcd
+
+    g = gcd(width, height)
+    return f"{width // g}:{height // g}"
 
 
 def _same_ratio(size: str, ratio: str) -> bool:

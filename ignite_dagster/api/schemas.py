@@ -328,27 +328,25 @@ ImageSize = Annotated[str, FullMatch(r"[1-9][0-9]{1,3}x[1-9][0-9]{1,3}", "a size
 AspectRatio = Annotated[str, FullMatch(r"[1-9][0-9]{0,2}:[1-9][0-9]{0,2}", "an aspect ratio is <w>:<h>, e.g. 16:9")]
 
 
+ImageQuality = Literal["standard", "hd", "low", "medium", "high", "auto"]
+
+
 class MediaOptions(BaseModel):
-    """The original system's image options. Each one given is honoured or the request is refused naming
-    it: ``size`` and ``style`` are passed to the image provider; ``aspectRatio`` is honoured by the
-    size, so it must be the ratio of the size the image gets (``size``, else IGNITE_IMAGE_SIZE);
-    ``quality`` is not something this service can set (its image provider takes no quality), so any
-    value is a 422 naming ``options.quality``."""
+    """The original system's image options; each is passed on or refused naming it.
+
+    ``size``, ``style`` and ``quality`` go to the image provider (``quality``: ``standard``/``hd`` for
+    DALL·E 3, ``low``/``medium``/``high``/``auto`` for gpt-image models; a value the configured model does
+    not know is the provider's 4xx, answered as a 422). ``aspectRatio`` alone must be the ratio of the
+    configured size (IGNITE_IMAGE_SIZE), else 422. Given next to ``size`` it cannot change the pixels:
+    the size decides, as it did in the original system (whose editor sends ``aspectRatio: "16:9"`` with
+    ``size: "1024x1024"``), and the response says so (``aspectRatio`` = the delivered ratio, and a note)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     size: ImageSize | None = None
     aspectRatio: AspectRatio | None = None
     style: str | None = Field(default=None, max_length=200)
-    quality: None = Field(default=None, description="Not settable here: any value is refused (422).")
-
-    @field_validator("quality", mode="before")
-    @classmethod
-    def _no_quality(cls, value: Any) -> None:
-        if value is not None:
-            raise ValueError("this service cannot set image quality (its image provider uses the model's own); "
-                             "leave options.quality out")
-        return None
+    quality: ImageQuality | None = None
 
 
 def _not_both(name: str) -> dict[str, Any]:
@@ -384,6 +382,9 @@ class MediaBody(BaseModel):
     def image_style(self) -> str | None:
         return self.style or (self.options.style if self.options else None)
 
+    def image_quality(self) -> str | None:
+        return self.options.quality if self.options else None
+
 
 class MediaResponse(BaseModel):
     ok: Literal[True] = True
@@ -395,6 +396,9 @@ class MediaResponse(BaseModel):
     provider: str | None = None
     path: str
     tempPath: str = Field(description="The original system's name for path.")
+    aspectRatio: str = Field(description="The delivered image's ratio, reduced (1024x1024 → 1:1).")
+    notes: list[str] = Field(default_factory=list,
+                             description="What the request asked for that the image differs from, and why.")
     details: dict[str, Any] = Field(default_factory=dict, description="Anything else the generator reported.")
     requestId: str
 

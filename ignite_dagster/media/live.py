@@ -23,6 +23,7 @@ def generate_live_image(
     prompt: str,
     style: str | None = None,
     size: str | None = None,
+    quality: str | None = None,
     *,
     provider: ImageProvider | None = None,
 ) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def generate_live_image(
     owned = provider is None
     provider = provider or provider_from_settings(settings)
     try:
-        image = provider.generate(prompt, style=style, size=size)
+        image = provider.generate(prompt, style=style, size=size, quality=quality)
     finally:
         if owned and hasattr(provider, "close"):
             provider.close()
@@ -49,6 +50,7 @@ def generate_live_image(
         "model": image.model,
         "provider": image.provider,
         "size": image.size,
+        "quality": quality,
         "costUsd": str(image.cost_usd) if image.cost_usd is not None else None,
         "latencyMs": image.latency_ms,
         "revisedPrompt": image.revised_prompt,

@@ -110,8 +110,10 @@ class ImageProvider(Protocol):
     name: str
     model: str
 
-    def generate(self, prompt: str, *, style: str | None = None, size: str | None = None) -> GeneratedImage:
-        """One image for ``prompt`` now, or MediaProviderError with a reason code."""
+    def generate(self, prompt: str, *, style: str | None = None, size: str | None = None,
+                 quality: str | None = None) -> GeneratedImage:
+        """One image for ``prompt`` now, or MediaProviderError with a reason code. ``quality`` is the
+        images API's own parameter (omitted when None: the model's default)."""
         ...
 
 
@@ -167,15 +169,18 @@ class OpenAIImageProvider:
     def close(self) -> None:
         self._client.close()
 
-    def _params(self, prompt: str, size: str) -> dict[str, Any]:
+    def _params(self, prompt: str, size: str, quality: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"model": self.model, "prompt": prompt, "n": 1, "size": size}
+        if quality is not None:
+            params["quality"] = quality
         # DALL·E models answer with a URL unless asked for base64; gpt-image models always send base64
         # and reject the parameter.
         if self.model.startswith("dall-e"):
             params["response_format"] = "b64_json"
         return params
 
-    def generate(self, prompt: str, *, style: str | None = None, size: str | None = None) -> GeneratedImage:
+    def generate(self, prompt: str, *, style: str | None = None, size: str | None = None,
+                 quality: str | None = None) -> GeneratedImage:
         size = size or self.size
         t0 = time.monotonic()
         from ignite_dagster.budget import guarded
@@ -183,7 +188,7 @@ class OpenAIImageProvider:
         try:
             # the shared images-per-minute budget (IGNITE_IMAGES_PER_MINUTE); a 429 pauses it everywhere
             with guarded(getattr(self, "budget", None)):
-                response = self._client.images.generate(**self._params(compose_prompt(prompt, style), size))
+                response = self._client.images.generate(**self._params(compose_prompt(prompt, style), size, quality))
         except Exception as exc:  # noqa: BLE001 - classified below; unknown errors re-raised
             raise classify_openai_error(exc) from exc
         latency_ms = int((time.monotonic() - t0) * 1000)
