@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
@@ -77,7 +77,8 @@ def test_fuzz(fuzz_world, method, path, persona, mode):
     # in the anonymous persona instead, and the auth matrix tests every refusal precisely.
     excluded = []
     if persona == "agent":
-        headers, examples = agent_headers(w.org_a), EXAMPLES[mode]
+        # as the original frontend sends them: agent headers next to supabase-js' Bearer <anon key>
+        headers, examples = {**agent_headers(w.org_a), "Authorization": "Bearer anon-key"}, EXAMPLES[mode]
         excluded = [schemathesis.checks.ignored_auth]
     elif persona == "superadmin":
         headers, examples = {**w.token("superadmin"), "x-organization-id": str(w.org_b)}, EXAMPLES[mode] // 2
@@ -105,6 +106,9 @@ def test_fuzz(fuzz_world, method, path, persona, mode):
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def run(case):
+        # A negative query value that serializes to nothing (an empty or nested array, an object) reaches
+        # the server as an absent parameter, i.e. a valid request: not a negative case at all.
+        assume(mode is not GenerationMode.NEGATIVE or not any(map(_vanishes, (case.query or {}).values())))
         response = case.call_and_validate(base_url=w.server.url, headers=headers, excluded_checks=excluded)
         if response.status_code >= 500:
             assert path == MEDIA and response.status_code == 503, response.text
@@ -119,6 +123,10 @@ def test_fuzz(fuzz_world, method, path, persona, mode):
             assert response.status_code in (400, 401, 413, 422), response.text
 
     run()
+
+
+def _vanishes(value: object) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and (not value or any(isinstance(v, (dict, list)) for v in value)))
 
 
 def test_fuzzing_left_the_service_healthy(fuzz_world):
