@@ -16,6 +16,7 @@ from ignite_dagster.course.model import Course, Item
 from ignite_dagster.course.readability import flesch_kincaid_grade, text_stats
 
 if TYPE_CHECKING:
+    from ignite_dagster.course.quality import QualityThresholds
     from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 
 class ContentGates(BaseModel):
@@ -23,6 +24,8 @@ class ContentGates(BaseModel):
 
     banned_terms: list[str] = Field(default_factory=list)
     reading_level_max: float | None = None
+    # words that name the pack's subject besides its topic (aliases, vocabulary), for the off_subject gate
+    subject_terms: list[str] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,7 +176,7 @@ def _options_checks(item: Item, issues: list[Issue]) -> None:
         )
     folded = [o.strip().casefold() for o in options]
     if len(set(folded)) != len(folded):
-        issues.append(_warn("duplicate_options", f"item {iid}: options repeat", iid, "options"))
+        issues.append(_err("duplicate_options", f"item {iid}: options repeat", iid, "options"))  # a quality gate
 
 
 def _math_check(item: Item, skeleton: Skeleton, issues: list[Issue]) -> None:
@@ -259,14 +262,32 @@ def _banned_checks(course: Course, gates: ContentGates | None, issues: list[Issu
         scan(st.content, f"studyTexts[{i}].content")
 
 
-def validate_course(course: Course, skeleton: Skeleton | None = None, gates: ContentGates | None = None) -> list[Issue]:
-    """Every coded issue of ``course``: structure, items, arithmetic (with a skeleton), study texts, gates."""
+def validate_course(
+    course: Course,
+    skeleton: Skeleton | None = None,
+    gates: ContentGates | None = None,
+    quality: QualityThresholds | None = None,
+) -> list[Issue]:
+    """Every coded issue of ``course``: structure, items, arithmetic (with a skeleton), study texts, a pack's
+    gates, and with ``quality`` the quality gates (``course/quality.py``; the generation path always
+    passes them, a structural check such as ``course_schema_valid`` does not)."""
     issues: list[Issue] = []
     _course_level_checks(course, skeleton, issues)
     _item_checks(course, skeleton, issues)
     _study_text_checks(course, skeleton, gates, issues)
     _banned_checks(course, gates, issues)
+    if quality is not None:
+        from ignite_dagster.course.quality import quality_issues
+
+        issues += quality_issues(course, skeleton, quality, tuple(gates.subject_terms) if gates else ())
     return issues
+
+
+def is_quality_failure(errors: list[Issue]) -> bool:
+    """Every error is a quality gate: the course is a valid Course v2 a teacher could not use."""
+    from ignite_dagster.course.issues import QUALITY_GATE_CODES
+
+    return bool(errors) and all(i.code in QUALITY_GATE_CODES for i in errors)
 
 
 def errors_of(issues: list[Issue]) -> list[Issue]:

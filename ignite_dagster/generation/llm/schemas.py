@@ -32,6 +32,8 @@ constraining; a server that ignored a keyword still yields a draft the validator
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +94,69 @@ class SchemaPolicy:
             return node
 
         return strip(schema)
+
+
+# --- output size ---------------------------------------------------------------------------------------
+
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+# Output tokens per character of JSON a model writes: about 1/4 for English, 1/3 leaves room for the
+# punctuation-heavy and non-English answers; every length is its schema's upper bound, so the estimate
+# is a ceiling, not a typical answer.
+OUTPUT_CHARS_PER_TOKEN = 3
+_NUMBER_CHARS = 12
+
+
+def _pattern_chars(pattern: str) -> int | None:
+    """The longest string an anchored pattern of bounded quantifiers admits (None: unbounded)."""
+    if re.search(r"(?<!\\)[*+]", pattern):
+        return None
+    total = 0
+    for m in _QUANTIFIER.finditer(pattern):
+        upper = m.group(2) if m.group(2) is not None else m.group(1)
+        if upper == "":
+            return None
+        total += int(upper)
+    literal = _QUANTIFIER.sub("", pattern)
+    literal = re.sub(r"\[(?:\\.|[^\]])*\]", "", literal)  # character classes were counted by their quantifier
+    return total + len(re.sub(r"\\(.)", r"\1", literal.strip("^$")))
+
+
+def schema_max_chars(node: Any) -> int | None:
+    """The longest JSON a wire schema admits, in characters (None when some part is unbounded)."""
+    if not isinstance(node, dict):
+        return None
+    if "enum" in node:
+        return max(len(json.dumps(v)) for v in node["enum"]) if node["enum"] else None
+    kind = node.get("type")
+    if kind == "string":
+        if "pattern" in node:  # our patterns admit no quote, backslash or control character: nothing to escape
+            chars = _pattern_chars(node["pattern"])
+            return None if chars is None else chars + 2
+        chars = node.get("maxLength")
+        return None if chars is None else chars * 2 + 2  # every character might need an escape
+    if kind in ("integer", "number"):
+        return _NUMBER_CHARS
+    if kind == "boolean":
+        return 5
+    if kind == "array":
+        n = node.get("maxItems")
+        one = schema_max_chars(node.get("items"))
+        return None if n is None or one is None else n * (one + 2) + 2
+    if kind == "object":
+        total = 2
+        for key, child in (node.get("properties") or {}).items():
+            one = schema_max_chars(child)
+            if one is None:
+                return None
+            total += len(key) + 4 + one
+        return total
+    return None
+
+
+def schema_max_tokens(schema: dict[str, Any]) -> int | None:
+    """An output budget that holds the longest answer ``schema`` admits (None: unbounded)."""
+    chars = schema_max_chars(schema)
+    return None if chars is None else chars // OUTPUT_CHARS_PER_TOKEN + 32
 
 
 # --- schema builders ---------------------------------------------------------------------------------
