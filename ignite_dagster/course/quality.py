@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.numbers import parse_number
 from ignite_dagster.course.readability import flesch_kincaid_grade, strip_markers, text_stats
 
 if TYPE_CHECKING:
@@ -216,8 +217,6 @@ def _close(a: float, b: float) -> bool:
 
 
 def _stated_answer(item: Item) -> float | None:
-    from ignite_dagster.course.validation import parse_number
-
     if item.mode == "numeric":
         return float(item.answer) if item.answer is not None else None
     if item.options and item.correct_index is not None and 0 <= item.correct_index < len(item.options):

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.issues import QUALITY_GATE_CODES, Issue
 from ignite_dagster.course.model import Course, Item
+from ignite_dagster.course.numbers import numbers_equal, parse_number
+from ignite_dagster.course.quality import QualityThresholds, quality_issues
 from ignite_dagster.course.readability import flesch_kincaid_grade, text_stats
 
+__all__ = ["ContentGates", "count_blanks", "errors_of", "is_quality_failure", "numbers_equal", "parse_number",
+           "validate_course", "warnings_of"]
+
 if TYPE_CHECKING:
-    from ignite_dagster.course.quality import QualityThresholds
     from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 
 class ContentGates(BaseModel):
@@ -42,19 +46,6 @@ _MIN_WORDS_FOR_READABILITY = 20
 def count_blanks(text: str) -> int:
     """``[blank]`` placeholders plus standalone underscore runs (``__FILL__`` is not a blank)."""
     return len(_BLANK_RE.findall(text)) + len(_LONE_UNDERSCORES_RE.findall(text))
-
-
-def parse_number(text: str) -> float | None:
-    """An option's numeric value ("1,200" → 1200.0); None when it is not a plain number."""
-    cleaned = text.strip().replace(",", "").replace("\u2212", "-").replace(" ", "")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
-def numbers_equal(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
 
 
 def _err(code: str, message: str, item_id: int | None = None, field: str | None = None) -> Issue:
@@ -277,16 +268,12 @@ def validate_course(
     _study_text_checks(course, skeleton, gates, issues)
     _banned_checks(course, gates, issues)
     if quality is not None:
-        from ignite_dagster.course.quality import quality_issues
-
         issues += quality_issues(course, skeleton, quality, tuple(gates.subject_terms) if gates else ())
     return issues
 
 
 def is_quality_failure(errors: list[Issue]) -> bool:
     """Every error is a quality gate: the course is a valid Course v2 a teacher could not use."""
-    from ignite_dagster.course.issues import QUALITY_GATE_CODES
-
     return bool(errors) and all(i.code in QUALITY_GATE_CODES for i in errors)
 
 

@@ -556,6 +556,8 @@ class ScriptedCourseModel:
             "text": text, "hint": "Count on from the bigger number.",
             "explain": "Putting both groups together gives the total.",
         }
+        if fault == "off_subject":
+            item.update(hint="Think about your breakfast.", explain="A good breakfast gives you energy.")
         if fault == "wrong_id":
             item["id"] = iid + 100  # a model that writes ids of its own; position is what counts
         if spec["mode"] == "numeric":

@@ -162,7 +162,8 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
             failures.append(f"{work.job.course_id}: {outcome}")
             context.log.error(failures[-1])
             continue
-        yield from finished_course_events(outcome, factory.store, source="materialization")
+        yield from finished_course_events(outcome, factory.store, source="materialization",
+                                          settings=factory.settings)
         context.log.info(f"{work.job.course_id}: done (job {work.job.id} attempt {work.job.attempt})")
 
 

@@ -98,5 +98,5 @@ def finish_course(context: OpExecutionContext, factory: FactoryResource, work) -
              f"cost_usd={u.cost_usd}") if u is not None else ""
     context.log.info(f"{work.job.course_id}: done; {s.get('repairRounds', 0)} repair round(s), "
                      f"stage ms {work.stage_ms}{spend}")
-    for event in finished_course_events(work, factory.store, source="queue"):
+    for event in finished_course_events(work, factory.store, source="queue", settings=factory.settings):
         context.log_event(event)
