@@ -26,7 +26,8 @@ from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.llama import llama_server
 from tests.support.stack import start_stack, wait_until
 
-pytestmark = [pytest.mark.real_model, pytest.mark.e2e]
+# a real model on a shared 2-core machine is slow: the test timeout sits above the 1500 s wait below
+pytestmark = [pytest.mark.real_model, pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 def test_a_non_pack_course_is_written_by_a_real_model_through_the_daemon(db_url, org_id, tmp_path):
