@@ -4,6 +4,7 @@ shipped pack passes them all; the figures and the preview say what a reviewer ne
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -225,3 +226,31 @@ def test_figures_and_preview_show_what_a_reviewer_needs():
     assert "What a volcano is; How eruptions happen" in preview
     assert "> A volcano is an opening in the crust" in preview and "[SECTION" not in preview
     assert preview.count("✅") == 3 and "    - magma ✅" in preview and "    - lava ✅" in preview
+
+
+def test_the_course_quality_check_is_an_error_for_a_gate_and_a_warning_for_a_warning(tmp_path):
+    from dagster import AssetCheckSeverity
+
+    from ignite_dagster.config import Settings
+    from ignite_dagster.defs.checks import evaluate_quality
+    from ignite_dagster.storage.local import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path)
+    repeated = good()
+    repeated["groups"][1]["name"] = "What a volcano is"
+    hard = good()
+    hard["studyTexts"][0]["content"] = STUDY + "\n[SECTION:More]\n" + (
+        "Volcanological investigations characteristically necessitate interdisciplinary methodologies "
+        "encompassing geochemical, geophysical and petrological considerations. ") * 4
+    for course_id, doc in (("fine", good()), ("repeated", repeated), ("hard", hard)):
+        store.put(f"courses/{course_id}/course.json", json.dumps({**doc, "id": course_id}).encode())
+    fine, bad, warned = (evaluate_quality(store, c, Settings()) for c in ("fine", "repeated", "hard"))
+
+    def meta(check, key):
+        return check.metadata[key].value
+
+    assert fine.passed and meta(fine, "distinct_group_names") == "2/2"
+    assert not bad.passed and bad.severity == AssetCheckSeverity.ERROR
+    assert meta(bad, "gates_failed") == "duplicate_group_names" and meta(bad, "distinct_group_names") == "1/2"
+    assert not warned.passed and warned.severity == AssetCheckSeverity.WARN
+    assert meta(warned, "warnings") == "reading_level_off_band" and meta(warned, "reading_level_ok") is False
