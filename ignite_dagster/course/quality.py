@@ -168,7 +168,8 @@ def _item_texts(item: Item) -> list[str]:
     return [t for t in [item.text, item.hint, item.explain, *(item.options or [])] if t]
 
 
-def _normalized(text: str) -> str:
+def normalized(text: str) -> str:
+    """Text as the duplicate gates compare it: case, spacing and punctuation ignored."""
     return " ".join(_PUNCT_RE.sub(" ", text.casefold()).split())
 
 
@@ -278,7 +279,7 @@ def quality_issues(course: Course, skeleton: Skeleton | None, thresholds: Qualit
 def _group_gates(course: Course, issues: list[Issue]) -> None:
     seen: dict[str, int] = {}
     for i, group in enumerate(course.groups):
-        key = _normalized(group.name)
+        key = normalized(group.name)
         if not key:
             issues.append(_err("empty_group_name", f"group {group.id} has no name", field=f"groups[{i}].name"))
             continue
@@ -296,7 +297,7 @@ def _item_text_gate(course: Course, skeleton: Skeleton | None, issues: list[Issu
     problem is a text with numbers whose stated answers agree."""
     seen: dict[tuple[int, str], Item] = {}
     for item in course.items:
-        key = (item.group_id, _normalized(item.text))
+        key = (item.group_id, normalized(item.text))
         first = seen.get(key)
         if first is None:
             seen[key] = item
@@ -414,7 +415,7 @@ def quality_figures(course: Course, thresholds: QualityThresholds, subject_terms
     """The numbers behind the gates, for the ``course_quality`` check's metadata."""
     option_items = [it for it in course.items if it.mode == "options" and it.options]
     distinct = [it for it in option_items if len({o.strip().casefold() for o in it.options or []}) == len(it.options or [])]
-    names = [_normalized(g.name) for g in course.groups]
+    names = [normalized(g.name) for g in course.groups]
     scan = _subject_scan(course, thresholds, subject_terms)
     levels = reading_levels(course)
     top = band_top(course.grade_band)

@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.quality import normalized
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm.cache import LLMCache
@@ -179,7 +180,7 @@ def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
     for n, g in enumerate(skeleton.groups):
         name = group_name(plan.groups[n], taken) if n < len(plan.groups) else None
         groups.append(g.model_copy(update={"name": _clip(name, 60)}) if name else g)
-        taken.add(_name_key(groups[-1].name))
+        taken.add(normalized(groups[-1].name))
     levels = [
         lv.model_copy(update={"title": _clip(plan.levels[n], 60)}) if n < len(plan.levels) and plan.levels[n].strip() else lv
         for n, lv in enumerate(skeleton.levels)
@@ -196,10 +197,6 @@ _PLACEHOLDER_NAME = re.compile(r"(?:part|group|section|unit|level|topic|skill)\s
 _NUMBERING = re.compile(r"^\s*[0-9]+[.):]\s*")
 
 
-def _name_key(name: str) -> str:
-    return " ".join(name.casefold().split())
-
-
 def group_name(group, taken: set[str] | None = None) -> str | None:
     """The plan's name for a group, or, when the model wrote a numbered placeholder ("Part 1", "Group 2")
     or a name an earlier group already has, its first objective that is still free (the model's own
@@ -211,11 +208,11 @@ def group_name(group, taken: set[str] | None = None) -> str | None:
     by the ``duplicate_group_names`` quality gate."""
     taken = taken or set()
     name = " ".join((group.name or "").split())
-    if name and not _PLACEHOLDER_NAME.fullmatch(name) and _name_key(name) not in taken:
+    if name and not _PLACEHOLDER_NAME.fullmatch(name) and normalized(name) not in taken:
         return name
     for objective in group.objectives:
         text = _NUMBERING.sub("", " ".join(objective.split()))
-        if text and _name_key(_clip(text, 60)) not in taken:
+        if text and normalized(_clip(text, 60)) not in taken:
             return text
     # nothing better: a placeholder gives way to the skeleton's own; a repeated name stays (the gate sees it)
     return name if name and not _PLACEHOLDER_NAME.fullmatch(name) else None
@@ -481,7 +478,8 @@ class LLMFiller:
     def _study_text(slot: StudyTextSlot, out: StudyTextOut) -> dict[str, Any]:
         text: dict[str, Any] = {
             "id": slot.id,
-            "title": _clip(out.title, STUDY_TITLE_MAX),
+            # a blank title gives way to the plan's title for this slot (the model's own words, not ours)
+            "title": _clip(out.title, STUDY_TITLE_MAX) or _clip(slot.title_hint or "", STUDY_TITLE_MAX),
             "content": study_text_content(out, slot.wants_image),
             "order": slot.order,
         }

@@ -52,18 +52,21 @@ OPTIONS_PER_ITEM = 4
 # No "[" "]" or "_" around the blank: both would count as extra blanks.
 _C = r'[^"\\\[\]_\x00-\x1f]'  # text characters: no quote, backslash, bracket, underscore, control character
 _L = r'[^"\\\[\]\x00-\x1f]'  # line characters: no quote, backslash, bracket, control character
+# the first character of a name or title: a line character but no space, so a name is never blank (a
+# small model fills a "3 to 80 characters" title with spaces, and the course then has no title at all)
+_F = r'[^ "\\\[\]\x00-\x1f]'
 TEXT_PATTERN = rf"^{_C}{{2,120}}\[blank\]{_C}{{0,80}}$"
-OPTION_PATTERN = rf"^{_L}{{1,40}}$"
+OPTION_PATTERN = rf"^{_F}{_L}{{0,39}}$"
 HINT_PATTERN = rf"^{_L}{{3,100}}$"
 EXPLAIN_PATTERN = rf"^{_L}{{3,160}}$"
-TITLE_PATTERN = rf"^{_L}{{3,80}}$"
+TITLE_PATTERN = rf"^{_F}{_L}{{2,79}}$"
 DESCRIPTION_PATTERN = rf"^{_L}{{10,240}}$"
-NAME_PATTERN = rf"^{_L}{{3,60}}$"
-OBJECTIVE_PATTERN = rf"^{_L}{{5,100}}$"
-SECTION_TITLE_PATTERN = rf"^{_L}{{3,60}}$"
+NAME_PATTERN = rf"^{_F}{_L}{{2,59}}$"
+OBJECTIVE_PATTERN = rf"^{_F}{_L}{{4,99}}$"
+SECTION_TITLE_PATTERN = rf"^{_F}{_L}{{2,59}}$"
 SECTION_BODY_PATTERN = rf"^{_L}{{60,600}}$"  # one paragraph per section
 IMAGE_PATTERN = rf"^{_L}{{5,120}}$"
-KEYWORD_PATTERN = rf"^{_L}{{2,30}}$"
+KEYWORD_PATTERN = rf"^{_F}{_L}{{1,29}}$"
 DIFFICULTIES = ["easy", "medium", "hard"]
 CONSTRAINT_KEYWORDS = frozenset({"pattern", "minItems", "maxItems", "minimum", "maximum", "enum"})
 
