@@ -99,15 +99,17 @@ def main() -> int:
     quality: list[bool] = []  # per course: passes the gates, or failed as quality_failed (never done without them)
     thresholds = QualityThresholds()
     try:
-        db_url = pg.fresh()
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            org = conn.execute("INSERT INTO organizations (name) VALUES ('bench') RETURNING id").fetchone()[0]
         with tempfile.TemporaryDirectory() as tmp, llama_server(slots=args.slots, threads=args.threads) as server:
             # README defaults: the output budget (4,000) is sized down to the schema and the slot (/props n_ctx)
             settings = Settings(openai_api_key="local", openai_base_url=server.base_url, text_model=server.model)
             print(f"llama-server {server.base_url}, {args.slots} slots, model {Path(server.model).name}", flush=True)
             for request in REQUESTS[: args.only]:
                 request = {**request, "items_per_group": args.items_per_group}
+                # a database per course: a course that failed retryably (quality_failed is retried once)
+                # would otherwise be the next job claimed, in place of the next request
+                db_url = pg.fresh()
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    org = conn.execute("INSERT INTO organizations (name) VALUES ('bench') RETURNING id").fetchone()[0]
                 t0 = time.monotonic()
                 try:
                     result = generate(db_url, org, request, storage_root=Path(tmp), settings=settings)
