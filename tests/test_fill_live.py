@@ -22,7 +22,14 @@ from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.generate import generate
-from tests.support.openai_server import CHAT, OpenAICompatServer, RecordedRequest, Reply, ScriptedCourseModel, chat_json
+from tests.support.openai_server import (
+    CHAT,
+    OpenAICompatServer,
+    RecordedRequest,
+    Reply,
+    ScriptedCourseModel,
+    chat_json,
+)
 from tests.test_llm_fill import NoSleep, settings_for
 
 

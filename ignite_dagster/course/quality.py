@@ -80,7 +80,7 @@ _STOPWORDS = frozenset(
     other our out over own same she should so some such than that the their them then there these they this
     those through to too under until up very was we were what when where which while who whom why will with
     would you your yours one two three four five many much every item items word words answer blank text
-    which what choose correct option options true false""".split()
+    which what choose correct option options true false""".split()  # noqa: SIM905 - a word list reads as words
 )
 # arithmetic subjects are named by their operation's words and sign, not only by the subject's own word
 _OPERATIONS: dict[str, tuple[tuple[str, ...], str]] = {
