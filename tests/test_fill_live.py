@@ -17,7 +17,7 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.generation.llm import LLMFiller, ProviderConfig, StructuredClient
 from ignite_dagster.generation.llm import provider as provider_module
 from ignite_dagster.generation.llm.provider import SLOT_MARGIN_TOKENS, output_budget
-from ignite_dagster.generation.llm.schemas import item_batch_schema, schema_max_tokens
+from ignite_dagster.generation.llm.schemas import item_batch_schema, overview_schema, schema_max_tokens
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
@@ -110,7 +110,7 @@ def test_the_fill_deadline_counts_from_the_first_call_not_from_when_the_fill_was
 
 def test_output_budgets_fit_the_schema_and_the_servers_slot(server):
     """llama.cpp's /props reports each slot's context; a call asks for at most what the slot leaves after
-    its prompt, and never more than its schema can hold (a 4-item batch needs far less than 4,000)."""
+    its prompt, and never more than its schema can hold (at one token per character)."""
     provider_module._SLOTS.pop(server.base_url, None)
     server.respond_with("/props", Reply(body={"total_slots": 4, "default_generation_settings": {"n_ctx": 1500}}))
     model = ScriptedCourseModel()
@@ -131,10 +131,11 @@ def test_output_budgets_fit_the_schema_and_the_servers_slot(server):
         schema = r.json["response_format"]["json_schema"]["schema"]
         assert r.max_tokens <= 1500 - prompt - SLOT_MARGIN_TOKENS
         assert r.max_tokens <= schema_max_tokens(schema)
-    # without a slot the setting and the schema decide; a batch of 12 fits a 4,096-token slot's answer
-    assert output_budget(4000, item_batch_schema("options", 4), [], None) == (schema_max_tokens(
-        item_batch_schema("options", 4)), None)
-    assert schema_max_tokens(item_batch_schema("options", 12)) < 3500
+    # without a slot the setting and the schema decide: a title and description need a few hundred
+    # tokens at most (one per character), a batch of items more than the setting
+    small = overview_schema()
+    assert output_budget(4000, small, [], None) == (schema_max_tokens(small), None) and schema_max_tokens(small) < 600
+    assert output_budget(4000, item_batch_schema("options", 4), [], None) == (4000, None)
 
 
 def progress_recorder(db_url: str, seen: list[tuple[int, str]]):

@@ -102,10 +102,14 @@ class SchemaPolicy:
 # --- output size ---------------------------------------------------------------------------------------
 
 _QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
-# Output tokens per character of JSON a model writes: about 1/4 for English, 1/3 leaves room for the
-# punctuation-heavy and non-English answers; every length is its schema's upper bound, so the estimate
-# is a ceiling, not a typical answer.
-OUTPUT_CHARS_PER_TOKEN = 3
+# The budget is a true ceiling, one token per character: English averages about four characters a token,
+# but a small model writing odd fragments does not (measured on SmolLM2-135M: a 4-item batch, sized at three
+# characters a token, was cut off twice, at 985 and 1,968 tokens). A call the schema bounds this way can
+# never be truncated; the server's slot (see ``provider.output_budget``) is what lowers big budgets.
+OUTPUT_CHARS_PER_TOKEN = 1
+# whitespace a grammar-constrained server may put around each JSON separator (llama.cpp's schema grammar:
+# a newline and up to 20 spaces or tabs)
+_SEPARATOR_CHARS = 22
 _NUMBER_CHARS = 12
 
 
@@ -144,15 +148,15 @@ def schema_max_chars(node: Any) -> int | None:
     if kind == "array":
         n = node.get("maxItems")
         one = schema_max_chars(node.get("items"))
-        return None if n is None or one is None else n * (one + 2) + 2
+        return None if n is None or one is None else n * (one + 1 + _SEPARATOR_CHARS) + 2 + _SEPARATOR_CHARS
     if kind == "object":
         total = 2
         for key, child in (node.get("properties") or {}).items():
             one = schema_max_chars(child)
             if one is None:
                 return None
-            total += len(key) + 4 + one
-        return total
+            total += len(key) + 4 + one + 2 * _SEPARATOR_CHARS
+        return total + _SEPARATOR_CHARS
     return None
 
 
