@@ -399,7 +399,9 @@ def _reading_level(course: Course, thresholds: QualityThresholds, issues: list[I
     top = band_top(course.grade_band)
     if top is None:
         return
-    for i, (sid, grade) in enumerate(reading_levels(course)):
+    index = {st.id: i for i, st in enumerate(course.study_texts or [])}
+    for sid, grade in reading_levels(course):
+        i = index[sid]
         if grade > top + thresholds.reading_grade_tolerance:
             issues.append(Issue(code="reading_level_off_band", severity="warning",
                                 message=f"study text {sid}: Flesch–Kincaid grade {grade} is above grade band "
