@@ -6,13 +6,21 @@ sensor's runs use) against a real Postgres and local storage; the "one course" s
 Target (issue "The model path proven against a real model server"): 10 courses within 1.3× the wall time
 of one.
 
+``--unequal``: 4 model-path courses of unequal size (1×4, 2×6, 3×8, 4×12 items) in one run, at a fixed
+latency per call and a client concurrency below the run's calls, so the fills end at different times.
+Prints each course's fill end and done time (seconds from the run's first claim, from the job's events
+and ``completed_at``); target (issue 20): every course done within a few seconds of its own fill end,
+not when the slowest course of the run is.
+
     .venv/bin/python bench/run_fill_bench.py [--courses 10] [--latency 0.2]
+    .venv/bin/python bench/run_fill_bench.py --unequal [--latency 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -65,12 +73,72 @@ def run_courses(pg: TestPostgres, server: OpenAICompatServer, n: int, tag: str) 
         return wall
 
 
+UNEQUAL = [("volcanoes", 1, 4), ("photosynthesis", 2, 6), ("the solar system", 3, 8), ("fractions", 4, 12)]
+DONE_WITHIN_SECONDS = 3.0
+
+
+def unequal_run(pg: TestPostgres, server: OpenAICompatServer, concurrency: int) -> int:
+    """4 courses of unequal size in one run: each course's fill end and done time."""
+    db_url = pg.fresh()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update({"DATABASE_URL": db_url, "IGNITE_STORAGE_ROOT": tmp, "OPENAI_API_KEY": "bench",
+                           "OPENAI_BASE_URL": server.base_url, "IGNITE_TEXT_MODEL": "test-model",
+                           "IGNITE_LLM_CONCURRENCY": str(concurrency)})
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            org = conn.execute("INSERT INTO organizations (name) VALUES ('bench') RETURNING id").fetchone()[0]
+        queue, store = JobQueue(db_url), LocalObjectStore(Path(tmp))
+        ids = {}
+        for subject, groups, per_group in UNEQUAL:
+            request = CourseRequest(course_id=subject.replace(" ", "-"), subject=subject, grade_band="3-5",
+                                    items_per_group=per_group, groups_count=groups)
+            ids[request.course_id] = submit_course_request(queue, store, request, organization_id=org).job.id
+        with DagsterInstance.ephemeral() as instance:
+            t0 = time.monotonic()
+            result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
+                instance=instance, raise_on_error=False,
+                run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": len(UNEQUAL)}}}})
+            wall = time.monotonic() - t0
+        rows = []
+        zero = min(e.created_at for j in ids.values() for e in queue.events(j) if e.step == "claimed")
+        for course_id, job_id in ids.items():
+            job, events = queue.get(job_id), queue.events(job_id)
+            fill_end = next(e.created_at for e in events if e.step == "fill" and e.status == "success")
+            rows.append((course_id, job, (fill_end - zero).total_seconds(),
+                         (job.completed_at - zero).total_seconds() if job.completed_at else None))
+    print(f"4 model-path courses of unequal size in one run, {server.latency * 1000:.0f} ms per call, "
+          f"concurrency {concurrency}: run {wall:.1f} s, success={result.success}")
+    print(f"  {'course':<18} {'items':>5} {'calls':>5} {'fill ms':>8} {'fill end':>9} {'done':>7} {'done - fill end':>16}  quality")
+    worst = 0.0
+    for course_id, job, fill_end, done in rows:
+        s = job.summary or {}
+        gap = done - fill_end if done is not None else float("inf")
+        worst = max(worst, gap)
+        print(f"  {course_id:<18} {s.get('items', '-'):>5} {s.get('calls', '-'):>5} {job.latency_ms or 0:>8} "
+              f"{fill_end:>8.1f}s {done if done is not None else float('nan'):>6.1f}s {gap:>15.2f}s  "
+              f"{job.status} {job.reason_code or ''}")
+    dones = sorted(d for *_, d in rows if d is not None)
+    print(f"  done times: first {dones[0]:.1f} s, median {statistics.median(dones):.1f} s, last {dones[-1]:.1f} s "
+          f"(before issue 20 every course was done with the last); worst done - fill end {worst:.2f} s "
+          f"(target <= {DONE_WITHIN_SECONDS:.0f} s)")
+    ok = result.success and worst <= DONE_WITHIN_SECONDS and all(j.status == "done" for _, j, *_ in rows)
+    return 0 if ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--courses", type=int, default=10)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
+    parser.add_argument("--unequal", action="store_true", help="4 courses of unequal size: fill end vs done per course")
+    parser.add_argument("--concurrency", type=int, default=4, help="client concurrency with --unequal")
     args = parser.parse_args()
     pg = TestPostgres()
+    if args.unequal:
+        try:
+            with OpenAICompatServer(latency=args.latency) as server:
+                server.respond_with(CHAT, ScriptedCourseModel())
+                return unequal_run(pg, server, args.concurrency)
+        finally:
+            pg.close()
     try:
         with OpenAICompatServer(latency=args.latency) as server:
             server.respond_with(CHAT, ScriptedCourseModel())

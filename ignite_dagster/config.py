@@ -67,12 +67,16 @@ class Settings:
     llm_concurrency: int = _env_field("IGNITE_LLM_CONCURRENCY", 8, "Max model calls in flight per run process (all courses of a run share it); capped by the slots the server reports (llama.cpp /props).", kind="int")
     llm_timeout_seconds: float = _env_field("IGNITE_LLM_TIMEOUT_SECONDS", 60.0, "Longest silence of a model call: with streaming, between two chunks (a slow model that keeps writing is never cut off); without, the whole answer. A timed-out call is retried once, then fails as provider_timeout.", kind="float")
     llm_stream: bool = _env_field("IGNITE_LLM_STREAM", True, "Stream model answers (true/false); turn off only for a server that cannot stream.", kind="bool")
-    llm_fill_deadline_seconds: float = _env_field("IGNITE_LLM_FILL_DEADLINE_SECONDS", 900.0, "Deadline for one course's whole fill (or one repair round); past it the stage fails as provider_timeout. 0 = none.", kind="float")
+    llm_fill_deadline_seconds: float = _env_field("IGNITE_LLM_FILL_DEADLINE_SECONDS", 900.0, "Deadline for one course's whole fill (or one repair round), counted from its first call and extended while its streams keep sending tokens; past it the stage fails as provider_timeout. 0 = none.", kind="float")
     llm_schema_drop: str | None = _env_field("IGNITE_LLM_SCHEMA_DROP", None, "Comma list of JSON-schema keywords to leave out of structured outputs for a server that rejects them (pattern, minItems, maxItems, minimum, maximum, enum); the validator still checks every rule.")
     llm_max_retries: int = _env_field("IGNITE_LLM_MAX_RETRIES", 3, "Retries of one model call after 429, 5xx or a dropped connection, inside the engine's one retry layer (timeouts: see IGNITE_LLM_TIMEOUT_SECONDS).", kind="int")
-    llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Initial output budget per call; doubled once on truncation.", kind="int")
+    llm_max_output_tokens: int = _env_field("IGNITE_LLM_MAX_OUTPUT_TOKENS", 4000, "Most output tokens one call asks for; lowered to what the call's schema can hold and what the server's slot leaves after the prompt (llama.cpp /props n_ctx); doubled once on truncation, within the slot.", kind="int")
     llm_prices: str | None = _env_field("IGNITE_LLM_PRICES", None, 'JSON price table, USD per 1M tokens: {"model": {"input": 0.15, "output": 0.6}}; image models: {"model": {"image": 0.04}}.')
     repair_rounds: int = _env_field("IGNITE_REPAIR_ROUNDS", 2, "Bounded repair rounds.", kind="int")
+    quality_min_shared_words: int = _env_field("IGNITE_QUALITY_MIN_SHARED_WORDS", 2, "Quality gate off_subject: an item that does not name the subject must share this many content words with the study texts that do.", kind="int")
+    quality_option_length_ratio: float = _env_field("IGNITE_QUALITY_OPTION_LENGTH_RATIO", 2.5, "Quality gate answer_length_giveaway: the correct option this many times longer than the longest other option (or shorter than the shortest) gives the answer away.", kind="float")
+    quality_option_length_min_chars: int = _env_field("IGNITE_QUALITY_OPTION_LENGTH_MIN_CHARS", 12, "Quality gate answer_length_giveaway: and it differs by at least this many characters (\"7\" vs \"12\" gives nothing away).", kind="int")
+    quality_reading_grade_tolerance: float = _env_field("IGNITE_QUALITY_READING_GRADE_TOLERANCE", 3.0, "Warning reading_level_off_band: a study text's Flesch–Kincaid grade more than this above the top of its grade band.", kind="float")
     llm_rpm: int | None = _env_field("IGNITE_LLM_RPM", None, "Requests per minute the text provider allows for OPENAI_BASE_URL + IGNITE_TEXT_MODEL, shared by every run, process and daemon (a budget row in Postgres). Unset: not limited.", kind="int")
     llm_tpm: int | None = _env_field("IGNITE_LLM_TPM", None, "Tokens per minute for the same endpoint + model; a call reserves its output budget + prompt/4 and is corrected to the reported usage. Unset: not limited.", kind="int")
     llm_max_in_flight: int | None = _env_field("IGNITE_LLM_MAX_IN_FLIGHT", None, "Max model calls in flight for the same endpoint + model across every process (IGNITE_LLM_CONCURRENCY still caps each run). Unset: not limited.", kind="int")
@@ -202,6 +206,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if values.get(name) is not None and values[name] <= 0:
             env = next(f.metadata["env"] for f in fields(Settings) if f.name == name)
             errors.append(f"{env}={values[name]!r} must be positive (unset it for no limit)")
+    if values.get("quality_min_shared_words") is not None and values["quality_min_shared_words"] < 1:
+        errors.append("IGNITE_QUALITY_MIN_SHARED_WORDS must be at least 1")
+    if values.get("quality_option_length_ratio") is not None and values["quality_option_length_ratio"] <= 1:
+        errors.append("IGNITE_QUALITY_OPTION_LENGTH_RATIO must be above 1")
     if errors:
         raise ConfigError("settings", [], errors)
     settings = Settings(**values)

@@ -46,11 +46,22 @@ def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
         mats = {(e.event_specific_data.materialization.asset_key, e.event_specific_data.materialization.partition)
                 for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION}
         assert mats == {(AssetKey(k), p) for k in ("course_content", "course_metadata") for p in ("good-0", "good-1")}
-        checks = {(e.event_specific_data.partition, e.event_specific_data.passed)
-                  for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION}
-        assert checks == {("good-0", True), ("good-1", True)}
+        evaluations = [e.event_specific_data for e in result.all_events
+                       if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+        checks = {(c.check_name, c.partition, c.passed) for c in evaluations}
+        assert checks == {(name, p, True) for name in ("course_schema_valid", "course_quality")
+                          for p in ("good-0", "good-1")}
+        # the quality check carries its figures; the content materialization a preview of the course
+        quality = next(c for c in evaluations if c.check_name == "course_quality")
+        assert quality.metadata["distinct_options_share"].value == 1.0
+        assert quality.metadata["on_subject_share"].value == 1.0 and quality.metadata["gates_failed"].value == "none"
+        content = next(e.event_specific_data.materialization for e in result.all_events
+                       if e.event_type == DagsterEventType.ASSET_MATERIALIZATION
+                       and e.event_specific_data.materialization.asset_key == AssetKey("course_content"))
+        preview = content.metadata["preview"].value
+        assert preview.startswith("### ") and "**Groups:**" in preview and preview.count("✅") == 3
         failed_steps = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE}
-        assert failed_steps == {"select_strategy[bad_1__" + bad.hex[:8] + "]"}
+        assert failed_steps == {"finish_course[bad_1__" + bad.hex[:8] + "]"}  # its select_strategy stage failed
 
         # the run-failure sensor then finds nothing to change: every job was marked by the run (fenced)
         fire_failure_sensor(course_run_failure_sensor, instance, result)

@@ -140,7 +140,7 @@ def test_repair_sends_only_failing_items_in_small_batches_and_keeps_structure(se
     issues = [Issue(code="invalid_options_count", severity="error", message=f"item {i}: 2 options", item_id=i, field="options")
               for i in failing]
     issues.append(Issue(code="unfilled_content", severity="error", message="study text missing"))  # names no item
-    issues.append(Issue(code="duplicate_options", severity="warning", message="w", item_id=7))
+    issues.append(Issue(code="missing_section_markers", severity="warning", message="w", item_id=7))
     server.respond_with(CHAT, ScriptedCourseModel())
     filler = LLMFiller(settings_for(server, llm_concurrency=2), sleep=NoSleep())
     request = CourseRequest(course_id="rep", subject="multiplication", grade_band="3-5")

@@ -75,8 +75,11 @@ def test_codes_are_the_contract():
     assert set(ERROR_CODES) == {
         "schema_error", "unfilled_text", "invalid_blank_count", "invalid_options_count", "invalid_correct_index",
         "math_incorrect", "missing_answer", "unexpected_options", "unfilled_content", "banned_term", "readability",
+        # the quality gates (tests/test_quality_gates.py)
+        "duplicate_options", "duplicate_group_names", "empty_group_name", "duplicate_item_texts", "off_subject",
+        "numeric_answer_mismatch", "answer_length_giveaway",
     }
-    assert set(WARNING_CODES) == {"duplicate_options", "missing_section_markers"}
+    assert set(WARNING_CODES) == {"missing_section_markers", "reading_level_off_band"}
 
 
 @pytest.mark.parametrize(
@@ -179,9 +182,9 @@ def test_readability_above_the_pack_maximum():
     assert check(lambda d: None, gates=ContentGates(reading_level_max=6)) == []
 
 
-def test_duplicate_options_is_a_warning():
+def test_duplicate_options_is_an_error_that_stops_shipping():
     issues = check(lambda d: d["items"][0].update(options=["7", "6", "6", "1"]))
-    assert [(i.code, i.severity, i.item_id) for i in issues] == [("duplicate_options", "warning", 0)]
+    assert [(i.code, i.severity, i.item_id) for i in issues] == [("duplicate_options", "error", 0)]
 
 
 def test_missing_section_markers_is_a_warning():

@@ -24,7 +24,19 @@ ERROR_CODES = (
     "banned_term",
     "readability",
 )
-WARNING_CODES = ("duplicate_options", "missing_section_markers")
+# The quality gates (``course/quality.py``): errors like the rest, so a failing item is repaired and a course
+# that still fails is never shipped; a job that ends on them alone fails as ``quality_failed``.
+QUALITY_GATE_CODES = (
+    "duplicate_options",
+    "duplicate_group_names",
+    "empty_group_name",
+    "duplicate_item_texts",
+    "off_subject",
+    "numeric_answer_mismatch",
+    "answer_length_giveaway",
+)
+ERROR_CODES = ERROR_CODES + QUALITY_GATE_CODES
+WARNING_CODES = ("missing_section_markers", "reading_level_off_band")
 
 # the same codes as a type, derived (one list): Literal of a tuple is Literal of its members
 IssueCode = Literal[ERROR_CODES + WARNING_CODES]  # type: ignore[valid-type]

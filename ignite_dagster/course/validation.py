@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.issues import QUALITY_GATE_CODES, Issue
 from ignite_dagster.course.model import Course, Item
+from ignite_dagster.course.numbers import numbers_equal, parse_number
+from ignite_dagster.course.quality import QualityThresholds, quality_issues
 from ignite_dagster.course.readability import flesch_kincaid_grade, text_stats
+
+__all__ = ["ContentGates", "count_blanks", "errors_of", "is_quality_failure", "numbers_equal", "parse_number",
+           "validate_course", "warnings_of"]
 
 if TYPE_CHECKING:
     from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
@@ -23,6 +28,8 @@ class ContentGates(BaseModel):
 
     banned_terms: list[str] = Field(default_factory=list)
     reading_level_max: float | None = None
+    # words that name the pack's subject besides its topic (aliases, vocabulary), for the off_subject gate
+    subject_terms: list[str] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -39,19 +46,6 @@ _MIN_WORDS_FOR_READABILITY = 20
 def count_blanks(text: str) -> int:
     """``[blank]`` placeholders plus standalone underscore runs (``__FILL__`` is not a blank)."""
     return len(_BLANK_RE.findall(text)) + len(_LONE_UNDERSCORES_RE.findall(text))
-
-
-def parse_number(text: str) -> float | None:
-    """An option's numeric value ("1,200" → 1200.0); None when it is not a plain number."""
-    cleaned = text.strip().replace(",", "").replace("\u2212", "-").replace(" ", "")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
-def numbers_equal(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
 
 
 def _err(code: str, message: str, item_id: int | None = None, field: str | None = None) -> Issue:
@@ -173,7 +167,7 @@ def _options_checks(item: Item, issues: list[Issue]) -> None:
         )
     folded = [o.strip().casefold() for o in options]
     if len(set(folded)) != len(folded):
-        issues.append(_warn("duplicate_options", f"item {iid}: options repeat", iid, "options"))
+        issues.append(_err("duplicate_options", f"item {iid}: options repeat", iid, "options"))  # a quality gate
 
 
 def _math_check(item: Item, skeleton: Skeleton, issues: list[Issue]) -> None:
@@ -259,14 +253,28 @@ def _banned_checks(course: Course, gates: ContentGates | None, issues: list[Issu
         scan(st.content, f"studyTexts[{i}].content")
 
 
-def validate_course(course: Course, skeleton: Skeleton | None = None, gates: ContentGates | None = None) -> list[Issue]:
-    """Every coded issue of ``course``: structure, items, arithmetic (with a skeleton), study texts, gates."""
+def validate_course(
+    course: Course,
+    skeleton: Skeleton | None = None,
+    gates: ContentGates | None = None,
+    quality: QualityThresholds | None = None,
+) -> list[Issue]:
+    """Every coded issue of ``course``: structure, items, arithmetic (with a skeleton), study texts, a pack's
+    gates, and with ``quality`` the quality gates (``course/quality.py``; the generation path always
+    passes them, a structural check such as ``course_schema_valid`` does not)."""
     issues: list[Issue] = []
     _course_level_checks(course, skeleton, issues)
     _item_checks(course, skeleton, issues)
     _study_text_checks(course, skeleton, gates, issues)
     _banned_checks(course, gates, issues)
+    if quality is not None:
+        issues += quality_issues(course, skeleton, quality, tuple(gates.subject_terms) if gates else ())
     return issues
+
+
+def is_quality_failure(errors: list[Issue]) -> bool:
+    """Every error is a quality gate: the course is a valid Course v2 a teacher could not use."""
+    return bool(errors) and all(i.code in QUALITY_GATE_CODES for i in errors)
 
 
 def errors_of(issues: list[Issue]) -> list[Issue]:

@@ -1,7 +1,18 @@
 """Working one claimed course job, stage by stage, with progress, events, fencing and failure marking.
 
-This is plain Python (no Dagster): the Dagster ops call one method each, so every stage appears in the
-UI with its own timing and logs, while tests and benchmarks can drive the same code directly.
+This is plain Python (no Dagster): the Dagster ops call ``begin`` + ``prepare`` (strategy and skeleton)
+and ``finish`` (fill → validate → repair → persist), while tests and benchmarks drive the same code
+directly (``process``).
+
+**Each course is finished as soon as its own fill is done.** On the model path ``prepare`` hands the
+course's ``finish`` to the run's background service (``generation/llm/background``): a worker thread
+runs the fill (its calls overlap every other course's on one shared client) and then, at once, that
+course's validation, repair and persist. Nothing waits for the other courses of the run: the in-process
+executor runs one step at a time, so a per-stage op layout would validate and persist no course before
+the last fill ended. The ``finish_course`` op only collects the outcome and reports it to Dagster.
+
+During the fill the job's progress moves from 20 % to 70 % with every answered call ("plan 1/1, study
+texts 2/2, items 5/12"), and the fill's time is the generation's own (first call to last answer).
 
 Every stage runs inside ``CourseWorker.stage``: it checks the claim (a lost claim stops the work before
 anything is written), records progress and a ``job_events`` row, and turns an exception into the job's
@@ -67,7 +78,8 @@ class CourseWork:
     repair_rounds: int = 0
     stage_ms: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
-    pending_fill: Any = None  # a background fill started when the skeleton was built (Future)
+    pending: Any = None  # the course's finish (fill → persist) running in the background (a Future of CourseWork)
+    error: BaseException | None = None  # prepare failed (the job row already says why); finish_course reports it
 
     @property
     def label(self) -> str:
@@ -116,7 +128,8 @@ class CourseWorker(StagedWorker):
             self._llm = LLMFiller(self.settings, self.store)
         return self._llm
 
-    def deps(self, work: CourseWork, on_stage=None):
+    def deps(self, work: CourseWork, on_stage=None, on_progress=None):
+        from ignite_dagster.course.quality import QualityThresholds
         from ignite_dagster.generation.types import GenerationDeps
 
         return GenerationDeps(
@@ -125,7 +138,17 @@ class CourseWorker(StagedWorker):
             llm=self.llm(),
             repair_rounds=self.settings.repair_rounds,
             on_stage=on_stage,
+            quality=QualityThresholds.from_settings(self.settings),
+            quality_retryable=not self.after_quality_failure(work),
+            on_progress=on_progress,
+            use_cache=not self.after_quality_failure(work),
         )
+
+    @staticmethod
+    def after_quality_failure(work: CourseWork) -> bool:
+        """The previous attempt ended ``quality_failed``: this is the one retry the job gets for it, and it
+        asks the model afresh (the cached answers are the ones that failed)."""
+        return work.job.reason_code == "quality_failed"
 
     def save_artifact(self, work: CourseWork, name: str, doc: Any) -> None:
         from ignite_dagster.generation.artifacts import save_artifact
@@ -221,30 +244,73 @@ class CourseWorker(StagedWorker):
                          work.skeleton.model_dump(mode="json", by_alias=True))
         return work
 
-    def prefill(self, work: CourseWork) -> CourseWork:
-        """Start a model fill in the background as soon as the skeleton exists (see
-        ``generation/llm/background``): the courses of a run then fill side by side, and the ``fill``
-        stage only waits for this course's result. Without a background service nothing happens."""
-        if self._fills is None or work.choice is None or work.choice.kind != "llm":
-            return work
-        fills = self._fills() if callable(self._fills) else self._fills
-        if fills is not None:
-            work.pending_fill = fills.submit(work.skeleton, work.request)
+    def fills(self):
+        """The run's background service (None: every stage runs where it is called)."""
+        return self._fills() if callable(self._fills) else self._fills
+
+    def prepare(self, work: CourseWork) -> CourseWork:
+        """Strategy and skeleton, then, on the model path, the rest of the course started in the background
+        (``start``). A failure is kept on ``work.error`` (the job row already says why) so the course's
+        own step reports it."""
+        try:
+            work = self.start(self.build_skeleton(self.select_strategy(work)))
+        except Exception as exc:  # noqa: BLE001 - JobAborted, LostClaim: reported by finish_course
+            work.error = exc
         return work
+
+    def start(self, work: CourseWork) -> CourseWork:
+        """Hand the course's ``finish`` (fill → validate → repair → persist) to the background service as
+        soon as its skeleton exists: its fill overlaps the other courses' and the course is persisted the
+        moment its own fill and checks are done. Without a service (or for a pack) nothing happens and
+        ``finish`` runs where it is called."""
+        if work.choice is None or work.choice.kind != "llm":
+            return work
+        fills = self.fills()
+        if fills is not None:
+            work.pending = fills.run(self.finish, work)
+        return work
+
+    def finish(self, work: CourseWork) -> CourseWork:
+        """Fill, validate, repair and persist one course."""
+        for step in (self.fill, self.validate_normalize, self.repair):
+            work = step(work)
+        return self.persist(work)
+
+    def collect(self, work: CourseWork) -> CourseWork:
+        """The finished course: the background outcome, or ``finish`` run here (raises the course's failure)."""
+        if work.error is not None:
+            raise work.error
+        if work.pending is not None:
+            pending, work.pending = work.pending, None
+            return pending.result()
+        return self.finish(work)
 
     def fill(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.fill import fill
 
+        job = work.job
+        span = STAGES["validate_normalize"] - STAGES["fill"]
+
         def on_stage(stage: str, percent: int, message: str) -> None:
-            self.queue.progress(work.job.id, TABLE, work.job.attempt, stage, percent, message)
+            self.queue.progress(job.id, TABLE, job.attempt, stage, percent, message)
+
+        def on_progress(done: int, total: int, message: str) -> None:
+            # 20 % → 70 % with the answered calls; fenced by attempt like every progress write
+            percent = STAGES["fill"] + (span * done) // max(total, 1)
+            self.queue.progress(job.id, TABLE, job.attempt, "fill", min(percent, STAGES["validate_normalize"] - 1),
+                                message)
 
         with self.stage(work, "fill", f"fill ({work.choice.kind})"):
-            if work.pending_fill is not None:
-                pending, work.pending_fill = work.pending_fill, None
-                result = pending.result()  # the background fill's result or its coded failure
+            deps = self.deps(work, on_stage, on_progress)
+            fills = self.fills() if work.choice.kind == "llm" else None
+            if fills is not None:  # the run's shared client: this course's calls overlap the others'
+                future = fills.submit(work.skeleton, work.request, on_progress=on_progress, use_cache=deps.use_cache)
+                result = future.result()  # the fill's result or its coded failure
             else:
-                result = asyncio.run(fill(work.skeleton, work.request, work.choice, self.deps(work, on_stage), work.pack))
+                result = asyncio.run(fill(work.skeleton, work.request, work.choice, deps, work.pack))
             self.take_fill(work, result)
+        if result.generation_ms is not None:
+            work.stage_ms["fill"] = result.generation_ms  # first call → last answer, not this step's wait
         return work
 
     def take_fill(self, work: CourseWork, result: Any) -> None:
@@ -266,7 +332,8 @@ class CourseWorker(StagedWorker):
 
         with self.stage(work, "validate_normalize"):
             gates = work.pack.gates if work.pack is not None else None
-            work.course, work.issues = validate_and_normalize(work.draft, work.skeleton, gates)
+            work.course, work.issues = validate_and_normalize(work.draft, work.skeleton, gates,
+                                                              self.deps(work).quality)
         return work
 
     def repair(self, work: CourseWork) -> CourseWork:
@@ -396,6 +463,7 @@ class CourseWorker(StagedWorker):
             "result_path": course_path(work.job.course_id),
             "provider": work.provider, "model": work.model, "tokens": tokens,
             "cost_usd": str(cost) if cost is not None else None,
+            # the fill's own time (first call → last answer) and the course's generation stages summed
             "latency_ms": work.stage_ms.get("fill"),
             "generation_duration_ms": sum(work.stage_ms.values()),
             "summary": summary,
@@ -404,8 +472,8 @@ class CourseWorker(StagedWorker):
     def process(self, job: CourseJob, now: datetime | None = None) -> CourseWork:
         """All stages in order: what one Dagster run does per course, without Dagster. ``now`` fixes
         ``generation.createdAt`` (deterministic courses are then byte-identical)."""
-        work = self.begin(job)
-        for step in (self.select_strategy, self.build_skeleton, self.fill, self.validate_normalize, self.repair):
+        work = self.build_skeleton(self.select_strategy(self.begin(job)))
+        for step in (self.fill, self.validate_normalize, self.repair):
             work = step(work)
         return self.persist(work, now)
 

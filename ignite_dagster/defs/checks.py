@@ -1,6 +1,9 @@
 """Every asset check of the code location, in one place.
 
 * ``course_schema_valid`` (course_content): the stored course.json parses as Course v2 and validates.
+* ``course_quality`` (course_content): the quality gates (``course/quality.py``) with their figures:
+  ERROR when a gate fails (a generated course never ships that way; an older file might), WARN for
+  warnings (a reading level above the grade band, missing section markers), passed otherwise.
 * ``media_complete`` (course_media): every requested image is attached and resolves in storage.
 
 Each check has an ``evaluate_*`` function the ops call right after they materialize a partition (so a
@@ -19,6 +22,7 @@ from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import FactoryResource
 
 SCHEMA_CHECK = "course_schema_valid"
+QUALITY_CHECK = "course_quality"
 MEDIA_CHECK = "media_complete"
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; we rely on it knowingly.
@@ -48,6 +52,46 @@ def evaluate_schema(store, course_id: str) -> AssetCheckResult:
     )
 
 
+def evaluate_quality(store, course_id: str, settings) -> AssetCheckResult:
+    """The course_quality check for one course: gate codes, warnings and the figures behind them."""
+    from ignite_dagster.course.issues import QUALITY_GATE_CODES
+    from ignite_dagster.course.model import parse_course
+    from ignite_dagster.course.quality import QualityThresholds, quality_figures
+    from ignite_dagster.course.validation import validate_course
+    from ignite_dagster.storage.base import NotFound
+    from ignite_dagster.storage.keys import course_path
+
+    try:
+        doc = json.loads(store.get(course_path(course_id)).data)
+    except NotFound:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"error": "course.json missing"})
+    course, issues = parse_course(doc)
+    if course is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR,
+                                metadata={"error": "course.json is not a Course v2 (see course_schema_valid)"})
+    thresholds = QualityThresholds.from_settings(settings)
+    gates = _pack_gates((doc.get("generation") or {}).get("packId"))
+    issues = validate_course(course, None, gates, thresholds)
+    failed = sorted({i.code for i in issues if i.severity == "error" and i.code in QUALITY_GATE_CODES})
+    warned = sorted({i.code for i in issues if i.severity == "warning"})
+    figures = quality_figures(course, thresholds, tuple(gates.subject_terms) if gates else ())
+    metadata: dict[str, Any] = {**figures, "gates_failed": ", ".join(failed) or "none",
+                                "warnings": ", ".join(warned) or "none"}
+    return AssetCheckResult(passed=not failed and not warned,
+                            severity=AssetCheckSeverity.ERROR if failed else AssetCheckSeverity.WARN,
+                            metadata=metadata)
+
+
+def _pack_gates(pack_id: str | None):
+    """A pack course's gates (its vocabulary names its subject too); None for a model-written course."""
+    if not pack_id:
+        return None
+    from ignite_dagster.generation.packs import default_index
+
+    pack = default_index().get(pack_id)
+    return pack.gates if pack is not None else None
+
+
 def evaluate_media(queue, store, course_id: str) -> AssetCheckResult:
     """The media_complete check for one course (see ``media.attach.media_completeness``)."""
     from ignite_dagster.media.attach import media_completeness
@@ -66,6 +110,14 @@ def course_schema_valid(context, factory: FactoryResource) -> AssetCheckResult:
     return evaluate_schema(factory.store, context.partition_key)
 
 
+@asset_check(asset=COURSE_CONTENT, name=QUALITY_CHECK, partitions_def=courses_partitions,
+             description="The stored course passes the quality gates (distinct options, group names and item texts, "
+             "on subject, answers that follow from the text, option lengths that give nothing away); figures in "
+             "the metadata. ERROR for a failed gate, WARN for warnings (reading level above the grade band).")
+def course_quality(context, factory: FactoryResource) -> AssetCheckResult:
+    return evaluate_quality(factory.store, context.partition_key, factory.settings)
+
+
 @asset_check(asset=COURSE_MEDIA, name=MEDIA_CHECK, partitions_def=courses_partitions,
              description="Every requested [IMAGE:…] marker carries a URL, every requested item stimulus and option "
              "image (any media job's target) is attached, and every image URL in course.json resolves to an object "
@@ -74,4 +126,4 @@ def media_complete(context, factory: FactoryResource) -> AssetCheckResult:
     return evaluate_media(factory.queue, factory.store, context.partition_key)
 
 
-asset_checks = [course_schema_valid, media_complete]
+asset_checks = [course_schema_valid, course_quality, media_complete]

@@ -39,4 +39,4 @@ async def fill(
         raise GenerationFailed(
             "model_not_configured", f"the llm strategy needs a text model: {MODEL_SETTINGS_HINT}", retryable=False
         )
-    return await deps.llm.fill(skeleton, request)
+    return await deps.llm.fill(skeleton, request, on_progress=deps.on_progress, use_cache=deps.use_cache)

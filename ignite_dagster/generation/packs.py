@@ -145,7 +145,8 @@ class _PackBase(_PackModel):
 
     @property
     def gates(self) -> ContentGates:
-        return ContentGates(banned_terms=self.banned_terms, reading_level_max=self.reading_level_max)
+        return ContentGates(banned_terms=self.banned_terms, reading_level_max=self.reading_level_max,
+                            subject_terms=[self.topic.replace("-", " "), *self.aliases, *self.allowed_vocab])
 
     @property
     def modes(self) -> tuple[str, ...]:

@@ -9,6 +9,13 @@ Decisions (course-format.md):
   ``deps.repair_rounds``;
 * a validation failure is retryable only on the model path: a model answers differently on another
   attempt, a pack fails its own gates the same way every time. ``validation_issues.json`` says why.
+* when every remaining error is a quality gate (``course/quality.py``) the reason is ``quality_failed``,
+  not ``validation_failed``: the course is a valid document a teacher could not use. It is retryable
+  once per job (``deps.quality_retryable``, decided by the worker): the same model, asked again without
+  the answer cache, often writes a usable course (a small model's off-subject title or repeated group
+  names come from one plan call), but a model that fails the gates twice will keep failing them, and
+  further retries would only spend tokens. Course-level gates (group names, an off-subject title or
+  study text) name no item, so they fail at once without a repair round.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Course
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton
-from ignite_dagster.course.validation import ContentGates, errors_of
+from ignite_dagster.course.validation import ContentGates, errors_of, is_quality_failure
 from ignite_dagster.generation.artifacts import codes_summary, issues_json, save_artifact
 from ignite_dagster.generation.types import FillResult, GenerationDeps, GenerationFailed, Usage
 from ignite_dagster.generation.validate import validate_and_normalize
@@ -48,15 +55,20 @@ def split_repairable(issues: list[Issue]) -> tuple[dict[int, list[Issue]], list[
 
 
 def validation_failure(deps: GenerationDeps, issues: list[Issue], rounds: int, why: str) -> GenerationFailed:
-    """``validation_failed`` with the codes; ``validation_issues.json`` saved."""
+    """``validation_failed`` (or ``quality_failed`` when only quality gates fail) with the codes;
+    ``validation_issues.json`` saved."""
     errors = errors_of(issues)
-    save_artifact(deps, "validation_issues.json", {"repairRounds": rounds, "reason": why, "issues": issues_json(issues)})
-    return GenerationFailed(
-        "validation_failed",
-        f"{why}; errors: {codes_summary(errors)}",
-        retryable=deps.llm is not None,
-        issues=errors,
-    )
+    quality = is_quality_failure(errors)
+    reason = "quality_failed" if quality else "validation_failed"
+    save_artifact(deps, "validation_issues.json",
+                  {"repairRounds": rounds, "reason": why, "reasonCode": reason, "issues": issues_json(issues)})
+    if quality:
+        return GenerationFailed(
+            reason, f"{why}; quality gates failed: {codes_summary(errors)}",
+            retryable=deps.llm is not None and deps.quality_retryable, issues=errors,
+        )
+    return GenerationFailed(reason, f"{why}; errors: {codes_summary(errors)}", retryable=deps.llm is not None,
+                            issues=errors)
 
 
 async def repair_round(
@@ -116,7 +128,7 @@ async def repair_until_valid(
             repaired = await repair_round(current, issues, skeleton, request, deps, rounds)
             usage = usage + repaired.usage
             draft = repaired.course
-            course, issues = validate_and_normalize(draft, skeleton, gates)
+            course, issues = validate_and_normalize(draft, skeleton, gates, deps.quality)
     except GenerationFailed as exc:
         # what the rounds spent stays on the books, the failed round's own attempts included
         failed_round = getattr(exc, "usage", None)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.quality import QualityThresholds
 from ignite_dagster.course.request import StrategyKind
 from ignite_dagster.course.skeleton import Skeleton
 
@@ -68,6 +69,8 @@ class FillResult(BaseModel):
     provider: str | None = None
     model: str | None = None
     prompt_version: str | None = None
+    # the generation's own time, first model call to last answer (None: no call, e.g. a pack or the cache)
+    generation_ms: int | None = None
 
 
 RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable", "provider_timeout", "output_truncated"})
@@ -77,6 +80,8 @@ REASON_CODES = frozenset(
         "no_pack",
         "model_not_configured",
         "validation_failed",
+        # every remaining error is a quality gate (course/quality.py); retryable once, see repair.py
+        "quality_failed",
         "content_refused",
         "provider_quota",
         "provider_rate_limited",
@@ -115,3 +120,10 @@ class GenerationDeps:
     llm: Any | None = None
     repair_rounds: int = 2
     on_stage: Callable[[str, int, str], None] | None = None
+    # the quality gates every generated course must pass (None: structural validation only)
+    quality: QualityThresholds | None = None
+    # whether a quality_failed attempt may be retried (the worker allows one retry per job)
+    quality_retryable: bool = True
+    # a fill's progress (done calls, total calls, message) and whether it may use the answer cache
+    on_progress: Callable[[int, int, str], None] | None = None
+    use_cache: bool = True

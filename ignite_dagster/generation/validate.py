@@ -7,6 +7,7 @@ from typing import Any
 from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Course, parse_course
 from ignite_dagster.course.normalize import normalize_course
+from ignite_dagster.course.quality import QualityThresholds
 from ignite_dagster.course.skeleton import Skeleton
 from ignite_dagster.course.validation import ContentGates, validate_course
 
@@ -29,12 +30,13 @@ def with_structure(draft: dict[str, Any], skeleton: Skeleton | None) -> dict[str
 
 
 def validate_and_normalize(
-    draft: dict[str, Any], skeleton: Skeleton | None, gates: ContentGates | None
+    draft: dict[str, Any], skeleton: Skeleton | None, gates: ContentGates | None,
+    quality: QualityThresholds | None = None,
 ) -> tuple[Course | None, list[Issue]]:
-    """Parse, normalise, validate. ``(None, schema issues)`` when the draft cannot be loaded at all;
-    otherwise the normalised course and all its issues (errors and warnings)."""
+    """Parse, normalise, validate (with ``quality``: the quality gates too). ``(None, schema issues)`` when
+    the draft cannot be loaded at all; otherwise the normalised course and all its issues."""
     course, issues = parse_course(with_structure(draft, skeleton))
     if course is None:
         return None, issues
     course = normalize_course(course, skeleton)
-    return course, validate_course(course, skeleton, gates)
+    return course, validate_course(course, skeleton, gates, quality)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import struct
 import threading
@@ -419,7 +420,8 @@ class OpenAICompatServer:
 # real model would: it reads the response schema's name and the JSON item specs embedded in the
 # prompt. Faults are injected per item id to drive validation and repair.
 
-FAULTS = ("two_options", "expected_absent", "wrong_index", "wrong_numeric", "no_blank", "omit", "wrong_id")
+FAULTS = ("two_options", "expected_absent", "wrong_index", "wrong_numeric", "no_blank", "omit", "wrong_id",
+          "off_subject", "same_options")
 
 
 def _json_arrays(text: str) -> list[list[Any]]:
@@ -467,21 +469,25 @@ class ScriptedCourseModel:
         fmt = (data.get("response_format") or {}).get("json_schema") or {}
         schema, wire = fmt.get("name", ""), fmt.get("schema") or {}
         prompt = request.text()
+        found = re.search(r"^Subject: (.+)$", prompt, re.MULTILINE)
+        subject = found.group(1).strip() if found else "the subject"
         with self._lock:
             self.calls[schema] += 1
         if schema == "CourseOverview":
-            out: Any = {"title": "Practice course", "description": "Short practice items with hints."}
+            out: Any = {"title": f"Practice course: {subject}", "description": "Short practice items with hints."}
         elif schema == "CoursePlan":
-            out = self._plan(wire)
+            out = self._plan(wire, subject)
         elif schema == "StudyTextOut":
-            out = self._study_text("imageDescription" in (wire.get("properties") or {}))
+            out = self._study_text("imageDescription" in (wire.get("properties") or {}), subject)
         elif schema == "ItemBatch":
             specs = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "mode" in a[0]), [])
-            out = {"items": [i for s in specs if (i := self.item(s, self.faults.get(s["item"] - 1))) is not None]}
+            out = {"items": [i for s in specs
+                             if (i := self.item(s, self.faults.get(s["item"] - 1), subject)) is not None]}
         elif schema == "RepairedItems":
             blocks = next((a for a in _json_arrays(prompt) if a and isinstance(a[0], dict) and "spec" in a[0]), [])
             out = {"items": [i for b in blocks
-                             if (i := self.item(b["spec"], self.repair_faults.get(b["spec"]["item"] - 1))) is not None]}
+                             if (i := self.item(b["spec"], self.repair_faults.get(b["spec"]["item"] - 1), subject))
+                             is not None]}
         else:
             return api_error(400, f"unexpected response_format {schema!r}", type_="invalid_request_error")
         content = json.dumps(out)
@@ -490,7 +496,7 @@ class ScriptedCourseModel:
         ))
 
     @staticmethod
-    def _plan(wire: dict[str, Any]) -> dict[str, Any]:
+    def _plan(wire: dict[str, Any], subject: str = "the subject") -> dict[str, Any]:
         """A plan shaped exactly as the request's schema asks (counts read from minItems)."""
         props = wire.get("properties") or {}
         groups = props.get("groups", {})
@@ -499,7 +505,7 @@ class ScriptedCourseModel:
         n_objectives = (group_props.get("objectives") or {}).get("minItems", 1)
         n_texts = (props.get("studyTexts") or {}).get("minItems", 0)
         plan: dict[str, Any] = {
-            "title": "Planned practice course",
+            "title": f"Planned practice course: {subject}",
             "description": "Practice items planned skill by skill.",
             "groups": [],
             "levels": [f"Stage {n + 1} of practice" for n in range(props.get("levels", {}).get("minItems", 1))],
@@ -511,13 +517,13 @@ class ScriptedCourseModel:
                 group["studyText"] = g % max(1, n_texts) + 1
             plan["groups"].append(group)
         if n_texts:
-            plan["studyTexts"] = [f"Reading {n + 1}" for n in range(n_texts)]
+            plan["studyTexts"] = [f"Reading {n + 1} about {subject}" for n in range(n_texts)]
         return plan
 
     @staticmethod
-    def _study_text(wants_image: bool) -> dict[str, Any]:
+    def _study_text(wants_image: bool, subject: str = "the subject") -> dict[str, Any]:
         out: dict[str, Any] = {
-            "title": "Putting numbers together",
+            "title": f"Putting numbers together: {subject}",
             "sections": [
                 {"title": "What it means", "body": "Adding puts two groups together. We count all of them, one by one."},
                 {"title": "How to do it", "body": "Start at the bigger number and count on. Check by counting again."},
@@ -532,20 +538,26 @@ class ScriptedCourseModel:
         return out
 
     @staticmethod
-    def item(spec: dict[str, Any], fault: str | None = None) -> dict[str, Any] | None:
-        """A correct item for ``spec``, or one with the given fault."""
+    def item(spec: dict[str, Any], fault: str | None = None, subject: str = "the subject") -> dict[str, Any] | None:
+        """A correct item for ``spec`` (naming ``subject``, as the quality gates ask), or one with the given
+        fault: also ``off_subject`` (never names it), ``same_options`` (four equal options)."""
         if fault == "omit":
             return None
         iid = spec["item"] - 1
         arithmetic = spec.get("arithmetic")
         expr = arithmetic["expression"] if arithmetic else f"the idea of item {iid}"
-        text = f"Item {iid}: {expr} = [blank]" if arithmetic else f"Item {iid}: the word for {expr} is [blank]."
+        text = (f"Item {iid}: {expr} = [blank]" if arithmetic
+                else f"Item {iid}: in {subject}, the word for {expr} is [blank].")
+        if fault == "off_subject":
+            text = f"Item {iid}: a healthy breakfast gives you [blank]."
         if fault == "no_blank":
             text = f"Item {iid}: think about {expr} and answer"
         item: dict[str, Any] = {
             "text": text, "hint": "Count on from the bigger number.",
             "explain": "Putting both groups together gives the total.",
         }
+        if fault == "off_subject":
+            item.update(hint="Think about your breakfast.", explain="A good breakfast gives you energy.")
         if fault == "wrong_id":
             item["id"] = iid + 100  # a model that writes ids of its own; position is what counts
         if spec["mode"] == "numeric":
@@ -560,6 +572,8 @@ class ScriptedCourseModel:
         else:
             options = [f"choice {k} of item {iid}" for k in "ABCD"]
             correct = 1
+        if fault == "same_options":
+            options = [options[correct]] * 4
         if fault == "two_options":
             options = options[:2]
             correct = min(correct, 1)

@@ -146,26 +146,45 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
 
     worker = factory.worker()
     works = []
-    # Start every course first (strategy, skeleton, background model fill), then finish them in turn:
-    # the courses' model calls overlap instead of waiting one course at a time.
+    # Prepare every course first (strategy, skeleton) and start its fill → persist in the background, then
+    # report the courses in the order they finish: each is persisted as soon as its own fill is done, and
+    # its materialization is yielded then, not after the slower courses before it.
     for job in taken:
         try:
             work = worker.begin(job)
-            work = worker.prefill(worker.build_skeleton(worker.select_strategy(work)))
-            works.append(work)
-        except Exception as exc:  # noqa: BLE001 - a failed stage, a lost claim: the job row carries the failure
+        except Exception as exc:  # noqa: BLE001 - the job row carries the failure
             failures.append(f"{job.course_id}: {exc}")
             context.log.error(failures[-1])
-    for work in works:
-        try:
-            for stage in (worker.fill, worker.validate_normalize, worker.repair, worker.persist):
-                work = stage(work)
-        except Exception as exc:  # noqa: BLE001
-            failures.append(f"{work.job.course_id}: {exc}")
+            continue
+        works.append(worker.prepare(work))
+    for work, outcome in _in_completion_order(worker, works):
+        if isinstance(outcome, BaseException):
+            failures.append(f"{work.job.course_id}: {outcome}")
             context.log.error(failures[-1])
             continue
-        yield from finished_course_events(work, factory.store, source="materialization")
+        yield from finished_course_events(outcome, factory.store, source="materialization",
+                                          settings=factory.settings)
         context.log.info(f"{work.job.course_id}: done (job {work.job.id} attempt {work.job.attempt})")
+
+
+def _in_completion_order(worker, works):
+    """``(work, finished work or its exception)`` per course: those running in the background as they
+    finish, the others (packs, failed preparations) finished here first."""
+    import concurrent.futures
+
+    background = {w.pending: w for w in works if w.pending is not None}
+    for work in works:
+        if work.pending is None:
+            try:
+                yield work, worker.collect(work)
+            except Exception as exc:  # noqa: BLE001
+                yield work, exc
+    for future in concurrent.futures.as_completed(background):
+        work = background[future]
+        try:
+            yield work, worker.collect(work)
+        except Exception as exc:  # noqa: BLE001
+            yield work, exc
 
 
 def _build_generate_course_assets(courses_per_run: int):

@@ -2,15 +2,7 @@ from __future__ import annotations
 
 from dagster import in_process_executor, job
 
-from ignite_dagster.defs.courses.ops import (
-    build_skeleton,
-    claimed_course_jobs,
-    fill,
-    persist,
-    repair,
-    select_strategy,
-    validate_normalize,
-)
+from ignite_dagster.defs.courses.ops import claimed_course_jobs, finish_course
 
 GENERATE_JOB = "generate_courses"
 
@@ -19,11 +11,10 @@ GENERATE_JOB = "generate_courses"
     name=GENERATE_JOB,
     executor_def=in_process_executor,
     tags={"ignite/queue": "course"},
-    description="Work claimed course jobs: select strategy → skeleton → fill → validate → repair → persist, "
-    "one branch per course. Launched by course_jobs_sensor; launch it by hand with "
+    description="Work claimed course jobs: claim and prepare (strategy, skeleton), then each course's fill → "
+    "validate → repair → persist in the background, finished as soon as its own fill is done; one finish_course "
+    "step per course reports it. Launched by course_jobs_sensor; launch it by hand with "
     "ops.claimed_course_jobs.config.claim_now = N to process pending jobs now.",
 )
 def generate_courses():
-    claimed_course_jobs().map(
-        lambda work: persist(repair(validate_normalize(fill(build_skeleton(select_strategy(work))))))
-    )
+    claimed_course_jobs().map(finish_course)

@@ -1,14 +1,18 @@
-"""Fills that run side by side: one event loop thread and one model client for every course of a process.
+"""Courses that run side by side: one event loop thread and one model client for every course of a
+process, and one worker thread per course that finishes it as soon as its own fill is done.
 
 Why: a Dagster run works its courses with the in-process executor, one step after another. If each
-course's fill started only when its own ``fill`` step ran, ten courses would take ten fills' time. The
-worker hands a course to ``BackgroundFills.submit`` as soon as its skeleton is built; the fill runs here,
-overlapping every other course's calls, and the ``fill`` step only waits for its own result. All courses
-share one ``StructuredClient``, so the provider sees at most one concurrency limit (capped by the slots
-the server reports), however many courses are in flight.
+course's fill started only when its own step ran, ten courses would take ten fills' time; and if its
+validation and persist waited for their steps, every course would wait for the slowest fill of its run.
+The worker hands each course's ``finish`` (fill → validate → repair → persist) to ``run`` as soon as its
+skeleton is built: a thread of this service runs it, its fill (``submit``) goes to the shared loop and
+overlaps every other course's calls, and the course is persisted the moment its own fill and checks are
+done. The Dagster step of a course only collects the outcome. All courses share one
+``StructuredClient``, so the provider sees at most one concurrency limit (capped by the slots the server
+reports), however many courses are in flight.
 
-The service is process-local and cheap when unused (the thread starts on the first submit). ``close``
-stops the loop; pending fills are cancelled and their futures fail.
+The service is process-local and cheap when unused (the threads start on first use). ``close`` stops the
+loop; pending fills are cancelled and their futures fail.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,6 +41,7 @@ class BackgroundFills:
         self._client: StructuredClient | None = None
         self._client_lock: asyncio.Lock | None = None
         self._lock = threading.Lock()
+        self._courses: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -55,18 +61,33 @@ class BackgroundFills:
                 self._client = await client.__aenter__()
             return self._client
 
-    async def _fill(self, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
+    async def _fill(self, skeleton: Skeleton, request: CourseRequest, on_progress: Any, use_cache: bool) -> LLMFillResult:
         client = await self._shared_client()
-        return await self.filler.fill_with(client, skeleton, request)
+        return await self.filler.fill_with(client, skeleton, request, on_progress=on_progress, use_cache=use_cache)
 
-    def submit(self, skeleton: Skeleton, request: CourseRequest) -> concurrent.futures.Future[Any]:
+    def submit(self, skeleton: Skeleton, request: CourseRequest, *, on_progress: Any = None,
+               use_cache: bool = True) -> concurrent.futures.Future[Any]:
         """Start filling now; the future holds the LLMFillResult or the coded GenerationFailed."""
-        return asyncio.run_coroutine_threadsafe(self._fill(skeleton, request), self._ensure_loop())
+        return asyncio.run_coroutine_threadsafe(self._fill(skeleton, request, on_progress, use_cache),
+                                                self._ensure_loop())
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run one course's continuation (``CourseWorker.finish``) in a thread of its own, now.
+
+        A thread per course (not a small pool): each spends most of its time waiting for its fill, and
+        one waiting behind another would be the very head-of-line wait this service exists to avoid."""
+        with self._lock:
+            if self._courses is None:
+                self._courses = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ignite-course")
+            return self._courses.submit(fn, *args)
 
     def close(self) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+            courses, self._courses = self._courses, None
+        if courses is not None:
+            courses.shutdown(wait=True)  # the run collected every course before closing; nothing waits here
         if loop is None:
             return
 

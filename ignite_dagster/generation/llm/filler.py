@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.course.issues import Issue
+from ignite_dagster.course.quality import normalized
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm.cache import LLMCache
@@ -130,6 +131,44 @@ async def _done(value: Any) -> Any:
     return value
 
 
+OnProgress = Callable[[int, int, str], None]
+_KIND_LABELS = {"plan": "plan", "overview": "overview", "study_text": "study texts", "items": "items"}
+
+
+class FillProgress:
+    """Counts a fill's finished calls and reports them (``fill_with``'s ``on_progress``).
+
+    Items are counted by item, the rest by call: "plan 1/1, study texts 1/2, items 5/12". A report
+    that fails is logged and forgotten: progress never fails a fill."""
+
+    def __init__(self, calls: list[PlannedCall], on_progress: OnProgress | None) -> None:
+        self.on_progress = on_progress
+        self.total_calls = len(calls)
+        self.done_calls = 0
+        self.totals: dict[str, int] = {}
+        for call in calls:
+            self.totals[call.kind] = self.totals.get(call.kind, 0) + (len(call.item_ids) if call.kind == "items" else 1)
+        self.done: dict[str, int] = dict.fromkeys(self.totals, 0)
+
+    def message(self) -> str:
+        return ", ".join(f"{_KIND_LABELS[k]} {self.done[k]}/{n}" for k, n in self.totals.items())
+
+    async def finished(self, call: PlannedCall) -> None:
+        self.done_calls += 1
+        self.done[call.kind] = self.done.get(call.kind, 0) + (len(call.item_ids) if call.kind == "items" else 1)
+        if self.on_progress is None:
+            return
+        try:
+            await asyncio.to_thread(self.on_progress, self.done_calls, self.total_calls, self.message())
+        except Exception as exc:  # noqa: BLE001 - progress is best effort
+            log.warning("fill progress not reported: %s", exc)
+
+    async def track(self, call: PlannedCall, coro: Awaitable[Any]) -> Any:
+        result = await coro
+        await self.finished(call)
+        return result
+
+
 def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
     """The skeleton with the plan's names: groups by skill, level titles, study text titles.
 
@@ -137,9 +176,11 @@ def apply_plan(skeleton: Skeleton, plan: CoursePlan) -> Skeleton:
     keeps the skeleton's placeholder (the validator does not judge names; an operator sees them).
     """
     groups = []
+    taken: set[str] = set()
     for n, g in enumerate(skeleton.groups):
-        name = group_name(plan.groups[n]) if n < len(plan.groups) else None
+        name = group_name(plan.groups[n], taken) if n < len(plan.groups) else None
         groups.append(g.model_copy(update={"name": _clip(name, 60)}) if name else g)
+        taken.add(normalized(groups[-1].name))
     levels = [
         lv.model_copy(update={"title": _clip(plan.levels[n], 60)}) if n < len(plan.levels) and plan.levels[n].strip() else lv
         for n, lv in enumerate(skeleton.levels)
@@ -156,20 +197,25 @@ _PLACEHOLDER_NAME = re.compile(r"(?:part|group|section|unit|level|topic|skill)\s
 _NUMBERING = re.compile(r"^\s*[0-9]+[.):]\s*")
 
 
-def group_name(group) -> str | None:
+def group_name(group, taken: set[str] | None = None) -> str | None:
     """The plan's name for a group, or, when the model wrote a numbered placeholder ("Part 1", "Group 2")
-    instead of a skill, its first objective (the model's own words for that skill, numbering removed).
+    or a name an earlier group already has, its first objective that is still free (the model's own
+    words for that skill, numbering removed).
 
-    Measured on SmolLM2-135M: asked for a skill name, it sometimes answers "Part 1", "Part 2", ... — a
-    name that tells a teacher nothing; its objectives for the same group do name the skill."""
+    Measured on SmolLM2-135M: asked for a skill name, it sometimes answers "Part 1", "Part 2", ... and
+    often gives every group the course's subject ("The Solar System" ×3) — names that tell a teacher
+    nothing; its objectives for the same group do name the skill. A name that stays repeated is caught
+    by the ``duplicate_group_names`` quality gate."""
+    taken = taken or set()
     name = " ".join((group.name or "").split())
-    if name and not _PLACEHOLDER_NAME.fullmatch(name):
+    if name and not _PLACEHOLDER_NAME.fullmatch(name) and normalized(name) not in taken:
         return name
     for objective in group.objectives:
         text = _NUMBERING.sub("", " ".join(objective.split()))
-        if text:
+        if text and normalized(_clip(text, 60)) not in taken:
             return text
-    return None
+    # nothing better: a placeholder gives way to the skeleton's own; a repeated name stays (the gate sees it)
+    return name if name and not _PLACEHOLDER_NAME.fullmatch(name) else None
 
 
 def cluster_objectives(skeleton: Skeleton, plan: CoursePlan | None) -> dict[str, str]:
@@ -284,12 +330,11 @@ class LLMFiller:
         return calls
 
     # -- fill -----------------------------------------------------------------------------------
-    async def fill(self, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
+    async def fill(self, skeleton: Skeleton, request: CourseRequest, *, on_progress: OnProgress | None = None,
+                   use_cache: bool = True) -> LLMFillResult:
         """Write the whole draft course; see the module docstring for the call plan and failures."""
-        [result] = await self.fill_many([(skeleton, request)])
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        async with self.client(self.config()) as client:
+            return await self.fill_with(client, skeleton, request, on_progress=on_progress, use_cache=use_cache)
 
     async def fill_many(
         self, courses: list[tuple[Skeleton, CourseRequest]]
@@ -307,19 +352,27 @@ class LLMFiller:
             out.append(result)
         return out
 
-    async def fill_with(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest) -> LLMFillResult:
-        """One course filled through an open client (shared with other courses: see ``background``)."""
+    async def fill_with(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest, *,
+                        on_progress: OnProgress | None = None, use_cache: bool = True) -> LLMFillResult:
+        """One course filled through an open client (shared with other courses: see ``background``).
+
+        ``on_progress(done, total, message)`` is called (in a thread: it may write to the database) each
+        time one of the fill's calls has answered, e.g. ``(4, 7, "plan 1/1, study texts 2/2, items
+        4/12")``. ``use_cache=False`` asks the model afresh (a retry after ``quality_failed``: the cached
+        answers are the ones that failed)."""
         meter = client.new_meter()
         deadline = client.new_deadline()
         by_id = {it.id: it for it in skeleton.items}
         plan: CoursePlan | None = None
+        progress = FillProgress(self.plan(skeleton), on_progress)
         try:
             if skeleton.needs_plan:
                 plan = await client.parse(
                     plan_messages(skeleton, request), CoursePlan, json_schema=plan_schema(skeleton),
                     schema_name="CoursePlan", meter=meter, prompt_version=PROMPT_VERSION,
-                    purpose=f"{skeleton.course_id}: plan", deadline=deadline,
+                    purpose=f"{skeleton.course_id}: plan", deadline=deadline, use_cache=use_cache,
                 )
+                await progress.finished(PlannedCall("plan"))
                 skeleton = apply_plan(skeleton, plan)
             objectives = cluster_objectives(skeleton, plan)
             group_texts = group_study_texts(skeleton, plan)
@@ -331,7 +384,7 @@ class LLMFiller:
                 return await client.parse(
                     overview_messages(skeleton, request), CourseOverview, json_schema=overview_schema(),
                     schema_name="CourseOverview", meter=meter, prompt_version=PROMPT_VERSION,
-                    purpose=f"{skeleton.course_id}: overview", deadline=deadline,
+                    purpose=f"{skeleton.course_id}: overview", deadline=deadline, use_cache=use_cache,
                 )
 
             async def study_text(slot: StudyTextSlot) -> StudyTextOut:
@@ -343,7 +396,7 @@ class LLMFiller:
                                         other_titles=others or None),
                     StudyTextOut, json_schema=study_text_schema(slot.wants_image), schema_name="StudyTextOut",
                     meter=meter, prompt_version=PROMPT_VERSION, purpose=f"{skeleton.course_id}: study text {slot.id}",
-                    deadline=deadline,
+                    deadline=deadline, use_cache=use_cache,
                 )
 
             async def items(group_id: int, batch: list[SkeletonItem]) -> ItemBatch:
@@ -352,7 +405,7 @@ class LLMFiller:
                     item_batch_messages(skeleton, request, names.get(group_id, str(group_id)), batch, objectives,
                                         slot_titles.get(text_id) if text_id else None),
                     ItemBatch, json_schema=item_batch_schema(skeleton.mode, len(batch)), schema_name="ItemBatch",
-                    meter=meter, prompt_version=PROMPT_VERSION, deadline=deadline,
+                    meter=meter, prompt_version=PROMPT_VERSION, deadline=deadline, use_cache=use_cache,
                     purpose=f"{skeleton.course_id}: items {batch[0].id}-{batch[-1].id} of group {group_id}",
                 )
 
@@ -360,15 +413,15 @@ class LLMFiller:
             coros: list[Coroutine[Any, Any, Any]] = []
             for call in calls:
                 if call.kind == "overview":
-                    coros.append(overview())
+                    coros.append(progress.track(call, overview()))
                 elif call.kind == "plan":
                     coros.append(_done(plan))
                 elif call.kind == "study_text":
                     assert call.slot_id is not None
-                    coros.append(study_text(slots[call.slot_id]))
+                    coros.append(progress.track(call, study_text(slots[call.slot_id])))
                 else:
                     assert call.group_id is not None
-                    coros.append(items(call.group_id, [by_id[i] for i in call.item_ids]))
+                    coros.append(progress.track(call, items(call.group_id, [by_id[i] for i in call.item_ids])))
             answers = await run_all(coros)
         except GenerationFailed as exc:
             exc.usage = to_usage(meter)[0]  # type: ignore[attr-defined]
@@ -425,7 +478,8 @@ class LLMFiller:
     def _study_text(slot: StudyTextSlot, out: StudyTextOut) -> dict[str, Any]:
         text: dict[str, Any] = {
             "id": slot.id,
-            "title": _clip(out.title, STUDY_TITLE_MAX),
+            # a blank title gives way to the plan's title for this slot (the model's own words, not ours)
+            "title": _clip(out.title, STUDY_TITLE_MAX) or _clip(slot.title_hint or "", STUDY_TITLE_MAX),
             "content": study_text_content(out, slot.wants_image),
             "order": slot.order,
         }
@@ -449,6 +503,7 @@ class LLMFiller:
             cost_known=cost_known,
             unpriced_models=sorted(meter.unpriced_models),
             failed_attempts=meter.failed_attempts,
+            generation_ms=meter.generation_ms(),
         )
 
     # -- repair ---------------------------------------------------------------------------------

@@ -49,6 +49,15 @@ Decisions, and why:
 * **Account-wide failures stop the client**: after ``insufficient_quota`` or a 401/403/404 no further
   request is sent by this client (calls still waiting fail with the same reason), so a fill with no
   quota left makes exactly one request, not one per batch.
+* **Deadlines fit streaming** (``Deadline``): a course's fill deadline (``fill_deadline_seconds``) counts
+  from its first HTTP attempt, not from when the fill was queued behind other courses, and is extended
+  while its streams keep sending tokens (each chunk moves it to at least ``timeout_seconds`` ahead): a
+  slow but steady model finishes, a stalled stream still fails within the silence timeout as
+  ``provider_timeout``.
+* **Output budgets fit the schema and the slot** (``output_budget``): a call asks for no more tokens than
+  its response schema can hold (``schemas.schema_max_tokens``: items × bounded lengths) and than the
+  server's slot leaves after the prompt (llama.cpp ``/props`` reports the slot's ``n_ctx``); a truncated
+  answer is retried once with the budget doubled, still within the slot.
 * The client and the semaphore belong to one event loop: open the client with ``async with`` inside
   the coroutine that uses it (the filler does so per fill / repair call). The TLS context (loading the
   CA bundle costs ~40 ms) is built once per process and shared.
@@ -57,6 +66,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import email.utils
 import functools
@@ -80,7 +90,7 @@ from ignite_dagster.budget.provider import reported_tokens
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.pricing import token_cost
-from ignite_dagster.generation.llm.schemas import SchemaPolicy
+from ignite_dagster.generation.llm.schemas import SchemaPolicy, schema_max_tokens
 from ignite_dagster.generation.types import GenerationFailed
 
 log = logging.getLogger(__name__)
@@ -114,6 +124,15 @@ class UsageMeter:
     priced_cost_usd: Decimal = field(default_factory=Decimal)
     unpriced_models: set[str] = field(default_factory=set)
     served_models: set[str] = field(default_factory=set)
+    # the generation's own span (monotonic): first HTTP attempt sent, last answer received
+    first_call_at: float | None = None
+    last_answer_at: float | None = None
+
+    def generation_ms(self) -> int | None:
+        """First call → last answer in ms; None when no call was made (every answer from the cache)."""
+        if self.first_call_at is None or self.last_answer_at is None:
+            return None
+        return int((self.last_answer_at - self.first_call_at) * 1000)
 
     def record_response(self, usage: Mapping[str, Any] | None, served_model: str | None) -> None:
         """Add one answered attempt (HTTP 200) and its cost."""
@@ -277,35 +296,127 @@ def _model_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return strict_json_schema(schema)
 
 
-_SLOTS: dict[str, int | None] = {}
+@dataclass(frozen=True)
+class ServerSlots:
+    """What a server reports about its decoding slots (llama.cpp ``GET /props``); None: not reported."""
+
+    slots: int | None = None
+    slot_ctx: int | None = None  # tokens one slot holds: prompt + answer (``default_generation_settings.n_ctx``)
 
 
-async def discover_slots(base_url: str | None, api_key: str, timeout: float = 5.0) -> int | None:
-    """The server's parallel slots, where it reports them (llama.cpp: ``GET /props`` → ``total_slots``).
+_SLOTS: dict[str, ServerSlots] = {}
+
+
+def _positive(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def discover_slots(base_url: str | None, api_key: str, timeout: float = 5.0) -> ServerSlots:
+    """The server's parallel slots and each slot's context, where it reports them (llama.cpp: ``GET
+    /props`` → ``total_slots`` and ``default_generation_settings.n_ctx``, the context of one slot).
 
     Requests beyond a server's slots wait inside the server, and that wait would count against our
-    timeout; the client never sends more at once than the server can decode. Hosted APIs report no
-    slots (None: the concurrency setting alone applies). Cached per base URL for the process.
+    timeout; the client never sends more at once than the server can decode, and never asks one call
+    for more output than its slot holds after the prompt (the server would cut it off, ``truncated``).
+    Hosted APIs report neither (the settings alone apply). Cached per base URL for the process.
     """
     if not base_url:
-        return None
+        return ServerSlots()
     if base_url in _SLOTS:
         return _SLOTS[base_url]
     root = base_url.rstrip("/")
     root = root[: -len("/v1")] if root.endswith("/v1") else root
-    slots: int | None = None
+    found = ServerSlots()
     try:
         async with httpx2.AsyncClient(timeout=timeout) as http:
             resp = await http.get(f"{root}/props", headers={"authorization": f"Bearer {api_key}"})
         if resp.status_code == 200:
-            value = resp.json().get("total_slots")
-            slots = int(value) if isinstance(value, int) and value > 0 else None
+            body = resp.json()
+            settings = body.get("default_generation_settings")
+            ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+            found = ServerSlots(_positive(body.get("total_slots")), _positive(ctx))
     except (httpx2.HTTPError, ValueError, AttributeError):
-        slots = None
-    _SLOTS[base_url] = slots
-    if slots:
-        log.info("model server %s reports %d slots", base_url, slots)
-    return slots
+        found = ServerSlots()
+    _SLOTS[base_url] = found
+    if found.slots or found.slot_ctx:
+        log.info("model server %s reports %s slots of %s tokens", base_url, found.slots, found.slot_ctx)
+    return found
+
+
+# A prompt's tokens, estimated from its characters: English and JSON run about 4 characters per token on
+# the tokenizers we meet; 3 over-estimates, so a slot is never over-filled.
+PROMPT_CHARS_PER_TOKEN = 3
+SLOT_MARGIN_TOKENS = 64
+
+
+def output_budget(configured: int, schema: dict[str, Any] | None, messages: list[dict[str, Any]],
+                  slot_ctx: int | None) -> tuple[int, int | None]:
+    """``(budget, ceiling)``: the output tokens to ask for, and the most a retry may ask (None: no
+    ceiling). The budget is the setting, lowered to what the response schema can hold; the ceiling is
+    what the server's slot leaves after the prompt."""
+    budget = configured
+    bound = schema_max_tokens(schema) if schema is not None else None
+    if bound is not None:
+        budget = min(budget, bound)
+    ceiling = None
+    if slot_ctx:
+        prompt = len(json.dumps(messages, ensure_ascii=False)) // PROMPT_CHARS_PER_TOKEN
+        ceiling = max(1, slot_ctx - prompt - SLOT_MARGIN_TOKENS)
+        budget = min(budget, ceiling)
+    return max(1, budget), ceiling
+
+
+class Deadline:
+    """A course's fill (or repair round) deadline: ``seconds`` from its first call, extended while its
+    streams keep sending tokens (never earlier than ``grace`` after the last token).
+
+    Before the first call it has not started: a fill queued behind other courses' calls (the client's
+    concurrency, the server's slots) is not timed while it waits. ``at()`` is the current expiry
+    (monotonic), which the shared provider budget uses to bound its wait."""
+
+    def __init__(self, seconds: float, grace: float) -> None:
+        self.seconds = seconds
+        self.grace = grace
+        self.started: float | None = None
+        self.last_token: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def touch(self) -> None:
+        self.last_token = time.monotonic()
+
+    def at(self) -> float:
+        if self.started is None:
+            return time.monotonic() + self.seconds
+        end = self.started + self.seconds
+        return max(end, self.last_token + self.grace) if self.last_token is not None else end
+
+    def remaining(self) -> float:
+        return self.at() - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+async def _within(coro: Coroutine[Any, Any, R], deadline: Deadline | None) -> R:
+    """Await ``coro`` until the (moving) deadline passes; then cancel it and raise TimeoutError."""
+    if deadline is None:
+        return await coro
+    task = asyncio.ensure_future(coro)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline.remaining()))
+            if done:
+                return task.result()
+            if deadline.expired():
+                raise TimeoutError("fill deadline passed")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 @dataclass
@@ -331,6 +442,7 @@ class StructuredClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._fatal: GenerationFailed | None = None
         self.concurrency = max(1, config.concurrency)
+        self.slot_ctx: int | None = None
 
     async def __aenter__(self) -> StructuredClient:
         # Streaming: ``read`` is the longest silence between two chunks, so a slow but working model
@@ -343,8 +455,10 @@ class StructuredClient:
             max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
-        slots = await discover_slots(self.config.base_url, self.config.api_key) if self.config.discover_slots else None
-        self.concurrency = max(1, min(self.config.concurrency, slots or self.config.concurrency))
+        server = (await discover_slots(self.config.base_url, self.config.api_key) if self.config.discover_slots
+                  else ServerSlots())
+        self.concurrency = max(1, min(self.config.concurrency, server.slots or self.config.concurrency))
+        self.slot_ctx = server.slot_ctx
         self._semaphore = asyncio.Semaphore(self.concurrency)
         self._fatal = None
         return self
@@ -355,16 +469,16 @@ class StructuredClient:
         self._client = None
         self._semaphore = None
 
-    def new_deadline(self) -> float | None:
-        """A whole-fill deadline starting now (monotonic), from ``fill_deadline_seconds``; None: none."""
+    def new_deadline(self) -> Deadline | None:
+        """A whole-fill deadline (``fill_deadline_seconds``; see ``Deadline``); None: none."""
         seconds = self.config.fill_deadline_seconds
-        return time.monotonic() + seconds if seconds else None
+        return Deadline(seconds, self.config.timeout_seconds) if seconds else None
 
     def new_meter(self) -> UsageMeter:
         return UsageMeter(model=self.config.model, prices=self.config.prices)
 
     async def _grant(self, messages: list[dict[str, Any]], fmt: dict[str, Any], max_tokens: int,
-                     deadline: float | None, purpose: str) -> Any:
+                     deadline: Deadline | None, purpose: str) -> Any:
         """A grant from the shared budget (None without one), reserving output budget + prompt/4 tokens.
 
         Waiting for the budget counts against the fill deadline (a provider_timeout past it), never
@@ -373,7 +487,8 @@ class StructuredClient:
         if budget is None:
             return None
         try:
-            return await budget.acquire_async(estimate_tokens(max_tokens, messages, fmt), deadline=deadline,
+            return await budget.acquire_async(estimate_tokens(max_tokens, messages, fmt),
+                                              deadline=deadline.at() if deadline is not None else None,
                                               sleep=self._sleep)
         except BudgetWaitTooLong as exc:
             raise _failed("provider_timeout", f"{purpose}: the fill deadline passes before the shared provider "
@@ -388,14 +503,15 @@ class StructuredClient:
         base = self.config.backoff_base_seconds * (2**retry_number)
         return min(self.config.backoff_cap_seconds, base) * (1 - 0.25 * random.random())
 
-    def _check_deadline(self, deadline: float | None, purpose: str) -> None:
-        if deadline is not None and time.monotonic() >= deadline:
+    def _check_deadline(self, deadline: Deadline | None, purpose: str) -> None:
+        if deadline is not None and deadline.expired():
             raise _failed(
                 "provider_timeout",
                 f"{purpose}: the fill deadline ({self.config.fill_deadline_seconds:.0f}s) passed before this call finished",
             )
 
-    async def _send(self, messages: list[dict[str, Any]], fmt: dict[str, Any], budget: int) -> _Answer:
+    async def _send(self, messages: list[dict[str, Any]], fmt: dict[str, Any], budget: int,
+                    deadline: Deadline | None = None) -> _Answer:
         assert self._client is not None
         if not self.config.stream:
             raw = await self._client.chat.completions.with_raw_response.create(
@@ -425,6 +541,8 @@ class StructuredClient:
         refusal: list[str] = []
         finish = usage = model = None
         async for chunk in stream:
+            if deadline is not None:
+                deadline.touch()  # tokens keep arriving: the fill is alive
             model = chunk.model or model
             if chunk.usage is not None:
                 usage = chunk.usage.model_dump()
@@ -449,13 +567,13 @@ class StructuredClient:
         use_cache: bool = True,
         json_schema: dict[str, Any] | None = None,
         schema_name: str | None = None,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> T:
         """One structured answer parsed into ``schema``, or GenerationFailed with a reason code.
 
         ``json_schema`` is the wire schema (built per call from the skeleton, see ``schemas``); without
-        it the pydantic model's strict schema is sent. ``deadline`` (monotonic, see ``new_deadline``)
-        bounds every attempt and wait of this call. ``use_cache=False`` skips the answer cache for
+        it the pydantic model's strict schema is sent. ``deadline`` (see ``new_deadline``) bounds every
+        attempt and wait of this call; it starts with the first attempt of its fill. ``use_cache=False`` skips the answer cache for
         this call (repairs: asking again must be able to give a different answer).
         """
         if self._client is None or self._semaphore is None:
@@ -476,7 +594,7 @@ class StructuredClient:
                     log.debug("llm cache hit for %s (%s)", purpose, key)
                     return parsed
 
-        budget = self.config.max_output_tokens
+        budget, ceiling = output_budget(self.config.max_output_tokens, wire, messages, self.slot_ctx)
         transient = 0
         timeouts = 0
         malformed = 0
@@ -492,9 +610,12 @@ class StructuredClient:
                     self._check_deadline(deadline, purpose)
                     grant = await self._grant(messages, fmt, budget, deadline, purpose)
                     meter.calls += 1
-                    remaining = deadline - time.monotonic() if deadline is not None else None
+                    if deadline is not None:
+                        deadline.start()
+                    if meter.first_call_at is None:
+                        meter.first_call_at = time.monotonic()
                     try:
-                        answer = await asyncio.wait_for(self._send(messages, fmt, budget), remaining)
+                        answer = await _within(self._send(messages, fmt, budget, deadline), deadline)
                     except openai.APIStatusError:
                         await self._settle(grant, 0)  # refused: the provider billed nothing
                         raise
@@ -560,7 +681,7 @@ class StructuredClient:
                 meter.failed_attempts += 1
                 if not truncated:
                     truncated = True
-                    budget *= 2
+                    budget = budget * 2 if ceiling is None else min(budget * 2, ceiling)
                     log.info("%s: output truncated, retrying with max_completion_tokens=%d", purpose, budget)
                     continue
                 raise _failed("output_truncated", f"{purpose}: output truncated even with {budget} output tokens")
@@ -590,6 +711,7 @@ class StructuredClient:
                     tokens_out=int(counts.get("completion_tokens") or 0),
                     model=str(answer.model or self.config.model),
                 )
+            meter.last_answer_at = time.monotonic()
             return parsed
 
 

@@ -29,7 +29,7 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION, repair_messages
-from ignite_dagster.generation.llm.provider import StructuredClient, UsageMeter, run_all
+from ignite_dagster.generation.llm.provider import Deadline, StructuredClient, UsageMeter, run_all
 from ignite_dagster.generation.llm.schemas import ItemBatch, item_batch_schema, to_course_item
 from ignite_dagster.generation.types import GenerationFailed
 
@@ -64,7 +64,7 @@ async def repair_items(
     request: CourseRequest,
     *,
     items_per_call: int = 5,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """A copy of ``course`` with the failing items replaced by the model's repaired versions."""
     failing = repairable(issues, skeleton)

@@ -32,6 +32,8 @@ constraining; a server that ignored a keyword still yields a draft the validator
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,18 +52,21 @@ OPTIONS_PER_ITEM = 4
 # No "[" "]" or "_" around the blank: both would count as extra blanks.
 _C = r'[^"\\\[\]_\x00-\x1f]'  # text characters: no quote, backslash, bracket, underscore, control character
 _L = r'[^"\\\[\]\x00-\x1f]'  # line characters: no quote, backslash, bracket, control character
+# the first character of a name or title: a line character but no space, so a name is never blank (a
+# small model fills a "3 to 80 characters" title with spaces, and the course then has no title at all)
+_F = r'[^ "\\\[\]\x00-\x1f]'
 TEXT_PATTERN = rf"^{_C}{{2,120}}\[blank\]{_C}{{0,80}}$"
-OPTION_PATTERN = rf"^{_L}{{1,40}}$"
+OPTION_PATTERN = rf"^{_F}{_L}{{0,39}}$"
 HINT_PATTERN = rf"^{_L}{{3,100}}$"
 EXPLAIN_PATTERN = rf"^{_L}{{3,160}}$"
-TITLE_PATTERN = rf"^{_L}{{3,80}}$"
+TITLE_PATTERN = rf"^{_F}{_L}{{2,79}}$"
 DESCRIPTION_PATTERN = rf"^{_L}{{10,240}}$"
-NAME_PATTERN = rf"^{_L}{{3,60}}$"
-OBJECTIVE_PATTERN = rf"^{_L}{{5,100}}$"
-SECTION_TITLE_PATTERN = rf"^{_L}{{3,60}}$"
+NAME_PATTERN = rf"^{_F}{_L}{{2,59}}$"
+OBJECTIVE_PATTERN = rf"^{_F}{_L}{{4,99}}$"
+SECTION_TITLE_PATTERN = rf"^{_F}{_L}{{2,59}}$"
 SECTION_BODY_PATTERN = rf"^{_L}{{60,600}}$"  # one paragraph per section
 IMAGE_PATTERN = rf"^{_L}{{5,120}}$"
-KEYWORD_PATTERN = rf"^{_L}{{2,30}}$"
+KEYWORD_PATTERN = rf"^{_F}{_L}{{1,29}}$"
 DIFFICULTIES = ["easy", "medium", "hard"]
 CONSTRAINT_KEYWORDS = frozenset({"pattern", "minItems", "maxItems", "minimum", "maximum", "enum"})
 
@@ -92,6 +97,73 @@ class SchemaPolicy:
             return node
 
         return strip(schema)
+
+
+# --- output size ---------------------------------------------------------------------------------------
+
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+# The budget is a true ceiling, one token per character: English averages about four characters a token,
+# but a small model writing odd fragments does not (measured on SmolLM2-135M: a 4-item batch, sized at three
+# characters a token, was cut off twice, at 985 and 1,968 tokens). A call the schema bounds this way can
+# never be truncated; the server's slot (see ``provider.output_budget``) is what lowers big budgets.
+OUTPUT_CHARS_PER_TOKEN = 1
+# whitespace a grammar-constrained server may put around each JSON separator (llama.cpp's schema grammar:
+# a newline and up to 20 spaces or tabs)
+_SEPARATOR_CHARS = 22
+_NUMBER_CHARS = 12
+
+
+def _pattern_chars(pattern: str) -> int | None:
+    """The longest string an anchored pattern of bounded quantifiers admits (None: unbounded)."""
+    if re.search(r"(?<!\\)[*+]", pattern):
+        return None
+    total = 0
+    for m in _QUANTIFIER.finditer(pattern):
+        upper = m.group(2) if m.group(2) is not None else m.group(1)
+        if upper == "":
+            return None
+        total += int(upper)
+    literal = _QUANTIFIER.sub("", pattern)
+    literal = re.sub(r"\[(?:\\.|[^\]])*\]", "", literal)  # character classes were counted by their quantifier
+    return total + len(re.sub(r"\\(.)", r"\1", literal.strip("^$")))
+
+
+def schema_max_chars(node: Any) -> int | None:
+    """The longest JSON a wire schema admits, in characters (None when some part is unbounded)."""
+    if not isinstance(node, dict):
+        return None
+    if "enum" in node:
+        return max(len(json.dumps(v)) for v in node["enum"]) if node["enum"] else None
+    kind = node.get("type")
+    if kind == "string":
+        if "pattern" in node:  # our patterns admit no quote, backslash or control character: nothing to escape
+            chars = _pattern_chars(node["pattern"])
+            return None if chars is None else chars + 2
+        chars = node.get("maxLength")
+        return None if chars is None else chars * 2 + 2  # every character might need an escape
+    if kind in ("integer", "number"):
+        return _NUMBER_CHARS
+    if kind == "boolean":
+        return 5
+    if kind == "array":
+        n = node.get("maxItems")
+        one = schema_max_chars(node.get("items"))
+        return None if n is None or one is None else n * (one + 1 + _SEPARATOR_CHARS) + 2 + _SEPARATOR_CHARS
+    if kind == "object":
+        total = 2
+        for key, child in (node.get("properties") or {}).items():
+            one = schema_max_chars(child)
+            if one is None:
+                return None
+            total += len(key) + 4 + one + 2 * _SEPARATOR_CHARS
+        return total + _SEPARATOR_CHARS
+    return None
+
+
+def schema_max_tokens(schema: dict[str, Any]) -> int | None:
+    """An output budget that holds the longest answer ``schema`` admits (None: unbounded)."""
+    chars = schema_max_chars(schema)
+    return None if chars is None else chars // OUTPUT_CHARS_PER_TOKEN + 32
 
 
 # --- schema builders ---------------------------------------------------------------------------------
