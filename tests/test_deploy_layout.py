@@ -147,6 +147,6 @@ def test_a_celery_worker_host_runs_the_layout_the_e2e_test_runs():
     assert argv[argv.index("-A") + 1] == "dagster_celery.app"
     assert Path(argv[argv.index("-y") + 1]) == DEPLOY / "celery" / "worker.yaml"
     launcher = yaml.safe_load((DEPLOY / "celery" / "run_launcher.yaml").read_text())["run_launcher"]["config"]
-    assert argv[argv.index("-q") + 1] == "${%s}" % launcher["default_queue"]["env"]
+    assert argv[argv.index("-q") + 1] == f"${{{launcher['default_queue']['env']}}}"
     assert service["EnvironmentFile"] == _units()["ignite-daemon"]["Service"]["EnvironmentFile"]
     assert service["Restart"] == "always"
