@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims
+from ignite_dagster.defs.claim_sensors import JOBS_TAG, WAITING, decode_claims
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.queue import JobQueue
 from tests.support.celery import CeleryIsolation, require_brokers, worker_argv, worker_names_ready
@@ -164,16 +164,24 @@ def test_celery_workers_execute_every_run_and_a_killed_worker_costs_nothing(cele
         # Every run (course and upkeep runs alike) executed in a worker's pool process, never in the daemon's tree.
         daemon_tree = _tree(stack.procs["daemon"].pid)
         per_worker = {name: 0 for name in WORKERS}
-        unstarted = 0
+        unstarted, died_starting = 0, []
         for run in instance.get_runs():
             pid = _run_pid(instance, run.run_id)
-            if pid is None:  # an upkeep run still queued or starting, or one failed before it started
-                unstarted += 1
+            if pid is None:
+                if _task_worker(instance, run) == victim:  # its task had begun on the victim when it died
+                    died_starting.append(run.run_id)
+                    continue
+                unstarted += 1  # an upkeep run still queued or starting at the end
+                assert run.status in WAITING, (run.job_name, run.status)
                 continue
             owner = [name for name in WORKERS if pid in seen[name]]
             assert owner and pid not in daemon_tree and pid not in roots.values(), (run.job_name, pid, seen)
             per_worker[owner[0]] += 1
         assert all(per_worker.values()), per_worker
+        # the slots cover the run queue: no launched run waited out the start timeout for a free worker
+        timed_out = [r.run_id for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+                     if r.run_id not in died_starting and _start_timed_out(instance, r.run_id)]
+        assert not timed_out, timed_out
         course_runs = instance.get_runs_count(RunsFilter(job_name=GENERATE_JOB))
 
         with psycopg.connect(db_url) as conn:
@@ -181,13 +189,30 @@ def test_celery_workers_execute_every_run_and_a_killed_worker_costs_nothing(cele
                 assert_done_once(conn, queue, tmp_path / "storage", job_id)
         print(f"celery: {BURST}/{BURST} courses done once in {course_runs} course runs; runs per worker "
               f"{per_worker} (all {sum(per_worker.values())} started runs in worker pool processes, "
-              f"{unstarted} never started); {victim}'s {len(dead_runs)} run(s) failed "
+              f"{unstarted} upkeep run(s) still waiting, none failed waiting for a slot, "
+              f"{len(died_starting)} died with {victim} before starting); {victim}'s {len(dead_runs)} run(s) failed "
               f"{', '.join(f'{s:.1f} s' for s in sorted(failed_after.values()))} after the kill "
               f"(IGNITE_RUN_DEAD_AFTER_SECONDS={DEAD_AFTER_S}); {survivor} finished the burst {all_done_s:.1f} s after "
               f"the kill, {time.monotonic() - started_at:.1f} s after the enqueue")
     finally:
         stack.stop()
         instance.dispose()
+
+
+def _start_timed_out(instance, run_id: str) -> bool:
+    """Run monitoring failed the run for not starting within start_timeout_seconds."""
+    return any("seconds to start" in (e.message or "")
+               for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE))
+
+
+def _task_worker(instance, run) -> str | None:
+    """The worker whose pool process began the run's Celery task, as Redis records it (track_started)."""
+    task_id = run.tags.get("dagster-celery/task_id")
+    if not task_id:
+        return None
+    result = instance.run_launcher.celery.AsyncResult(task_id)
+    info = result.info if result.state == "STARTED" else None
+    return info.get("hostname", "").split("@", 1)[0] if isinstance(info, dict) else None
 
 
 def _alive(pid: int) -> bool:
