@@ -40,9 +40,13 @@ def test_several_first_runs_started_at_once_on_a_fresh_instance_all_succeed(db_u
         limits = {p.name: p for p in instance.event_log_storage.get_pool_limits()}
         assert default and all(limits[pool].limit == default and not limits[pool].from_default for pool in POOLS)
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Manager().Barrier(FIRST_RUNS)
-    with ctx.Pool(FIRST_RUNS) as pool:
-        results = pool.starmap(run_pooled_job, [(home, db_url, barrier)] * FIRST_RUNS)
+    barrier, queue = ctx.Barrier(FIRST_RUNS), ctx.Queue()
+    procs = [ctx.Process(target=run_pooled_job, args=(home, db_url, barrier, queue)) for _ in range(FIRST_RUNS)]
+    for proc in procs:
+        proc.start()
+    results = [queue.get(timeout=180) for _ in procs]  # one answer per run process, whatever happened
+    for proc in procs:
+        proc.join(30)
     assert all(ok for ok, _ in results), [failure for ok, failure in results if not ok]
 
 

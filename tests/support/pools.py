@@ -18,15 +18,18 @@ def pooled_job():
     _pooled_step()
 
 
-def run_pooled_job(dagster_home: str, database_url: str, barrier) -> tuple[bool, str]:
-    """In a process of its own: wait for the others at ``barrier``, then execute one run on the instance."""
+def run_pooled_job(dagster_home: str, database_url: str, barrier, results) -> None:
+    """In a process of its own: wait for the others at ``barrier``, execute one run on the instance and put
+    (success, failure message) on ``results``."""
     import os
 
     from dagster import DagsterInstance, execute_job, reconstructable
 
     os.environ["DATABASE_URL"] = database_url
-    with DagsterInstance.from_config(dagster_home) as instance:
-        barrier.wait(60)
-        with execute_job(reconstructable(pooled_job), instance=instance, raise_on_error=False) as result:
-            failure = next((e.message for e in result.all_events if e.is_failure), "")
-            return result.success, failure
+    try:
+        with DagsterInstance.from_config(dagster_home) as instance:
+            barrier.wait(60)
+            with execute_job(reconstructable(pooled_job), instance=instance, raise_on_error=False) as result:
+                results.put((result.success, next((e.message for e in result.all_events if e.is_failure), "")))
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
+        results.put((False, f"{type(exc).__name__}: {exc}"))
