@@ -40,6 +40,14 @@ def _local(argv: list[str]) -> list[str]:
     return [a.replace(INSTALL_ROOT, str(REPO_ROOT)) for a in argv]
 
 
+def _program_argv(command: str) -> list[str]:
+    """A supervisord command; ``/bin/sh -c "<pre> && exec <argv>"`` (a start-up step first) gives <argv>."""
+    argv = shlex.split(command)
+    if argv[:2] == ["/bin/sh", "-c"]:
+        return shlex.split(argv[2].rsplit("&& exec ", 1)[1])
+    return argv
+
+
 def test_units_and_supervisord_run_the_same_four_processes_with_one_daemon():
     units, programs = _units(), _supervisord()
     assert set(units) == set(programs) == {"ignite-code-server", "ignite-daemon", "ignite-webserver", "ignite-api"}
@@ -47,7 +55,7 @@ def test_units_and_supervisord_run_the_same_four_processes_with_one_daemon():
         service = unit["Service"]
         assert service["Restart"] == "always" and programs[name]["autorestart"] == "true", name
         unit_argv = _local(shlex.split(service["ExecStart"]))
-        program_argv = _local(shlex.split(programs[name]["command"]))
+        program_argv = _local(_program_argv(programs[name]["command"]))
         assert unit_argv[0] == program_argv[0] and Path(unit_argv[0]).exists(), unit_argv[0]  # installed by the venv
         assert unit_argv[1:3] == program_argv[1:3], name
     daemons = [n for n, u in units.items() if "dagster-daemon" in u["Service"]["ExecStart"]]
@@ -103,3 +111,42 @@ def test_the_code_server_unit_serves_the_code_location(db_url, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(10)
+
+
+def test_the_daemon_sets_the_pools_before_it_starts_in_both_layouts():
+    unit = _units()["ignite-daemon"]["Service"]
+    pre = "/opt/ignite/.venv/bin/python -m ignite_dagster.defs.pools"
+    assert unit["ExecStartPre"] == pre
+    assert _supervisord()["ignite-daemon"]["command"].startswith(f'/bin/sh -c "{pre} && exec ')
+
+
+@pytest.mark.timeout(120)
+def test_the_pools_step_sets_the_limits_of_a_fresh_instance(db_url, tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    argv = _local(shlex.split(_units()["ignite-daemon"]["Service"]["ExecStartPre"]))
+    env = {"PATH": str(REPO_ROOT / ".venv/bin") + ":/usr/bin:/bin", "DATABASE_URL": db_url, "IGNITE_ENV": "test",
+           "IGNITE_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
+    limit = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
+    for _ in range(2):  # idempotent: a restart of the daemon runs it again
+        done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=100)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip() == f"pool model_provider: limit {limit}", done.stdout
+
+
+def test_a_celery_worker_host_runs_the_layout_the_e2e_test_runs():
+    """deploy/celery's worker unit: the dagster-celery command of this venv, the worker config, the queue of
+    the launcher block, the same settings file as every other host."""
+    import configparser
+
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str
+    unit.read(DEPLOY / "celery" / "ignite-celery-worker.service")
+    service = unit["Service"]
+    argv = _local(shlex.split(service["ExecStart"]))
+    assert Path(argv[0]).name == "dagster-celery" and Path(argv[0]).exists(), argv[0]
+    assert argv[argv.index("-A") + 1] == "dagster_celery.app"
+    assert Path(argv[argv.index("-y") + 1]) == DEPLOY / "celery" / "worker.yaml"
+    launcher = yaml.safe_load((DEPLOY / "celery" / "run_launcher.yaml").read_text())["run_launcher"]["config"]
+    assert argv[argv.index("-q") + 1] == f"${{{launcher['default_queue']['env']}}}"
+    assert service["EnvironmentFile"] == _units()["ignite-daemon"]["Service"]["EnvironmentFile"]
+    assert service["Restart"] == "always"

@@ -7,7 +7,6 @@ retry spent by an attempt that never ran a stage. The recovery figures are print
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -21,7 +20,7 @@ from ignite_dagster.course_jobs.worker import STAGES
 from ignite_dagster.defs.claim_sensors import free_runs
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.queue import JobQueue
-from tests.support.jobs import new_course
+from tests.support.jobs import assert_done_once, new_course
 from tests.support.stack import start_stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.crash, pytest.mark.timeout(1500)]
@@ -121,12 +120,8 @@ def test_process_group_crash_mid_burst_recovers_every_job_once_and_full_capacity
         reconciled = 0
         with psycopg.connect(db_url) as conn:
             for job_id in ids:
-                job = queue.get(job_id)
-                doc = json.loads((tmp_path / f"storage/courses/{job.course_id}/course.json").read_text())
                 # done once, by the attempt that wrote the file (reconciled ones included: fenced by attempt)
-                assert (doc["generation"]["jobId"], doc["generation"]["attempt"]) == (str(job.id), job.attempt)
-                catalog = conn.execute("SELECT count(*) FROM catalog_updates WHERE job_id = %s", (job.id,)).fetchone()[0]
-                assert catalog == 1, (job.course_id, catalog)
+                job = assert_done_once(conn, queue, tmp_path / "storage", job_id)
                 # a retry is only ever spent by an attempt that ran a stage
                 ran = {e.attempt for e in queue.events(job.id) if e.step in STAGES}
                 assert job.retry_count <= len(ran - {job.attempt}), (job.course_id, job.retry_count, ran)

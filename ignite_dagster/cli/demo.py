@@ -172,24 +172,21 @@ class _Demo:
 
     # -- the whole demo ----------------------------------------------------------------------------
     def run(self) -> int:
-        import signal
+        from ignite_dagster.local.stack import stop_signals_interrupt
 
-        def on_term(signum, frame):  # `kill <pid>`: same clean-up path as Ctrl-C
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, on_term)
-        try:
-            return self._run()
-        except _Fatal as exc:
-            self.console.print(f"[red]ignite demo: {exc}[/]", soft_wrap=True)
-            return 2
-        except KeyboardInterrupt:
-            self.console.print("\n[yellow]interrupted[/]: stopping the processes the demo started…")
-            self._interrupted_hint()
-            return 130
-        finally:
-            self._stop()
-            signal.signal(signal.SIGTERM, previous)
+        # `kill <pid>` (SIGTERM) and a closed terminal (SIGHUP): the same clean-up path as Ctrl-C
+        with stop_signals_interrupt():
+            try:
+                return self._run()
+            except _Fatal as exc:
+                self.console.print(f"[red]ignite demo: {exc}[/]", soft_wrap=True)
+                return 2
+            except KeyboardInterrupt:
+                self.console.print("\n[yellow]interrupted[/]: stopping the processes the demo started…")
+                self._interrupted_hint()
+                return 130
+            finally:
+                self._stop()
 
     def _run(self) -> int:
         c = self.console

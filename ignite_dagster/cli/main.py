@@ -288,7 +288,7 @@ def cmd_courses_images(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
-    from ignite_dagster.local.stack import Stack, prepare_instance
+    from ignite_dagster.local.stack import CrashLoop, Stack, prepare_instance, stop_signals_interrupt
 
     if args.stop:
         from ignite_dagster.local.embedded import stop_embedded
@@ -298,7 +298,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     env = prepare_instance(settings)
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with Stack(env, log_dir=log_dir) as stack:
+    # Ctrl-C, SIGTERM (kill, systemd, docker, CI) and SIGHUP (terminal closed) all stop the whole stack.
+    with stop_signals_interrupt(), Stack(env, log_dir=log_dir) as stack:
         stack.start_daemon()
         stack.start_webserver(args.host, args.port)
         print(f"Dagster UI:   http://{args.host}:{args.port}")
@@ -306,9 +307,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         print(f"DAGSTER_HOME: {env['DAGSTER_HOME']}   logs: {log_dir}")
         print("enqueue with: ignite orgs create 'My school' --slug my-school; "
               "ignite enqueue --org <id> --course-id addition-demo --subject addition --grade-band 3-5")
-        print("Ctrl-C stops the stack.")
-        from ignite_dagster.local.stack import CrashLoop
-
+        print("Ctrl-C (or SIGTERM, SIGHUP) stops the stack.", flush=True)
         try:
             # A process that dies is started again (runs in flight keep going); only a crash loop ends the stack.
             while True:
@@ -318,8 +317,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         except CrashLoop as exc:
             print(f"ignite dev: {exc}; see {log_dir}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("stopping...")
+        except KeyboardInterrupt as exc:
+            print(f"{exc or 'Ctrl-C'}: stopping the daemon, the webserver and their code servers...", flush=True)
             return 0
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,15 +23,19 @@ WORKSPACE = REPO_ROOT / "workspace.yaml"
 INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
 
 
-def prepare_instance(settings: Settings, dagster_home: Path | None = None, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """Database up and migrated, DAGSTER_HOME holding dagster.yaml; returns the environment for children."""
+def prepare_instance(settings: Settings, dagster_home: Path | None = None, extra_env: dict[str, str] | None = None,
+                     instance_blocks: Sequence[str] = ()) -> dict[str, str]:
+    """Database up and migrated, DAGSTER_HOME holding dagster.yaml (plus ``instance_blocks``, e.g. deploy/'s
+    Celery run launcher), the concurrency pools set; returns the environment for children.
+
+    The pools are set here, before any daemon can start a run (``set_pools``)."""
     from ignite_dagster.local.embedded import resolve_database_url
 
     url = resolve_database_url(settings)
     db.migrate(url)
     home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(INSTANCE_YAML, home / "dagster.yaml")
+    (home / "dagster.yaml").write_text("\n".join([INSTANCE_YAML.read_text(), *instance_blocks]))
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,
@@ -42,7 +46,42 @@ def prepare_instance(settings: Settings, dagster_home: Path | None = None, extra
     if settings.storage_backend == "local":
         env["IGNITE_STORAGE_ROOT"] = str(settings.local_storage_root())
     env.update(extra_env or {})
+    set_pools(env)
     return env
+
+
+def set_pools(env: dict[str, str]) -> None:
+    """Write the instance's concurrency pool limits before the first run (ignite_dagster/defs/pools.py says
+    why: Dagster's lazy set-up collides when two first runs start together). A process of its own, the
+    command deploy/'s daemon unit runs, because this layer imports no Dagster."""
+    done = subprocess.run([sys.executable, "-m", "ignite_dagster.defs.pools"], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"setting the instance's concurrency pools failed (python -m ignite_dagster.defs.pools):\n"
+                           f"{done.stdout[-1000:]}{done.stderr[-3000:]}")
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the block like Ctrl-C (KeyboardInterrupt), so the stack is stopped the same way.
+
+    ``kill``, systemd, docker and CI send SIGTERM, a closed terminal sends SIGHUP; by default either ends
+    this process at once and leaves the daemon, webserver and code servers (their own sessions) running.
+    Only the first signal interrupts: a second one while the stack is stopping is ignored, so it cannot cut
+    the clean-up short."""
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def interrupt(signum, frame):
+        for sig in stop_signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in stop_signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bin(name: str) -> str:
@@ -93,6 +132,10 @@ class Stack:
             self._spawn(name, self._args[name])
             restarted.append((name, code))
         return restarted
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        """Start a process of the stack (own process group, log in log_dir), supervised like the others."""
+        return self._spawn(name, args)
 
     def start_daemon(self) -> subprocess.Popen:
         return self._spawn("daemon", [_bin("dagster-daemon"), "run", "-w", str(WORKSPACE)])

@@ -37,3 +37,18 @@ def set_columns(url: str, table: str, job_id: UUID, **cols) -> None:
     sets = ", ".join(f"{k} = %s" for k in cols)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"UPDATE {table} SET {sets} WHERE id = %s", (*cols.values(), job_id))
+
+
+def assert_done_once(conn: psycopg.Connection, queue: JobQueue, storage_root, job_id: UUID):
+    """The job is done exactly once: its course.json written by the attempt the row says (a later attempt
+    fenced out every earlier one) and one catalog row. Returns the job row."""
+    import json
+    from pathlib import Path
+
+    job = queue.get(job_id)
+    assert job.status == "done", (job.course_id, job.status)
+    doc = json.loads((Path(storage_root) / f"courses/{job.course_id}/course.json").read_text())
+    assert (doc["generation"]["jobId"], doc["generation"]["attempt"]) == (str(job.id), job.attempt), job.course_id
+    catalog = conn.execute("SELECT count(*) FROM catalog_updates WHERE job_id = %s", (job.id,)).fetchone()[0]
+    assert catalog == 1, (job.course_id, catalog)
+    return job

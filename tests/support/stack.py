@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ignite_dagster.config import load_settings
@@ -19,14 +19,17 @@ FAST_TIMINGS = {
 }
 
 
-def start_stack(db_url: str, home: Path, extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(db_url: str, home: Path, extra_env: dict[str, str] | None = None,
+                instance_blocks: Sequence[str] = ()) -> Stack:
+    """Prepare the instance (migrations, dagster.yaml plus ``instance_blocks``, the pools) and start the daemon."""
     env = {"DATABASE_URL": db_url, "IGNITE_HOME": str(home), "IGNITE_STORAGE_ROOT": str(home / "storage"),
            "IGNITE_ENV": "test", **FAST_TIMINGS, **(extra_env or {})}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         settings = load_settings()
-        full_env = prepare_instance(settings, dagster_home=home / "dagster", extra_env=env)
+        full_env = prepare_instance(settings, dagster_home=home / "dagster", extra_env=env,
+                                    instance_blocks=instance_blocks)
     finally:
         for k, v in old.items():
             if v is None:
