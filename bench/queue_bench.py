@@ -3,7 +3,6 @@
 Same N no-op jobs, same worker count, one process run:
   * ours, per job: get_next_pending_job() + complete_job() from W threads (pool of W connections)
   * procrastinate: its worker with concurrency W (wait=False, so it stops when the queue is empty)
-  * ours, fused: complete_course_job_and_claim_next() (ack + fetch next in one transaction)
   * ours, batch claims: claim_course_jobs(100) from W threads (claim rate; completes are not timed)
   * ceiling: two trivial single-row UPDATE + commit round trips per job, no queue logic at all
   * ours, per job, after 20,000 finished rows are kept in the table (the partial index at work)
@@ -86,17 +85,6 @@ def per_job_loop(queue: JobQueue) -> int:
     return count
 
 
-def fused_loop(queue: JobQueue) -> int:
-    """complete_and_claim_next: one round trip and one commit per job."""
-    count = 0
-    jobs = queue.claim_course_jobs("bench", limit=1)
-    job = jobs[0] if jobs else None
-    while job is not None:
-        job = queue.complete_and_claim_next(job.id, job.attempt, {}, "bench")
-        count += 1
-    return count
-
-
 def batch_claim_loop(queue: JobQueue, batch: int = 100) -> int:
     """Claims only (the claim rate); completes are not timed."""
     count = 0
@@ -163,18 +151,16 @@ def main() -> int:
     try:
         n, w = args.jobs, args.workers
         # each figure: best of --repeat runs on fresh databases, the contenders interleaved
-        peer = ours = fused = batch = loaded = floor = 0.0
+        peer = ours = batch = loaded = floor = 0.0
         for _ in range(args.repeat):
             peer = max(peer, procrastinate_rate(pg.create_database(migrate=False), n, w))
             ours = max(ours, drain(pg.fresh(), n, w, per_job_loop))
-            fused = max(fused, drain(pg.fresh(), n, w, fused_loop))
             batch = max(batch, drain(pg.fresh(), n * 5, w, batch_claim_loop))
             loaded = max(loaded, drain(pg.fresh(), n, w, per_job_loop, finished_rows=args.finished))
             floor = max(floor, commit_floor(pg.create_database(migrate=False), n, w))
         print(f"{n} no-op jobs, {w} workers, Postgres {pg.kind}, best of {args.repeat}")
         print(f"procrastinate claim+complete:           {peer:8.0f} jobs/s")
         print(f"ignite claim+complete (per job):        {ours:8.0f} jobs/s   ratio vs procrastinate {ours / peer:.1f}x (target >= 4x)")
-        print(f"ignite complete_and_claim_next loop:    {fused:8.0f} jobs/s   ratio vs procrastinate {fused / peer:.1f}x")
         print(f"ignite batch claims (100 per call):     {batch:8.0f} jobs/s   (target >= 5000)")
         print(f"ceiling: 2 trivial UPDATE+commit per job:  {floor:8.0f} jobs/s   = {floor / peer:.1f}x procrastinate "
               f"(no two-transaction design can beat this here)")

@@ -24,8 +24,8 @@ def test_fresh_database_migrates_and_second_run_is_noop(postgres):
 
 def test_check_names_pending_migrations(postgres, tmp_path):
     url = postgres.create_database(migrate=True)
-    (tmp_path / "001_schema.sql").write_text("SELECT 1")
-    (tmp_path / "002_queue_functions.sql").write_text("SELECT 1")
+    for m in db.migrations()[:2]:  # the applied files as they were applied (an edited one is refused)
+        (tmp_path / m.path.name).write_bytes(m.path.read_bytes())
     (tmp_path / "003_future.sql").write_text("SELECT 1")
     with pytest.raises(db.SchemaError, match="003_future"):
         db.check(url, sql_dir=tmp_path)
@@ -52,3 +52,35 @@ def test_failed_migration_rolls_back_and_is_not_recorded(postgres, tmp_path):
     with psycopg.connect(url) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == ["001_ok"]
         assert conn.execute("SELECT to_regclass('t_bad')").fetchone()[0] is None
+
+
+def test_every_shipped_migration_matches_its_stored_checksum_on_a_fresh_database(postgres):
+    url = postgres.create_database(migrate=False)
+    db.migrate(url)
+    with psycopg.connect(url) as conn:
+        stored = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+    assert stored == {m.version: m.checksum for m in db.migrations()}
+    db.check(url)
+
+
+def test_an_edited_applied_migration_is_refused_naming_the_file(postgres, tmp_path):
+    url = postgres.create_database(migrate=False)
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE t_first (id int);")
+    (tmp_path / "002_second.sql").write_text("CREATE TABLE t_second (id int);")
+    assert db.migrate(url, sql_dir=tmp_path) == ["001_first", "002_second"]
+    # someone edits an applied file and adds a new one
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE t_first (id int, extra text);")
+    (tmp_path / "003_third.sql").write_text("CREATE TABLE t_third (id int);")
+    for refused in (lambda: db.migrate(url, sql_dir=tmp_path), lambda: db.check(url, sql_dir=tmp_path)):
+        with pytest.raises(db.SchemaError) as err:
+            refused()
+        message = str(err.value)
+        assert "001_first.sql" in message and "must not be edited" in message and "new numbered migration" in message
+        assert "002_second" not in message
+    with psycopg.connect(url) as conn:  # nothing applied while refusing
+        assert conn.execute("SELECT to_regclass('t_third')").fetchone()[0] is None
+    # restoring the file as it was applied lets the new migration through
+    (tmp_path / "001_first.sql").write_text("CREATE TABLE t_first (id int);")
+    assert db.migrate(url, sql_dir=tmp_path) == ["003_third"]
+    db.check(url, sql_dir=tmp_path)
+

@@ -249,21 +249,6 @@ def test_claimable_index_is_used(db_url, org_id):
     assert "ai_course_jobs_claimable" in plan
 
 
-def test_complete_and_claim_next_is_one_fenced_step(queue, org_id):
-    from ignite_dagster.queue.errors import LostClaim
-
-    a = queue.enqueue_course(new_course("a"), organization_id=org_id).job
-    b = queue.enqueue_course(new_course("b"), organization_id=org_id).job
-    first = claim_one(queue)
-    with pytest.raises(LostClaim):
-        queue.complete_and_claim_next(first.id, first.attempt + 1, {}, "w")
-    assert queue.get(b.id).status == "pending"  # a refused completion claims nothing
-    nxt = queue.complete_and_claim_next(first.id, first.attempt, {"result_path": "p"}, "w")
-    assert (queue.get(a.id).status, nxt.id, nxt.status, nxt.worker_id) == ("done", b.id, "processing", "w")
-    assert queue.complete_and_claim_next(nxt.id, nxt.attempt, {}, "w") is None
-    assert queue.get(b.id).status == "done"
-
-
 def test_retry_after_is_a_floor_under_the_backoff(queue, org_id):
     queue.enqueue_course(new_course(), organization_id=org_id)
     job = claim_one(queue)

@@ -2,8 +2,13 @@
 
 Migrations are the numbered plain-SQL files of ``ignite_dagster/db/sql/``, shipped inside the package and
 read with :mod:`importlib.resources`, so an installed wheel migrates exactly like a source checkout.
-Each is applied once, in its own transaction, under a session advisory lock so that two services starting together never race; ``check`` lets every
-service refuse to start against a schema that is missing or behind, with a message that says what to run.
+Each is applied once, in its own transaction, under a session advisory lock so that two services starting
+together never race; ``check`` lets every service refuse to start against a schema that is missing or behind,
+with a message that says what to run.
+
+An applied migration is never edited: its checksum is stored when it is applied, and both ``migrate`` and
+``check`` refuse a database whose stored checksum differs from the file's, naming the file. Otherwise an
+edit would reach fresh databases only, and two databases "up to date" with the same code would differ.
 """
 
 from __future__ import annotations
@@ -56,15 +61,39 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
+def _refuse_edited(found: list[Migration], applied: dict[str, str]) -> None:
+    """Raise SchemaError when an applied migration's file no longer has the checksum it was applied with."""
+    changed = [m for m in found if m.version in applied and applied[m.version] != m.checksum]
+    if not changed:
+        return
+    m = changed[0]
+    raise SchemaError(
+        f"migration {m.path.name} was applied to this database with checksum {applied[m.version]} but the file "
+        f"now has checksum {m.checksum}: applied migrations must not be edited"
+        + (f" (also changed: {', '.join(c.path.name for c in changed[1:])})" if changed[1:] else "")
+        + f". Restore {m.path.name} as it was applied and put the change in a new numbered migration. If the "
+        "database was migrated by a development build and its schema is known to match the file, record the "
+        f"file's checksum: UPDATE schema_migrations SET checksum = '{m.checksum}' WHERE version = '{m.version}'"
+    )
+
+
+def _applied(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+
+
 def migrate(url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
-    """Apply pending migrations; returns the versions applied by this call (empty when up to date)."""
+    """Apply pending migrations; returns the versions applied by this call (empty when up to date).
+
+    Raises SchemaError, applying nothing, when an applied migration's file has changed."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             conn.execute(_CREATE_TABLE)
-            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for m in migrations(sql_dir):
+            found = migrations(sql_dir)
+            done = _applied(conn)
+            _refuse_edited(found, done)
+            for m in found:
                 if m.version in done:
                     continue
                 with conn.transaction():
@@ -79,14 +108,18 @@ def migrate(url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
 
 
 def pending_migrations(url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
+    """The versions not applied yet. Raises SchemaError when an applied migration's file has changed."""
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
-        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if exists else set()
-    return [m.version for m in migrations(sql_dir) if m.version not in done]
+        done = _applied(conn) if exists else {}
+    found = migrations(sql_dir)
+    _refuse_edited(found, done)
+    return [m.version for m in found if m.version not in done]
 
 
 def check(url: str, sql_dir: Traversable = SQL_DIR) -> None:
-    """Raise SchemaError naming the pending migrations; every service calls this at start-up."""
+    """Raise SchemaError naming the pending migrations, or the applied migration whose file was edited;
+    every service calls this at start-up."""
     try:
         pending = pending_migrations(url, sql_dir)
     except psycopg.OperationalError as exc:

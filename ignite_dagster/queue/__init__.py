@@ -1,4 +1,5 @@
-"""The Postgres job queues: typed client over the SQL functions of sql/002_queue_functions.sql."""
+"""The Postgres job queues: a typed client over the queue's SQL functions (``ignite_dagster/db/sql/``: the
+state machine in 002, fair share in 007, claim liveness in 008, materialization in 009, the claims in 010)."""
 
 from ignite_dagster.queue.client import JobQueue, idempotent_job_id
 from ignite_dagster.queue.models import (

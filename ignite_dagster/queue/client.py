@@ -1,4 +1,5 @@
-"""A thin Python manager over the queue's SQL functions (sql/002_queue_functions.sql).
+"""A thin Python manager over the queue's SQL functions (``ignite_dagster/db/sql/``; a function redefined
+by a later migration runs as the highest-numbered file defines it: the claims as 010 does).
 
 The state machine lives in SQL; this module only names calls, converts rows into typed models and adds
 the one thing SQL cannot do for us: computing the deterministic job id of an idempotent request before
@@ -21,7 +22,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.models import (
     JOB_TABLES,
     CourseJob,
@@ -66,7 +66,7 @@ class JobQueue:
     """Queue operations for both job tables. Accepts a pool (services) or a URL (CLI, tests).
 
     ``org_max_in_flight`` (IGNITE_ORG_MAX_COURSES_IN_FLIGHT) is the per-organization cap the course
-    claims respect; None: no cap (the claims still interleave organizations, see sql/007)."""
+    claims respect; None: no cap (the claims still interleave organizations, see claim_course_jobs)."""
 
     def __init__(self, pool_or_url: ConnectionPool | str, *, org_max_in_flight: int | None = None):
         self._pool = pool_or_url if isinstance(pool_or_url, ConnectionPool) else None
@@ -187,7 +187,8 @@ class JobQueue:
 
     # -- claims and fenced writes -------------------------------------------------------------------
     def claim_course_jobs(self, worker_id: str | None, limit: int = 1) -> list[CourseJob]:
-        """Fair share (sql/007): the organization with the fewest jobs in flight first, then priority, then
+        """Fair share (``claim_course_jobs``, chosen as sql/007 defined it, claimed through sql/010's
+        ``claim_course_job_ids``): the organization with the fewest jobs in flight first, then priority, then
         the oldest; never a course that already has a job in processing; at most the org cap in flight."""
         if limit == 1:
             rows = self._rows("SELECT * FROM get_next_pending_job(%s, %s)", (worker_id, self.org_max_in_flight))
@@ -196,6 +197,8 @@ class JobQueue:
         return [CourseJob(**r) for r in rows]
 
     def claim_media_jobs(self, worker_id: str | None, limit: int = 1) -> list[MediaJob]:
+        """Best priority, then the oldest, within the retry budget and past the backoff (``claim_media_jobs``,
+        sql/010, claimed through ``claim_media_job_ids``)."""
         if limit == 1:
             rows = self._rows("SELECT * FROM get_next_pending_media_job(%s)", (worker_id,))
         else:
@@ -203,7 +206,8 @@ class JobQueue:
         return [MediaJob(**r) for r in rows]
 
     def claim_course_for_materialization(self, course_id: str, worker_id: str) -> CourseJob | None:
-        """Claim ``course_id``'s claimable job for an operator's materialization (009's SQL function).
+        """Claim ``course_id``'s claimable job for an operator's materialization (``claim_course_for_materialization``,
+        introduced by sql/009, its claim redefined by sql/010 through ``claim_course_job_ids``).
 
         Returns the claimed job (``worker_id`` is ours), the job another worker holds (its own
         ``worker_id``: the caller skips the course), or None when the course has no claimable job."""
@@ -211,7 +215,8 @@ class JobQueue:
         return CourseJob(**rows[0]) if rows else None
 
     def claim_course_media_jobs(self, course_id: str, worker_id: str, limit: int = 100) -> list[MediaJob]:
-        """Claim the queued media jobs of one course (a course_media materialization)."""
+        """Claim the queued media jobs of one course (a course_media materialization; ``claim_course_media_jobs``,
+        sql/010), ignoring the backoff and the retry budget as an operator's explicit action does."""
         rows = self._rows("SELECT * FROM claim_course_media_jobs(%s, %s, %s)", (course_id, worker_id, limit))
         return [MediaJob(**r) for r in rows]
 
@@ -257,22 +262,6 @@ class JobQueue:
         return bool(
             self._value("SELECT complete_job(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, Jsonb(payload)))
         )
-
-    def complete_and_claim_next(
-        self, job_id: UUID, attempt: int, result: dict[str, Any] | None, worker_id: str | None
-    ) -> CourseJob | None:
-        """Complete a course job and claim the next one in one transaction (a worker loop's hot path).
-
-        Raises LostClaim when the completion is refused; then nothing is claimed."""
-        payload = json.loads(json.dumps(result or {}, default=str))
-        try:
-            rows = self._rows("SELECT * FROM complete_course_job_and_claim_next(%s, %s, %s, %s)",
-                              (job_id, attempt, Jsonb(payload), worker_id))
-        except psycopg.Error as exc:
-            if exc.sqlstate == "IG409":
-                raise LostClaim(str(exc.diag.message_primary)) from exc
-            raise
-        return CourseJob(**rows[0]) if rows else None
 
     def fail(
         self,
