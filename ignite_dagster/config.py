@@ -1,8 +1,9 @@
 """Settings from the environment.
 
-Every setting is read in one place so the README's configuration table has a single source. Required
-settings are checked per purpose (``require``) and *all* missing names are reported together in one
-error: an operator fixing a deployment should see the whole list at once, not one name per restart.
+Every setting is read in one place so docs/configuration.md (rendered by ``config_docs``) has a single
+source. Required settings are checked per purpose (``require``) and *all* missing names are reported
+together in one error: an operator fixing a deployment should see the whole list at once, not one name per
+restart.
 Nothing here invents a secret, a token or an organization id: a value is either configured or missing.
 """
 
@@ -226,7 +227,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 def settings_table() -> list[dict[str, str]]:
-    """Rows for the README's configuration table and `ignite config`."""
+    """Rows for docs/configuration.md (``config_docs``) and `ignite config`."""
     rows = []
     for f in fields(Settings):
         default = f.default
