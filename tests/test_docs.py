@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ignite_dagster.config import settings_table
-from ignite_dagster.config_docs import DOC_PATH, main, render
+from ignite_dagster.config import CONFIG_DOC_PATH, config_doc_main, settings_markdown, settings_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 while not (REPO_ROOT / "pyproject.toml").exists():  # the test may sit one folder deeper (tests/<layer>/)
@@ -18,25 +17,26 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def test_configuration_page_is_generated_from_the_settings():
-    assert DOC_PATH.read_text() == render(), "docs/configuration.md is stale: python -m ignite_dagster.config_docs --write"
-    text = DOC_PATH.read_text()
+    stale = "docs/configuration.md is stale: python -m ignite_dagster.config --write"
+    assert CONFIG_DOC_PATH.read_text() == settings_markdown(), stale
+    text = CONFIG_DOC_PATH.read_text()
     for row in settings_table():
         assert f"| `{row['env']}` |" in text, row["env"]
 
 
 def test_check_mode_fails_on_a_stale_page(tmp_path, monkeypatch, capsys):
     stale = tmp_path / "configuration.md"
-    stale.write_text(render().replace("IGNITE_REPAIR_ROUNDS", "IGNITE_REPAIR_TIMES"))
-    monkeypatch.setattr("ignite_dagster.config_docs.DOC_PATH", stale)
-    assert main(["--check"]) == 1
+    stale.write_text(settings_markdown().replace("IGNITE_REPAIR_ROUNDS", "IGNITE_REPAIR_TIMES"))
+    monkeypatch.setattr("ignite_dagster.config.CONFIG_DOC_PATH", stale)
+    assert config_doc_main(["--check"]) == 1
     assert "stale" in capsys.readouterr().err
-    monkeypatch.setattr("ignite_dagster.config_docs.DOC_PATH", DOC_PATH)
-    assert main(["--check"]) == 0
+    monkeypatch.setattr("ignite_dagster.config.CONFIG_DOC_PATH", CONFIG_DOC_PATH)
+    assert config_doc_main(["--check"]) == 0
 
 
 def test_production_column_follows_require_production():
     rows = {line.split("|")[1].strip(): line.split("|")[3].strip()
-            for line in render().splitlines() if line.startswith("| `")}
+            for line in settings_markdown().splitlines() if line.startswith("| `")}
     assert rows["`DATABASE_URL`"] == "yes" and rows["`PUBLIC_MEDIA_BASE_URL`"] == "yes"
     assert rows["`IGNITE_STORAGE_ROOT`"] == "with local"
     assert rows["`S3_SECRET_ACCESS_KEY`"] == "with s3"
