@@ -2,7 +2,7 @@
 
 Keys are full paths whose first segment is the bucket (see ``storage.base``). Nothing outside this
 module spells a key layout; callers name the concept (``course_path``, ``media_key``, …) and the layout
-below is the single source for the README's storage section and for docs/operations.md.
+below is the single source for docs/architecture.md's storage section and for docs/operations.md.
 
 ``courses`` bucket::
 
