@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ignite_dagster.budget.org import OrgBudget
-from ignite_dagster.budget.provider import BudgetLimits, ProviderBudget, budget_key
+from ignite_dagster.budget.rate_limit import BudgetLimits, ProviderBudget, budget_key
 from ignite_dagster.config import ConfigError, Settings
 
 

@@ -10,12 +10,14 @@ Decisions, and why:
   ``fail(retryable=True)``: the queue's backoff spaces attempts, every attempt is visible as a job
   event, and a run never sits in a sleep holding a run slot. (The course filler retries inside the run
   because a course makes many calls; a media job makes one.)
-* **Reason codes** are the ones the API already maps to HTTP statuses (``api/routes.py``):
+* **Reason codes** are the ones the API already maps to HTTP statuses (``api/routes.py``); whether the
+  queue retries one is ``queue/retry.py``'s ``MEDIA_RETRYABLE``:
 
   ==========================================================  ==================================
   429 ``insufficient_quota``                                  ``provider_quota``, not retryable
   429 otherwise                                               ``provider_rate_limited``, retryable
   408, 409, 5xx, timeout, connection error                    ``provider_unavailable``, retryable
+  ``provider_timeout`` (a deadline passed)                    retryable, as for a course
   400 ``content_policy_violation`` / ``moderation_blocked``   ``content_refused``, not retryable
   other 400 / 404 / 422 (bad size, unknown model …)           ``invalid_request``, not retryable
   401 / 403                                                   ``provider_auth``, not retryable
@@ -39,13 +41,16 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ignite_dagster.config import ConfigError, Settings
+from ignite_dagster.queue.retry import MEDIA_RETRYABLE
 
 PROVIDER_NAME = "openai"
 
 # Error codes the OpenAI image API uses for safety-system rejections (DALL·E and gpt-image models).
 POLICY_CODES = frozenset({"content_policy_violation", "moderation_blocked", "image_generation_user_error_moderation"})
 
-RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable"})
+# Which reasons the queue retries for a media job: the one retry policy (queue/retry.py), which also retries
+# ``provider_timeout`` (a timed-out image is worth another attempt after the backoff).
+RETRYABLE_REASONS = MEDIA_RETRYABLE
 
 
 class MediaProviderError(RuntimeError):
@@ -215,7 +220,7 @@ def _retry_after(exc: Any) -> float | None:
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    from ignite_dagster.generation.llm.provider import parse_retry_after
+    from ignite_dagster.generation.llm.transport import parse_retry_after
 
     return parse_retry_after({k.lower(): v for k, v in headers.items()})
 
