@@ -16,11 +16,11 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from ignite_dagster.budget.retry_after import parse_retry_after
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.client import ProviderConfig, StructuredClient
 from ignite_dagster.generation.llm.pricing import token_cost
-from ignite_dagster.generation.llm.transport import parse_retry_after
 from ignite_dagster.generation.llm.wire import response_format, strict_json_schema
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore

@@ -140,7 +140,7 @@ def test_both_job_kinds_read_their_retryable_reasons_from_the_one_policy():
         assert GenerationFailed(reason, "x").retryable is is_retryable("course", reason), reason
         assert MediaProviderError(reason, "x").retryable is is_retryable("media", reason), reason
     # transient provider trouble is retried for both kinds alike; only a course retries a truncated answer
-    assert COURSE_RETRYABLE - MEDIA_RETRYABLE == {"output_truncated"}
+    assert {"output_truncated"} == COURSE_RETRYABLE - MEDIA_RETRYABLE
     assert not is_retryable("media", "provider_quota") and not is_retryable("course", "provider_quota")
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from ignite_dagster.budget.retry_after import retry_after_of
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.queue.retry import MEDIA_RETRYABLE
 
@@ -215,16 +216,6 @@ class OpenAIImageProvider:
         )
 
 
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    from ignite_dagster.generation.llm.transport import parse_retry_after
-
-    return parse_retry_after({k.lower(): v for k, v in headers.items()})
-
-
 def classify_openai_error(exc: BaseException) -> BaseException:
     """Map an SDK exception to a MediaProviderError (see the module table); anything else passes through."""
     import openai
@@ -242,9 +233,9 @@ def classify_openai_error(exc: BaseException) -> BaseException:
     if status == 429:
         if "insufficient_quota" in (code, kind):
             return MediaProviderError("provider_quota", message, status=status)
-        return MediaProviderError("provider_rate_limited", message, status=status, retry_after=_retry_after(exc))
+        return MediaProviderError("provider_rate_limited", message, status=status, retry_after=retry_after_of(exc))
     if status in (408, 409) or status >= 500:
-        return MediaProviderError("provider_unavailable", message, status=status, retry_after=_retry_after(exc))
+        return MediaProviderError("provider_unavailable", message, status=status, retry_after=retry_after_of(exc))
     if code in POLICY_CODES or kind in POLICY_CODES or "safety system" in (exc.message or "").lower():
         return MediaProviderError("content_refused", message, status=status)
     if status in (401, 403):

@@ -69,13 +69,14 @@ from pydantic import BaseModel
 
 from ignite_dagster.budget import BudgetWaitTooLong, ProviderBudget, estimate_tokens, text_budget
 from ignite_dagster.budget.rate_limit import reported_tokens
+from ignite_dagster.budget.retry_after import parse_retry_after
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
 from ignite_dagster.generation.llm.deadline import Deadline, within
 from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.schemas import SchemaPolicy
 from ignite_dagster.generation.llm.slots import ServerSlots, discover_slots, output_budget
-from ignite_dagster.generation.llm.transport import Answer, parse_retry_after, send, tls_context
+from ignite_dagster.generation.llm.transport import Answer, send, tls_context
 from ignite_dagster.generation.llm.wire import model_schema, response_format
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue.retry import CALL_BACKOFF, Attempts, Backoff, CallLimits, Decision, Outcome, decide

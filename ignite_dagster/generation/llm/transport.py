@@ -1,14 +1,11 @@
 """One HTTP attempt of a structured call, streamed or not, read into an ``Answer``; the process's shared
-TLS context; the server's Retry-After. No retries here: ``client`` decides (``queue/retry.py``)."""
+TLS context. No retries here: ``client`` decides (``queue/retry.py``)."""
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import json
-import math
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,31 +14,6 @@ import httpx2
 import openai
 
 from ignite_dagster.generation.llm.deadline import Deadline
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds the server asks us to wait: ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date)."""
-    if not headers:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    value = headers.get("retry-after")
-    if value:
-        try:
-            parsed = email.utils.parsedate_tz(value)
-            if parsed is not None:
-                return max(0.0, email.utils.mktime_tz(parsed) - time.time())
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return None
 
 
 @functools.cache
