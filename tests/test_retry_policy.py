@@ -16,6 +16,7 @@ from ignite_dagster.generation import types as generation_types
 from ignite_dagster.generation.llm.client import ProviderConfig
 from ignite_dagster.generation.types import REASON_CODES, GenerationFailed
 from ignite_dagster.media import image_providers
+from ignite_dagster.media.attach import CourseNotReady, TargetMissing
 from ignite_dagster.media.image_providers import MediaProviderError
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.retry import (
@@ -30,6 +31,7 @@ from ignite_dagster.queue.retry import (
     decide,
     is_retryable,
 )
+from ignite_dagster.storage.keys import InvalidMediaTarget
 from tests.support.jobs import new_course, new_media, set_columns
 
 LIMITS = CallLimits(max_retries=3, timeout_retries=1, malformed_retries=2, max_retry_after_seconds=120.0,
@@ -136,11 +138,15 @@ def test_the_provider_config_defaults_are_the_policys():
 def test_both_job_kinds_read_their_retryable_reasons_from_the_one_policy():
     assert generation_types.RETRYABLE_REASONS is COURSE_RETRYABLE
     assert image_providers.RETRYABLE_REASONS is MEDIA_RETRYABLE
-    for reason in REASON_CODES | MEDIA_RETRYABLE | {"provider_auth", "invalid_request"}:
+    for reason in REASON_CODES | MEDIA_RETRYABLE | COURSE_RETRYABLE | {"provider_auth", "target_missing"}:
         assert GenerationFailed(reason, "x").retryable is is_retryable("course", reason), reason
         assert MediaProviderError(reason, "x").retryable is is_retryable("media", reason), reason
     # transient provider trouble is retried for both kinds alike; only a course retries a truncated answer
     assert {"output_truncated"} == COURSE_RETRYABLE - MEDIA_RETRYABLE
+    assert {"course_not_ready"} == MEDIA_RETRYABLE - COURSE_RETRYABLE
+    # the media stages' own failures, and storage's (which sits below the queue and cannot import it)
+    for failure in (CourseNotReady, TargetMissing, InvalidMediaTarget):
+        assert failure.retryable is is_retryable("media", failure.reason_code), failure
     assert not is_retryable("media", "provider_quota") and not is_retryable("course", "provider_quota")
 
 
@@ -189,3 +195,12 @@ def test_the_sql_backoff_stays_within_the_python_formulas_bounds(db_url, org_id,
 def test_the_free_release_limit_agrees_with_sql(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT ignite_free_release_limit()").fetchone()[0] == FREE_RELEASE_LIMIT
+
+
+def test_a_stage_failure_nobody_classified_is_retried_and_so_is_a_storage_outage():
+    from ignite_dagster.queue.staged import storage_failure
+    from ignite_dagster.storage.base import StorageError
+
+    assert storage_failure(StorageError("bucket unreachable")) == ("storage_error", "StorageError: bucket unreachable",
+                                                                  True)
+    assert is_retryable("course", "internal_error") and is_retryable("media", "internal_error")

@@ -51,15 +51,20 @@ from typing import Literal
 # Transient provider trouble: another attempt, later, can succeed.
 PROVIDER_TRANSIENT = frozenset({"provider_rate_limited", "provider_unavailable", "provider_timeout"})
 
+# Failures of any stage of either kind (queue/staged.py): the storage refused a write (an outage passes),
+# or an exception nobody classified (retried: it may be transient, and max_retries bounds it).
+STAGE_RETRYABLE = frozenset({"storage_error", "internal_error"})
+
 # A course retries transient provider trouble and a truncated answer (the next attempt's fill may fit).
-# Reasons a stage decides for itself (validation_failed, quality_failed, storage_error, internal_error)
-# carry an explicit flag from the stage that raised them.
-COURSE_RETRYABLE = PROVIDER_TRANSIENT | {"output_truncated"}
+# validation_failed and quality_failed carry an explicit flag from the stage that raised them (a repair
+# with a model may answer differently; quality_failed is retried once per job, see course_jobs/worker.py).
+COURSE_RETRYABLE = PROVIDER_TRANSIENT | STAGE_RETRYABLE | {"output_truncated"}
 
 # A media job makes one provider call per attempt and never retries inside the run, so every transient
 # reason goes to the queue's backoff. A timed-out image is worth another attempt (the request may have
-# been slow, not wrong); before this policy media dead-lettered ``provider_timeout`` at once.
-MEDIA_RETRYABLE = PROVIDER_TRANSIENT
+# been slow, not wrong); before this policy media dead-lettered ``provider_timeout`` at once. A course
+# that is not generated yet (``course_not_ready``) will be; a missing target (``target_missing``) will not.
+MEDIA_RETRYABLE = PROVIDER_TRANSIENT | STAGE_RETRYABLE | {"course_not_ready"}
 
 JobKind = Literal["course", "media"]
 RETRYABLE_REASONS: dict[JobKind, frozenset[str]] = {"course": COURSE_RETRYABLE, "media": MEDIA_RETRYABLE}
