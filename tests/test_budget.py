@@ -16,8 +16,8 @@ import pytest
 from pydantic import BaseModel
 
 from ignite_dagster.budget import BudgetLimits, ProviderBudget, budget_key, estimate_tokens
-from ignite_dagster.budget.provider import close_shared_pools, shared_pool
-from ignite_dagster.generation.llm.provider import ProviderConfig, StructuredClient
+from ignite_dagster.budget.rate_limit import close_shared_pools, shared_pool
+from ignite_dagster.generation.llm.client import ProviderConfig, StructuredClient
 from tests.support.openai_server import CHAT, OpenAICompatServer, chat_json, rate_limited
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ def test_limits_must_be_positive():
 
 
 def test_image_requests_share_their_budget_and_a_429_pauses_it(db_url):
-    from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider
+    from ignite_dagster.media.image_providers import MediaProviderError, OpenAIImageProvider
     from tests.support.openai_server import IMAGES
 
     with OpenAICompatServer() as server:

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.generation.llm import LLMFiller, ProviderConfig, StructuredClient
-from ignite_dagster.generation.llm import provider as provider_module
-from ignite_dagster.generation.llm.provider import SLOT_MARGIN_TOKENS, output_budget
+from ignite_dagster.generation.llm import slots as slots_module
 from ignite_dagster.generation.llm.schemas import item_batch_schema, overview_schema, schema_max_tokens
+from ignite_dagster.generation.llm.slots import SLOT_MARGIN_TOKENS, output_budget
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
@@ -111,7 +111,7 @@ def test_the_fill_deadline_counts_from_the_first_call_not_from_when_the_fill_was
 def test_output_budgets_fit_the_schema_and_the_servers_slot(server):
     """llama.cpp's /props reports each slot's context; a call asks for at most what the slot leaves after
     its prompt, and never more than its schema can hold (at one token per character)."""
-    provider_module._SLOTS.pop(server.base_url, None)
+    slots_module._SLOTS.pop(server.base_url, None)
     server.respond_with("/props", Reply(body={"total_slots": 4, "default_generation_settings": {"n_ctx": 1500}}))
     model = ScriptedCourseModel()
     server.respond_with(CHAT, model)
@@ -125,7 +125,7 @@ def test_output_budgets_fit_the_schema_and_the_servers_slot(server):
         skeleton = build_skeleton(request, StrategyChoice(kind="llm", reason="t"), None)
         asyncio.run(filler.fill(skeleton, request))
     finally:
-        provider_module._SLOTS.pop(server.base_url, None)
+        slots_module._SLOTS.pop(server.base_url, None)
     for r in server.requests_to(CHAT):
         prompt = len(json.dumps(r.json["messages"], ensure_ascii=False)) // 3
         schema = r.json["response_format"]["json_schema"]["schema"]

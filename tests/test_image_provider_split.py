@@ -15,7 +15,7 @@ from ignite_dagster.config import ConfigError, Settings, load_settings
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course_jobs.submit import submit_course_request
 from ignite_dagster.course_jobs.worker import CourseWorker
-from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider
+from ignite_dagster.media.image_providers import MediaProviderError, OpenAIImageProvider
 from ignite_dagster.media.worker import MediaWorker, work_claimed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease

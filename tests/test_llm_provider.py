@@ -16,16 +16,12 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from ignite_dagster.budget.retry_after import parse_retry_after
 from ignite_dagster.config import ConfigError, Settings
 from ignite_dagster.generation.llm.cache import LLMCache, cache_key
+from ignite_dagster.generation.llm.client import ProviderConfig, StructuredClient
 from ignite_dagster.generation.llm.pricing import token_cost
-from ignite_dagster.generation.llm.provider import (
-    ProviderConfig,
-    StructuredClient,
-    parse_retry_after,
-    response_format,
-    strict_json_schema,
-)
+from ignite_dagster.generation.llm.wire import response_format, strict_json_schema
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.openai_server import (
@@ -355,7 +351,7 @@ def test_strict_schema_is_what_the_sdk_parse_helper_would_send(server):
     """Our response_format is the wire format of chat.completions.parse (cross-checked with the SDK)."""
     from openai.lib._pydantic import to_strict_json_schema
 
-    from ignite_dagster.generation.llm.provider import response_format, strict_json_schema
+    from ignite_dagster.generation.llm.wire import response_format, strict_json_schema
 
     assert strict_json_schema(Answer) == to_strict_json_schema(Answer)
     server.enqueue(CHAT, chat_json(GOOD))
@@ -417,9 +413,9 @@ def test_the_fill_deadline_stops_a_call_whatever_its_retries(server):
 def test_concurrency_is_capped_by_the_slots_the_server_reports(server):
     """llama.cpp's /props reports total_slots; more in flight would only queue inside the server, where
     the wait would count against our timeout."""
-    from ignite_dagster.generation.llm import provider
+    from ignite_dagster.generation.llm import slots
 
-    provider._SLOTS.pop(server.base_url, None)
+    slots._SLOTS.pop(server.base_url, None)
     server.respond_with("/props", Reply(body={"total_slots": 2}))
     server.respond_with(CHAT, chat_json(GOOD, delay=0.1))
 
@@ -434,4 +430,4 @@ def test_concurrency_is_capped_by_the_slots_the_server_reports(server):
 
     assert asyncio.run(run()) == 2
     assert server.max_in_flight == 2
-    provider._SLOTS.pop(server.base_url, None)
+    slots._SLOTS.pop(server.base_url, None)

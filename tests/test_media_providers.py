@@ -13,8 +13,8 @@ import pytest
 
 from ignite_dagster.course_jobs.persist import write_course_json
 from ignite_dagster.media.attach import key_for_url
+from ignite_dagster.media.image_providers import MediaProviderError, OpenAIImageProvider, sniff_image
 from ignite_dagster.media.live import generate_live_image
-from ignite_dagster.media.providers import MediaProviderError, OpenAIImageProvider, sniff_image
 from ignite_dagster.media.worker import MediaJobFailed, MediaWorker
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim

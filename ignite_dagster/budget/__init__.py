@@ -1,13 +1,13 @@
 """Shared budgets: provider rate limits across every process, and per-organization daily spend.
 
-Domain code over Postgres (no Dagster): ``provider`` holds the request/token/in-flight budget one
+Domain code over Postgres (no Dagster): ``rate_limit`` holds the request/token/in-flight budget one
 provider endpoint + model shares across every run, process and daemon; ``org`` the per-organization
 daily usage ledger and its budget check. The SQL lives in ``db/sql/007_budgets_fair_share.sql``.
 """
 
 from ignite_dagster.budget.factory import guarded, image_budget, org_budget, text_budget
 from ignite_dagster.budget.org import OrgBudget, OrgBudgetExhausted, OrgUsage, next_window, record_org_usage
-from ignite_dagster.budget.provider import (
+from ignite_dagster.budget.rate_limit import (
     BudgetLimits,
     BudgetWaitTooLong,
     Grant,

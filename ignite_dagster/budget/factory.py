@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from ignite_dagster.budget.org import OrgBudget
-from ignite_dagster.budget.provider import BudgetLimits, ProviderBudget, budget_key
+from ignite_dagster.budget.rate_limit import BudgetLimits, ProviderBudget, budget_key
+from ignite_dagster.budget.retry_after import retry_after_of
 from ignite_dagster.config import ConfigError, Settings
 
 
@@ -48,21 +49,6 @@ def org_budget(settings: Settings) -> OrgBudget:
     return OrgBudget(settings.org_daily_token_budget, Decimal(str(cost)) if cost is not None else None)
 
 
-def _retry_after_of(exc: BaseException) -> float | None:
-    """Seconds a 429 asks to wait (``retry-after-ms`` / ``retry-after`` seconds), duck-typed on the SDK error."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) / divisor)
-            except ValueError:
-                continue
-    return None
-
-
 @contextmanager
 def guarded(budget: ProviderBudget | None, tokens: int = 0) -> Iterator[Any]:
     """One blocking provider request under ``budget`` (None: unlimited, nothing happens).
@@ -77,7 +63,7 @@ def guarded(budget: ProviderBudget | None, tokens: int = 0) -> Iterator[Any]:
         yield grant
     except BaseException as exc:
         if getattr(exc, "status_code", None) == 429:
-            wait = _retry_after_of(exc)
+            wait = retry_after_of(exc)
             if wait is not None:
                 budget.pause(wait, "HTTP 429")
         budget.release(grant, 0)

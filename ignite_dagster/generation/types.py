@@ -18,6 +18,7 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.quality import QualityThresholds
 from ignite_dagster.course.request import StrategyKind
 from ignite_dagster.course.skeleton import Skeleton
+from ignite_dagster.queue.retry import COURSE_RETRYABLE
 
 if TYPE_CHECKING:
     from ignite_dagster.storage.base import ObjectStore
@@ -73,7 +74,8 @@ class FillResult(BaseModel):
     generation_ms: int | None = None
 
 
-RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable", "provider_timeout", "output_truncated"})
+# Which reasons the queue retries for a course job: the one retry policy (queue/retry.py).
+RETRYABLE_REASONS = COURSE_RETRYABLE
 REASON_CODES = frozenset(
     {
         "invalid_request",

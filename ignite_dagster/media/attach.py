@@ -30,6 +30,7 @@ from uuid import UUID
 
 from ignite_dagster.media.markers import IMAGE_MARKER, is_attached
 from ignite_dagster.media.prompts import item_alt
+from ignite_dagster.queue.retry import is_retryable
 from ignite_dagster.storage.base import BUCKETS, NotFound, ObjectStore
 from ignite_dagster.storage.cas import update_json
 from ignite_dagster.storage.keys import course_path, media_job_prefix
@@ -41,14 +42,14 @@ class CourseNotReady(RuntimeError):
     """course.json does not exist yet; the job is retried after backoff."""
 
     reason_code = "course_not_ready"
-    retryable = True
+    retryable = is_retryable("media", reason_code)
 
 
 class TargetMissing(RuntimeError):
     """The target named by the job is not in the course; no retry can fix that."""
 
     reason_code = "target_missing"
-    retryable = False
+    retryable = is_retryable("media", reason_code)
 
 
 # --- stored images -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from ignite_dagster.config import Settings
-from ignite_dagster.media.providers import ImageProvider, provider_from_settings
+from ignite_dagster.media.image_providers import ImageProvider, provider_from_settings
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.keys import live_media_key
 

@@ -7,7 +7,7 @@ Every stage runs inside ``MediaWorker.stage``: it confirms the claim first (a wo
 superseded stops before writing anything), records progress and a ``job_events`` row, and turns an
 exception into the job's failure with a reason code and the retryable flag the queue's backoff needs.
 Provider errors are never retried inside the worker: ``fail(retryable=True)`` hands the retry to the
-queue (see ``media/providers.py``).
+queue (see ``media/image_providers.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ignite_dagster.media.attach import (
     find_stored,
     json_target,
 )
-from ignite_dagster.media.providers import (
+from ignite_dagster.media.image_providers import (
     GeneratedImage,
     ImageProvider,
     MediaProviderError,

@@ -1,5 +1,7 @@
 """The Postgres job queues: a typed client over the queue's SQL functions (``ignite_dagster/db/sql/``: the
-state machine in 002, fair share in 007, claim liveness in 008, materialization in 009, the claims in 010)."""
+state machine in 002, fair share in 007, claim liveness in 008, materialization in 009, the claims in 010).
+The retry policy of both queues and of the model call is ``retry.py``: which reasons are retried per job
+kind, the backoff, the free-release limit, ``decide``."""
 
 from ignite_dagster.queue.client import JobQueue, idempotent_job_id
 from ignite_dagster.queue.models import (

@@ -33,6 +33,7 @@ from ignite_dagster.queue.models import (
     NewMediaJob,
     SweepRow,
 )
+from ignite_dagster.queue.retry import QUEUE_BACKOFF
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,8 @@ class JobQueue:
         error: str,
         reason_code: str,
         retryable: bool = True,
-        backoff_base: timedelta = timedelta(seconds=30),
-        backoff_cap: timedelta = timedelta(minutes=15),
+        backoff_base: timedelta = QUEUE_BACKOFF.base,
+        backoff_cap: timedelta = QUEUE_BACKOFF.cap,
         retry_after: timedelta | None = None,
     ) -> str | None:
         """Returns the new status (``failed`` or ``dead_letter``), or None when the attempt is fenced.

@@ -21,6 +21,7 @@ from ignite_dagster.config import Settings
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.lease import Lease
+from ignite_dagster.queue.retry import STAGE_RETRYABLE
 from ignite_dagster.storage.base import NotFound, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def storage_failure(exc: Exception) -> tuple[str, str, bool] | None:
     if isinstance(exc, NotFound):
         return None
     if isinstance(exc, StorageError) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
-        return "storage_error", f"{type(exc).__name__}: {exc}", True
+        return "storage_error", f"{type(exc).__name__}: {exc}", "storage_error" in STAGE_RETRYABLE
     return None
 
 
@@ -100,7 +101,8 @@ class StagedWorker:
             raise
         except Exception as exc:
             known = self.classify(work, exc) or storage_failure(exc)
-            reason, msg, retryable = known or ("internal_error", f"{type(exc).__name__}: {exc}", True)
+            reason, msg, retryable = known or ("internal_error", f"{type(exc).__name__}: {exc}",
+                                               "internal_error" in STAGE_RETRYABLE)
             if known is None:
                 log.exception("%s job %s: unexpected failure in %s", self.table, job.id, name)
             self.queue.event(job.id, self.table, job.attempt, name, "error", percent, msg[:2000],

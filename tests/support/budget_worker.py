@@ -15,7 +15,7 @@ import sys
 from pydantic import BaseModel
 
 from ignite_dagster.budget import BudgetLimits, ProviderBudget
-from ignite_dagster.generation.llm.provider import ProviderConfig, StructuredClient
+from ignite_dagster.generation.llm.client import ProviderConfig, StructuredClient
 
 
 class Answer(BaseModel):

@@ -1,14 +1,18 @@
 """Skeleton + LLM generation through any OpenAI-compatible server.
 
-Modules: ``provider`` (client, retry layer, usage metering), ``cache`` (content-addressed answer cache in
-object storage), ``pricing`` (token cost), ``prompts`` (versioned wording), ``schemas`` (structured
-output shapes and their mapping onto the skeleton), ``filler`` (``LLMFiller``: fill and repair, the
-object the fill and repair stages hold as ``deps.llm``), ``repairer`` (one targeted repair round).
+Modules: ``client`` (``StructuredClient``: one structured call and its retries, decided by
+``queue/retry.py``), ``transport`` (one HTTP attempt), ``slots`` (server slots, output budgets),
+``deadline``, ``wire`` (strict schema, ``response_format``), ``meter`` (usage and cost), ``cache``
+(content-addressed answer cache in object storage), ``pricing`` (token cost), ``prompts`` (versioned wording),
+``schemas`` (structured output shapes and their mapping onto the skeleton), ``filler`` (``LLMFiller``: fill
+and repair, the object the fill and repair stages hold as ``deps.llm``), ``repairer`` (one targeted repair
+round).
 """
 
+from ignite_dagster.generation.llm.client import PROVIDER_NAME, ProviderConfig, StructuredClient
 from ignite_dagster.generation.llm.filler import LLMFiller, LLMFillResult, PlannedCall
+from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION
-from ignite_dagster.generation.llm.provider import PROVIDER_NAME, ProviderConfig, StructuredClient, UsageMeter
 
 __all__ = [
     "LLMFiller",

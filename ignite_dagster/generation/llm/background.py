@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ignite_dagster.course.request import CourseRequest
     from ignite_dagster.course.skeleton import Skeleton
+    from ignite_dagster.generation.llm.client import StructuredClient
     from ignite_dagster.generation.llm.filler import LLMFiller, LLMFillResult
-    from ignite_dagster.generation.llm.provider import StructuredClient
 
 log = logging.getLogger(__name__)
 

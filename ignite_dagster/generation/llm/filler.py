@@ -55,19 +55,14 @@ from ignite_dagster.course.quality import normalized
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm.cache import LLMCache
+from ignite_dagster.generation.llm.client import PROVIDER_NAME, ProviderConfig, StructuredClient, run_all
+from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.prompts import (
     PROMPT_VERSION,
     item_batch_messages,
     overview_messages,
     plan_messages,
     study_text_messages,
-)
-from ignite_dagster.generation.llm.provider import (
-    PROVIDER_NAME,
-    ProviderConfig,
-    StructuredClient,
-    UsageMeter,
-    run_all,
 )
 from ignite_dagster.generation.llm.repairer import repair_items
 from ignite_dagster.generation.llm.schemas import (

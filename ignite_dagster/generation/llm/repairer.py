@@ -28,8 +28,10 @@ from typing import Any
 from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
+from ignite_dagster.generation.llm.client import StructuredClient, run_all
+from ignite_dagster.generation.llm.deadline import Deadline
+from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION, repair_messages
-from ignite_dagster.generation.llm.provider import Deadline, StructuredClient, UsageMeter, run_all
 from ignite_dagster.generation.llm.schemas import ItemBatch, item_batch_schema, to_course_item
 from ignite_dagster.generation.types import GenerationFailed
 

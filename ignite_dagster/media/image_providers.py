@@ -10,12 +10,14 @@ Decisions, and why:
   ``fail(retryable=True)``: the queue's backoff spaces attempts, every attempt is visible as a job
   event, and a run never sits in a sleep holding a run slot. (The course filler retries inside the run
   because a course makes many calls; a media job makes one.)
-* **Reason codes** are the ones the API already maps to HTTP statuses (``api/routes.py``):
+* **Reason codes** are the ones the API already maps to HTTP statuses (``api/routes.py``); whether the
+  queue retries one is ``queue/retry.py``'s ``MEDIA_RETRYABLE``:
 
   ==========================================================  ==================================
   429 ``insufficient_quota``                                  ``provider_quota``, not retryable
   429 otherwise                                               ``provider_rate_limited``, retryable
   408, 409, 5xx, timeout, connection error                    ``provider_unavailable``, retryable
+  ``provider_timeout`` (a deadline passed)                    retryable, as for a course
   400 ``content_policy_violation`` / ``moderation_blocked``   ``content_refused``, not retryable
   other 400 / 404 / 422 (bad size, unknown model …)           ``invalid_request``, not retryable
   401 / 403                                                   ``provider_auth``, not retryable
@@ -38,14 +40,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from ignite_dagster.budget.retry_after import retry_after_of
 from ignite_dagster.config import ConfigError, Settings
+from ignite_dagster.queue.retry import MEDIA_RETRYABLE
 
 PROVIDER_NAME = "openai"
 
 # Error codes the OpenAI image API uses for safety-system rejections (DALL·E and gpt-image models).
 POLICY_CODES = frozenset({"content_policy_violation", "moderation_blocked", "image_generation_user_error_moderation"})
 
-RETRYABLE_REASONS = frozenset({"provider_rate_limited", "provider_unavailable"})
+# Which reasons the queue retries for a media job: the one retry policy (queue/retry.py), which also retries
+# ``provider_timeout`` (a timed-out image is worth another attempt after the backoff).
+RETRYABLE_REASONS = MEDIA_RETRYABLE
 
 
 class MediaProviderError(RuntimeError):
@@ -210,16 +216,6 @@ class OpenAIImageProvider:
         )
 
 
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    from ignite_dagster.generation.llm.provider import parse_retry_after
-
-    return parse_retry_after({k.lower(): v for k, v in headers.items()})
-
-
 def classify_openai_error(exc: BaseException) -> BaseException:
     """Map an SDK exception to a MediaProviderError (see the module table); anything else passes through."""
     import openai
@@ -237,9 +233,9 @@ def classify_openai_error(exc: BaseException) -> BaseException:
     if status == 429:
         if "insufficient_quota" in (code, kind):
             return MediaProviderError("provider_quota", message, status=status)
-        return MediaProviderError("provider_rate_limited", message, status=status, retry_after=_retry_after(exc))
+        return MediaProviderError("provider_rate_limited", message, status=status, retry_after=retry_after_of(exc))
     if status in (408, 409) or status >= 500:
-        return MediaProviderError("provider_unavailable", message, status=status, retry_after=_retry_after(exc))
+        return MediaProviderError("provider_unavailable", message, status=status, retry_after=retry_after_of(exc))
     if code in POLICY_CODES or kind in POLICY_CODES or "safety system" in (exc.message or "").lower():
         return MediaProviderError("content_refused", message, status=status)
     if status in (401, 403):
