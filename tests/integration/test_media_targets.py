@@ -1,7 +1,7 @@
-"""Item and option images on request: alt text
-stored, the requested targets in the completeness check, and images for an existing course over HTTP and
-the CLI (404 across organizations, nothing written on refusal, attached images left untouched).
-Real Postgres, real HTTP (uvicorn and the loopback image server), the production media worker."""
+"""Item and option images on request: alt text stored, the requested targets in the completeness check,
+and images for an existing course over HTTP and the CLI (404 across organizations, nothing written on
+refusal, attached images left untouched). Real Postgres, real HTTP (uvicorn and the loopback image
+server), the production media worker; the target vocabulary and prompts are tests/unit/test_media_targets.py."""
 
 from __future__ import annotations
 
