@@ -13,9 +13,6 @@ from tests.support.media import IMAGE_MODEL
 TEXT_KEY, IMAGE_KEY = "text-key-0001", "image-key-0002"
 
 
-# -- settings --------------------------------------------------------------------------------------------
-
-
 def test_image_settings_fall_back_to_the_text_provider_only_when_unset():
     shared = load_settings({"OPENAI_API_KEY": TEXT_KEY, "OPENAI_BASE_URL": "http://text.example/v1",
                             "IGNITE_IMAGE_MODEL": IMAGE_MODEL})
