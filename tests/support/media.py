@@ -8,8 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from ignite_dagster.config import Settings
+from ignite_dagster.media.attach import attach_to_course
 from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage.base import ObjectStore
+from tests.support.openai_server import tiny_png
 
 IMAGE_MODEL = "gpt-image-1"
 PRICES = json.dumps({IMAGE_MODEL: {"image": 0.04}})
@@ -22,6 +24,15 @@ def water_cycle_course(course_id: str, **kw: Any) -> dict[str, Any]:
     request = {"course_id": course_id, "subject": "water cycle", "grade_band": "3-5", "wants_images": True,
                "items_per_group": 4, **kw}
     return pack_course(request)
+
+
+def attach_every_study_text(store: ObjectStore, doc: dict[str, Any], course_id: str) -> None:
+    """An image stored and attached at the first marker of every study text: a course whose media is complete."""
+    for text in doc["studyTexts"]:
+        key = f"media-library/courses/{course_id}/study-texts/{text['id']}/img.png"
+        store.put(key, tiny_png(), content_type="image/png")
+        attach_to_course(store, course_id, {"type": "study_text", "sectionId": text["id"], "markerIndex": 0},
+                         store.public_url(key))
 
 
 def media_settings(base_url: str, **kw: Any) -> Settings:

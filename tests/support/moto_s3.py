@@ -1,6 +1,6 @@
 """moto's S3 server for tests, serialised so its conditional writes are atomic like real S3's.
 
-Shared by the storage contract tests and the media race test (tests/test_media_race.py).
+Shared by the storage contract tests and the media race test (tests/integration/test_media_race.py).
 """
 
 from __future__ import annotations

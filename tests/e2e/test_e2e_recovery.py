@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 # runs alive, and a claim that never ran a stage is released without spending a retry); 30 s stays so the
 # run's own start-up on a loaded machine (RUN_START to its first heartbeat) is never mistaken for silence.
 # These tests are about what happens after a run really died or really failed; the whole-stack crash is
-# tests/test_e2e_crash.py.
+# tests/e2e/test_e2e_crash.py.
 STALE_AFTER_S = 30
 
 

@@ -1,7 +1,7 @@
 """What deploy/ ships for each run launcher is accepted by Dagster as an operator would copy it: the block
 appended to the repository's dagster.yaml passes the instance schema, and the launcher's own config
 validates against its class's config schema at the pinned version (dagster-celery, dagster-k8s,
-dagster-docker 0.29.27). The Celery layout also runs end to end (tests/test_e2e_celery.py, marker
+dagster-docker 0.29.27). The Celery layout also runs end to end (tests/e2e/test_e2e_celery.py, marker
 `celery`); Kubernetes and Docker are validated here only."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from ignite_dagster.course.normalize import normalize_course
 from ignite_dagster.course.quality import QualityThresholds, course_preview, quality_figures
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.course.validation import is_quality_failure, validate_course
-from tests.test_packs import PACKS, compile_for, modes_of
+from tests.unit.test_packs import PACKS, compile_for, modes_of
 
 Q = QualityThresholds()
 STUDY = (

@@ -20,7 +20,7 @@ from ignite_dagster.budget.rate_limit import close_shared_pools, shared_pool
 from ignite_dagster.generation.llm.client import ProviderConfig, StructuredClient
 from tests.support.openai_server import CHAT, OpenAICompatServer, chat_json, rate_limited
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/<kind>/this file
 
 
 class Answer(BaseModel):

@@ -1,6 +1,7 @@
 """Honest cost and per-organization usage: a model without a price reports its cost as unknown (null plus
 a flag) on the job, in the worker's result, the API's job status, the usage ledger and `ignite usage`,
-never as 0; a spent daily budget fails the job as budget_exhausted until the next UTC day."""
+never as 0; a spent daily budget fails the job as budget_exhausted until the next UTC day (the window and
+the settings on their own: tests/unit/test_usage.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -16,7 +16,7 @@ import pytest
 
 from ignite_dagster.api.schemas import JobOut
 from ignite_dagster.budget import next_window, record_org_usage
-from ignite_dagster.config import ConfigError, Settings, load_settings
+from ignite_dagster.config import Settings
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.generation.llm import LLMFiller
 from ignite_dagster.queue import JobQueue
@@ -123,15 +123,3 @@ def test_a_spent_daily_budget_fails_the_job_as_budget_exhausted_and_spares_other
     done = generate(db_url, other, request("volcanoes-other"), store=store, llm=LLMFiller(settings, store),
                     settings=settings)
     assert done.job.status == "done"
-
-
-def test_next_window_is_the_next_utc_midnight():
-    assert next_window(datetime(2026, 3, 1, 23, 59, tzinfo=UTC)) == datetime(2026, 3, 2, tzinfo=UTC)
-    assert next_window(datetime(2026, 3, 1, 0, 0, tzinfo=UTC)) - datetime(2026, 3, 1, tzinfo=UTC) == timedelta(days=1)
-
-
-def test_a_cost_budget_without_a_price_is_refused_at_start():
-    with pytest.raises(ConfigError, match="IGNITE_ORG_DAILY_COST_BUDGET_USD"):
-        load_settings({"IGNITE_TEXT_MODEL": "m", "IGNITE_ORG_DAILY_COST_BUDGET_USD": "5"})
-    with pytest.raises(ConfigError, match="IGNITE_LLM_RPM"):
-        load_settings({"IGNITE_LLM_RPM": "0"})

@@ -1,7 +1,8 @@
 """Text and images from different providers: the image settings (IGNITE_IMAGE_BASE_URL,
 IGNITE_IMAGE_API_KEY) fall back to the text provider's only when unset, and with both set each loopback
 server receives only its own calls — for media jobs and the live ai-generate-media route alike.
-Real Postgres, real HTTP servers, the production course and media workers."""
+Real Postgres, real HTTP servers, the production course and media workers; the settings on their own are
+tests/unit/test_image_provider_split.py."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import uuid
 import httpx
 import pytest
 
-from ignite_dagster.config import ConfigError, Settings, load_settings
+from ignite_dagster.config import Settings
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course_jobs.submit import submit_course_request
 from ignite_dagster.course_jobs.worker import CourseWorker
-from ignite_dagster.media.image_providers import MediaProviderError, OpenAIImageProvider
 from ignite_dagster.media.worker import MediaWorker, work_claimed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease
@@ -25,31 +25,6 @@ from tests.support.media import IMAGE_MODEL
 from tests.support.openai_server import CHAT, IMAGES, OpenAICompatServer, ScriptedCourseModel
 
 TEXT_KEY, IMAGE_KEY = "text-key-0001", "image-key-0002"
-
-
-# -- settings --------------------------------------------------------------------------------------------
-
-
-def test_image_settings_fall_back_to_the_text_provider_only_when_unset():
-    shared = load_settings({"OPENAI_API_KEY": TEXT_KEY, "OPENAI_BASE_URL": "http://text.example/v1",
-                            "IGNITE_IMAGE_MODEL": IMAGE_MODEL})
-    assert (shared.image_provider_key, shared.image_provider_base_url) == (TEXT_KEY, "http://text.example/v1")
-    own = load_settings({"OPENAI_API_KEY": TEXT_KEY, "OPENAI_BASE_URL": "http://text.example/v1",
-                         "IGNITE_IMAGE_API_KEY": IMAGE_KEY, "IGNITE_IMAGE_BASE_URL": "http://images.example/v1",
-                         "IGNITE_IMAGE_MODEL": IMAGE_MODEL})
-    assert (own.image_provider_key, own.image_provider_base_url) == (IMAGE_KEY, "http://images.example/v1")
-    # images only: no text provider at all, and the text path stays unconfigured
-    images_only = load_settings({"IGNITE_IMAGE_API_KEY": IMAGE_KEY, "IGNITE_IMAGE_MODEL": IMAGE_MODEL})
-    assert images_only.images_configured and not images_only.model_configured
-
-
-def test_missing_image_settings_are_named_together():
-    with pytest.raises(ConfigError) as err:
-        Settings().require_images()
-    assert "IGNITE_IMAGE_API_KEY (or OPENAI_API_KEY)" in str(err.value) and "IGNITE_IMAGE_MODEL" in str(err.value)
-    with pytest.raises(MediaProviderError) as coded:
-        OpenAIImageProvider.from_settings(Settings(openai_api_key=TEXT_KEY))
-    assert coded.value.reason_code == "model_not_configured" and "IGNITE_IMAGE_MODEL" in coded.value.message
 
 
 # -- two servers -----------------------------------------------------------------------------------------

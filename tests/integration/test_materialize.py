@@ -184,8 +184,8 @@ def test_a_job_the_reconciler_completes_shows_as_a_reconciler_materialization(qu
     from ignite_dagster.course_jobs.worker import CourseWorker
     from ignite_dagster.defs.maintenance.jobs import reconcile_job
     from ignite_dagster.queue.lease import Lease
+    from tests.integration.test_reconcile import _generated_but_unrecorded
     from tests.support.jobs import set_columns
-    from tests.test_reconcile import _generated_but_unrecorded
 
     worker = CourseWorker(Settings(), queue, store, Lease(queue, 60))
     job = _generated_but_unrecorded(worker, queue, store, org_id, "addition-drift")

@@ -22,9 +22,9 @@ from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonIte
 from ignite_dagster.generation.llm import LLMFiller
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
+from tests.integration.test_llm_fill import NOW, PACKS, NoSleep, _sum_in, arithmetic_request, settings_for
 from tests.support.generate import generate
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel
-from tests.test_llm_fill import NOW, PACKS, NoSleep, _sum_in, arithmetic_request, settings_for
 
 
 @pytest.fixture

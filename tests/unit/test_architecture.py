@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/<kind>/this file
 PACKAGE = "ignite_dagster"
 DAGSTER_LAYER = {f"{PACKAGE}.defs", f"{PACKAGE}.definitions"}
 

@@ -562,4 +562,4 @@ def test_open_store_s3_works_against_the_server(moto_endpoint: str):
 
 def test_importing_storage_does_not_import_boto3():
     code = "import sys, ignite_dagster.storage; sys.exit(1 if 'boto3' in sys.modules else 0)"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

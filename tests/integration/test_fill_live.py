@@ -21,6 +21,7 @@ from ignite_dagster.generation.llm.slots import SLOT_MARGIN_TOKENS, output_budge
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
+from tests.integration.test_llm_fill import NoSleep, settings_for
 from tests.support.generate import generate
 from tests.support.openai_server import (
     CHAT,
@@ -30,7 +31,6 @@ from tests.support.openai_server import (
     ScriptedCourseModel,
     chat_json,
 )
-from tests.test_llm_fill import NoSleep, settings_for
 
 
 class Answer(BaseModel):

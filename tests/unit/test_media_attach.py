@@ -1,5 +1,6 @@
-"""Attachment into course.json (every target type, idempotent, CAS), regeneration keeping media, URL → key,
-the completeness report, and the media_complete asset check run through Dagster."""
+"""Attachment into course.json (every target type, idempotent, CAS), regeneration keeping media, URL → key
+and the completeness report, on local storage (the media_complete asset check run through Dagster is
+tests/integration/test_media_attach.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import re
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from ignite_dagster.course_jobs.persist import write_course_json
 from ignite_dagster.media.attach import (
@@ -22,8 +22,7 @@ from ignite_dagster.media.attach import (
 from ignite_dagster.media.markers import IMAGE_MARKER, merge_attached_media
 from ignite_dagster.storage import LocalObjectStore, S3ObjectStore
 from ignite_dagster.storage.keys import course_path, media_key
-from tests.support.media import water_cycle_course
-from tests.support.openai_server import tiny_png
+from tests.support.media import attach_every_study_text, water_cycle_course
 
 URL_A = "https://cdn.example/media-library/a.png"
 URL_B = "https://cdn.example/media-library/b.png"
@@ -155,21 +154,13 @@ def test_key_for_url_round_trips_on_every_backend(tmp_path):
         assert key_for_url(store, "https://elsewhere.example/x.png") is None
 
 
-def _attach_all(store, doc, course_id):
-    for text in doc["studyTexts"]:
-        key = f"media-library/courses/{course_id}/study-texts/{text['id']}/img.png"
-        store.put(key, tiny_png(), content_type="image/png")
-        attach_to_course(store, course_id, {"type": "study_text", "sectionId": text["id"], "markerIndex": 0},
-                         store.public_url(key))
-
-
 def test_completeness_report(tmp_path, course):
     store = LocalObjectStore(tmp_path)
     assert not media_completeness(store, "wc-attach").course_found
     write_course_json(store, course)
     pending = media_completeness(store, "wc-attach")
     assert not pending.passed and len(pending.pending_markers) == 2
-    _attach_all(store, course, "wc-attach")
+    attach_every_study_text(store, course, "wc-attach")
     ok = media_completeness(store, "wc-attach")
     assert ok.passed and ok.urls == 2 and ok.markers == 2
     stim = {"type": "item_stimulus", "itemId": course["items"][0]["id"]}
@@ -177,36 +168,6 @@ def test_completeness_report(tmp_path, course):
     store.delete(f"media-library/courses/wc-attach/study-texts/{course['studyTexts'][0]['id']}/img.png")
     gone = media_completeness(store, "wc-attach")
     assert not gone.passed and len(gone.unresolved) == 1 and "no object" in gone.unresolved[0]
-
-
-def test_media_complete_check_runs_through_dagster_for_a_partition(db_url, tmp_path, monkeypatch, course):
-    """The check as the UI launches it: the implicit asset job, one partition, the code location's services."""
-    from ignite_dagster.defs.resources import code_location_services
-
-    root = tmp_path / "storage"
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(root))
-    code_location_services.cache_clear()
-    try:
-        from ignite_dagster.definitions import defs
-
-        store = LocalObjectStore(root)
-        write_course_json(store, course)
-        check_key = AssetCheckKey(AssetKey("course_media"), "media_complete")
-        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(),
-                                                                       asset_check_selection={check_key})
-        with DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions("courses", ["wc-attach"])
-            first = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
-            _attach_all(store, course, "wc-attach")
-            second = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
-        evals = [e.asset_check_evaluation_data for r in (first, second) for e in r.all_events
-                 if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert [e.passed for e in evals] == [False, True]
-        assert {e.partition for e in evals} == {"wc-attach"}
-        assert evals[0].metadata["pending_markers"].value == 2
-    finally:
-        code_location_services.cache_clear()
 
 
 def test_study_text_url_has_no_closing_bracket(tmp_path):

@@ -75,7 +75,7 @@ def test_codes_are_the_contract():
     assert set(ERROR_CODES) == {
         "schema_error", "unfilled_text", "invalid_blank_count", "invalid_options_count", "invalid_correct_index",
         "math_incorrect", "missing_answer", "unexpected_options", "unfilled_content", "banned_term", "readability",
-        # the quality gates (tests/test_quality_gates.py)
+        # the quality gates (tests/unit/test_quality_gates.py)
         "duplicate_options", "duplicate_group_names", "empty_group_name", "duplicate_item_texts", "off_subject",
         "numeric_answer_mismatch", "answer_length_giveaway",
     }

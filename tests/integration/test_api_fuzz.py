@@ -40,7 +40,7 @@ COURSE_JOB = "/functions/v1/get-course-job"
 REFUSALS = {"no_pack", "invalid_request", "model_not_configured"}
 EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
 # A body over the size limit is refused with 413 before it is parsed. The limit sits above the largest
-# valid request (tests/test_api_routes.py sends it), so only invalid data can meet it: 413 is a rejection
+# valid request (tests/integration/test_api_routes.py sends it), so only invalid data can meet it: 413 is a rejection
 # of invalid data, like 422. (A too-long study text of characters outside the BMP, JSON-escaped at 12
 # bytes each, used to meet a limit set *below* the largest valid request: that was the real bug.)
 REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
@@ -95,7 +95,7 @@ def test_fuzz(fuzz_world, method, path, persona, mode):
         excluded.append(schemathesis.checks.positive_data_acceptance)
     if path == COURSE_JOB and mode == GenerationMode.POSITIVE:
         # one of the query parameters id / jobId is required, which OpenAPI cannot say of query parameters:
-        # without either it is a 422 naming them, by design (tests/test_api_compat_seed.py)
+        # without either it is a 422 naming them, by design (tests/integration/test_api_compat_seed.py)
         excluded.append(schemathesis.checks.positive_data_acceptance)
     if refusable:
         # A schema-valid request the strategy rules cannot serve (strategy=deterministic for a subject

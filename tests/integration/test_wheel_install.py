@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/<kind>/this file
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
