@@ -33,7 +33,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # published schema accepts. A payload may carry notes (20 000 characters), a study text (50 000) and a
 # subject (200); a client that JSON-escapes non-ASCII (Python's default) spends up to 12 bytes on one
 # character outside the BMP (a surrogate pair, two \uXXXX escapes): ~845 KB for a maximal request.
-# tests/test_api_routes.py sends that request and expects 202.
+# tests/integration/test_api_routes.py sends that request and expects 202.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 _STATUS_CODES = {

@@ -21,7 +21,7 @@ from dagster import DagsterInstance
 
 from ignite_dagster.defs.courses.keys import MODEL_POOL
 
-# Every pool an op of this code location declares (tests/test_pools.py checks the Definitions against it).
+# Every pool an op of this code location declares (tests/integration/test_pools.py checks the Definitions against it).
 POOLS: tuple[str, ...] = (MODEL_POOL,)
 
 

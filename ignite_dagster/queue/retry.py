@@ -35,7 +35,7 @@ Two layers retry, on purpose, and both are defined here:
   ===========================================  =========================================================
 
 This module is pure (no I/O, no clock, no randomness: the caller passes the jitter draw), so the table is
-tested as a table. The SQL side of the queue backoff cannot import Python; ``tests/test_retry_policy.py``
+tested as a table. The SQL side of the queue backoff cannot import Python; ``tests/integration/test_retry_policy.py``
 asserts that ``fail_job``'s defaults, ``ignite_free_release_limit()`` and the settings' defaults agree with
 the constants here.
 """
