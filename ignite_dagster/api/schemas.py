@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from ignite_dagster.api.errors import ErrorResponse, IssueOut
 from ignite_dagster.catalog.publishing import CHANGE_SUMMARY_MAX
