@@ -29,17 +29,29 @@ MEDIA_CHECK = "media_complete"
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
 
 
-def evaluate_schema(store, course_id: str) -> AssetCheckResult:
-    """The course_schema_valid check for one course."""
-    from ignite_dagster.course.model import parse_course
-    from ignite_dagster.course.validation import validate_course
+_MISSING = {"error": "course.json missing"}
+
+
+def read_stored_course(store, course_id: str) -> dict | None:
+    """The stored course.json as a document, None when there is none. Read once per course by the ops,
+    which evaluate both course checks from it."""
     from ignite_dagster.storage.base import NotFound
     from ignite_dagster.storage.keys import course_path
 
     try:
-        doc = json.loads(store.get(course_path(course_id)).data)
+        return json.loads(store.get(course_path(course_id)).data)
     except NotFound:
-        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"error": "course.json missing"})
+        return None
+
+
+def evaluate_schema(store, course_id: str, doc: dict | None = None) -> AssetCheckResult:
+    """The course_schema_valid check for one course (``doc``: the stored course, if already read)."""
+    from ignite_dagster.course.model import parse_course
+    from ignite_dagster.course.validation import validate_course
+
+    doc = doc if doc is not None else read_stored_course(store, course_id)
+    if doc is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
     course, issues = parse_course(doc)
     if course is not None:
         issues = validate_course(course, None, None)
@@ -52,19 +64,16 @@ def evaluate_schema(store, course_id: str) -> AssetCheckResult:
     )
 
 
-def evaluate_quality(store, course_id: str, settings) -> AssetCheckResult:
+def evaluate_quality(store, course_id: str, settings, doc: dict | None = None) -> AssetCheckResult:
     """The course_quality check for one course: gate codes, warnings and the figures behind them."""
     from ignite_dagster.course.issues import QUALITY_GATE_CODES
     from ignite_dagster.course.model import parse_course
     from ignite_dagster.course.quality import QualityThresholds, quality_figures
     from ignite_dagster.course.validation import validate_course
-    from ignite_dagster.storage.base import NotFound
-    from ignite_dagster.storage.keys import course_path
 
-    try:
-        doc = json.loads(store.get(course_path(course_id)).data)
-    except NotFound:
-        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"error": "course.json missing"})
+    doc = doc if doc is not None else read_stored_course(store, course_id)
+    if doc is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
     course, issues = parse_course(doc)
     if course is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR,

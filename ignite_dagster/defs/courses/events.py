@@ -7,7 +7,13 @@ from typing import Any
 from dagster import AssetCheckEvaluation, AssetMaterialization, MetadataValue, OpExecutionContext
 
 from ignite_dagster.config import load_settings
-from ignite_dagster.defs.checks import QUALITY_CHECK, SCHEMA_CHECK, evaluate_quality, evaluate_schema
+from ignite_dagster.defs.checks import (
+    QUALITY_CHECK,
+    SCHEMA_CHECK,
+    evaluate_quality,
+    evaluate_schema,
+    read_stored_course,
+)
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_METADATA
 from ignite_dagster.defs.partitions import courses_partitions
 
@@ -55,8 +61,7 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
         asset_key=COURSE_METADATA, partition=job.course_id,
         metadata={**common, "catalog_action": str(res.get("catalog_action")), "media_jobs": len(res.get("media_jobs", []))},
     )
-    return [content, metadata, schema_check_event(store, job.course_id),
-            quality_check_event(store, job.course_id, settings)]
+    return [content, metadata, *course_check_events(store, job.course_id, settings)]
 
 
 def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, detail: str, settings=None) -> list:
@@ -71,23 +76,16 @@ def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, d
                   "items": items if items is not None else "unknown", **preview_metadata(doc)},
     )
     metadata = AssetMaterialization(asset_key=COURSE_METADATA, partition=course_id, metadata=common)
-    return [content, metadata, schema_check_event(store, course_id), quality_check_event(store, course_id, settings)]
+    return [content, metadata, *course_check_events(store, course_id, settings)]
 
 
-def schema_check_event(store, course_id: str) -> AssetCheckEvaluation:
-    check = evaluate_schema(store, course_id)
-    return AssetCheckEvaluation(
-        asset_key=COURSE_CONTENT, check_name=SCHEMA_CHECK, passed=check.passed, partition=course_id,
-        metadata=check.metadata, severity=check.severity,
-    )
-
-
-def quality_check_event(store, course_id: str, settings=None) -> AssetCheckEvaluation:
-    check = evaluate_quality(store, course_id, settings if settings is not None else load_settings())
-    return AssetCheckEvaluation(
-        asset_key=COURSE_CONTENT, check_name=QUALITY_CHECK, passed=check.passed, partition=course_id,
-        metadata=check.metadata, severity=check.severity,
-    )
+def course_check_events(store, course_id: str, settings=None) -> list[AssetCheckEvaluation]:
+    """The schema and quality checks of one course, from one read of its stored course.json."""
+    doc = read_stored_course(store, course_id)
+    checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc)),
+              (QUALITY_CHECK, evaluate_quality(store, course_id, settings if settings is not None else load_settings(), doc)))
+    return [AssetCheckEvaluation(asset_key=COURSE_CONTENT, check_name=name, passed=check.passed, partition=course_id,
+                                 metadata=check.metadata, severity=check.severity) for name, check in checks]
 
 
 def report_course_events(context: OpExecutionContext, events: list, course_id: str) -> None:
