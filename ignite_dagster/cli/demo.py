@@ -468,7 +468,7 @@ class _Demo:
         c.print(table)
         spans = [j.processing_duration_ms for j, _, _ in rows if j.processing_duration_ms is not None]
         if spans:
-            c.print(f"duration: time in the six generation ops. From the sensor's claim to done took "
+            c.print(f"duration: time in the generation stages (strategy to persist). From the sensor's claim to done took "
                     f"{_seconds(min(spans))}–{_seconds(max(spans))} per job (mostly the run's process start).",
                     style="dim")
         if self.settings.storage_backend == "local":
