@@ -1,6 +1,6 @@
 """Fill benchmark: is the LLM fill as parallel as its batch plan allows, and does the cache cut calls?
 
-A 4-group × 12-item course (2 study texts) is filled through ``LLMFiller`` against the loopback
+A 4-group × 12-item course (2 study texts) is filled through ``ModelWriter`` against the loopback
 OpenAI-compatible server with a fixed latency per call (default 200 ms) and concurrency 8. Printed side
 by side from one run:
 
@@ -35,8 +35,8 @@ from ignite_dagster.config import Settings  # noqa: E402
 from ignite_dagster.course.model import Group, Level  # noqa: E402
 from ignite_dagster.course.request import CourseRequest  # noqa: E402
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot  # noqa: E402
-from ignite_dagster.generation.llm import LLMFiller  # noqa: E402
-from ignite_dagster.generation.validate import validate_and_normalize  # noqa: E402
+from ignite_dagster.generation.llm import ModelWriter  # noqa: E402
+from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize  # noqa: E402
 from ignite_dagster.storage.local import LocalObjectStore  # noqa: E402
 from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel  # noqa: E402
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, server: RemoteServer, sk: Skeleton, request: C
             openai_api_key="bench-key", openai_base_url=server.base_url, text_model="test-model",
             llm_concurrency=args.concurrency, llm_prices='{"test-model": {"input": 0.15, "output": 0.6}}',
         )
-        filler = LLMFiller(settings, items_per_call=args.items_per_call, use_cache=False)
+        filler = ModelWriter(settings, items_per_call=args.items_per_call, use_cache=False)
         plan = filler.plan(sk)
         calls = len(plan)
         waves = math.ceil(calls / args.concurrency)
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, server: RemoteServer, sk: Skeleton, request: C
         print(f"usage per fill: calls={result.usage.calls} tokens_in={result.usage.tokens_in} tokens_out={result.usage.tokens_out} cost_usd={result.usage.cost_usd}")
 
         store = LocalObjectStore(Path(tmp))
-        cached = LLMFiller(settings, store, items_per_call=args.items_per_call)
+        cached = ModelWriter(settings, store, items_per_call=args.items_per_call)
         server.reset()
         t0 = time.perf_counter()
         asyncio.run(cached.fill(sk, request))

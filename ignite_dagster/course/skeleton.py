@@ -1,7 +1,7 @@
 """The skeleton: the structure a fill must respect (ids, groups, clusters, variants, levels, arithmetic).
 
 A course-format concept (the normaliser and validator check drafts against it), so it lives beside the
-course model; ``generation/skeleton.py`` builds one.
+course model; ``generation/stages/build_skeleton.py`` builds one.
 """
 
 from __future__ import annotations

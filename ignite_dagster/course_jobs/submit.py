@@ -42,7 +42,7 @@ class RequestRefused(Exception):
 def check_servable(request: CourseRequest, *, model_configured: bool) -> None:
     """Run the strategy rules now, the way the worker will; raise RequestRefused when they refuse."""
     from ignite_dagster.generation.packs import default_index
-    from ignite_dagster.generation.strategy import select_strategy
+    from ignite_dagster.generation.stages.select_strategy import select_strategy
     from ignite_dagster.generation.types import GenerationFailed
 
     try:

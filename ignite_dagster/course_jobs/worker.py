@@ -123,9 +123,9 @@ class CourseWorker(StagedWorker):
     def llm(self):
         """The model client, built on first use: deterministic runs never import the openai SDK."""
         if self._llm is None and self.settings.model_configured:
-            from ignite_dagster.generation.llm import LLMFiller
+            from ignite_dagster.generation.llm import ModelWriter
 
-            self._llm = LLMFiller(self.settings, self.store)
+            self._llm = ModelWriter(self.settings, self.store)
         return self._llm
 
     def deps(self, work: CourseWork, on_stage=None, on_progress=None):
@@ -197,7 +197,7 @@ class CourseWorker(StagedWorker):
 
     def select_strategy(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.artifacts import save_artifact
-        from ignite_dagster.generation.strategy import select_strategy
+        from ignite_dagster.generation.stages.select_strategy import select_strategy
 
         with self.stage(work, "select_strategy"):
             index = self.packs
@@ -236,7 +236,7 @@ class CourseWorker(StagedWorker):
 
     def build_skeleton(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.artifacts import save_artifact
-        from ignite_dagster.generation.skeleton import build_skeleton
+        from ignite_dagster.generation.stages.build_skeleton import build_skeleton
 
         with self.stage(work, "build_skeleton"):
             work.skeleton = build_skeleton(work.request, work.choice, work.pack, self.packs)
@@ -286,7 +286,7 @@ class CourseWorker(StagedWorker):
         return self.finish(work)
 
     def fill(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.fill import fill
+        from ignite_dagster.generation.stages.fill import fill
 
         job = work.job
         span = STAGES["validate_normalize"] - STAGES["fill"]
@@ -328,7 +328,7 @@ class CourseWorker(StagedWorker):
         return work
 
     def validate_normalize(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.validate import validate_and_normalize
+        from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 
         with self.stage(work, "validate_normalize"):
             gates = work.pack.gates if work.pack is not None else None
@@ -337,7 +337,7 @@ class CourseWorker(StagedWorker):
         return work
 
     def repair(self, work: CourseWork) -> CourseWork:
-        from ignite_dagster.generation.repair import repair_until_valid
+        from ignite_dagster.generation.stages.repair import repair_until_valid
 
         def on_round(round_no: int) -> None:
             percent = min(STAGES["persist"] - 1, STAGES["repair"] + round_no)

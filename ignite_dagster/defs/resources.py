@@ -84,10 +84,10 @@ class FactoryResource(ConfigurableResource):
         """The run's shared background fills (one model client for every course of the run), built on
         first use; None without a model (deterministic runs never import the SDK)."""
         if self._fills is None and self._settings.model_configured:
-            from ignite_dagster.generation.llm import LLMFiller
+            from ignite_dagster.generation.llm import ModelWriter
             from ignite_dagster.generation.llm.background import BackgroundFills
 
-            self._fills = BackgroundFills(LLMFiller(self._settings, self._store))
+            self._fills = BackgroundFills(ModelWriter(self._settings, self._store))
         return self._fills
 
     def worker(self):

@@ -1,6 +1,8 @@
-"""Course generation, one module per stage: ``strategy`` → ``skeleton`` → ``fill`` (``deterministic`` packs
-or ``llm``) → ``validate`` → ``repair``, plus the debug ``artifacts`` they leave.
+"""Course generation. ``stages/`` holds one module per stage, named as the stage (``select_strategy`` →
+``build_skeleton`` → ``fill`` → ``validate_normalize`` → ``repair``; persist is ``course_jobs/persist.py``);
+``deterministic`` and ``packs`` compile offline packs, ``llm/`` writes through any OpenAI-compatible model
+(``ModelWriter``), ``artifacts`` holds the debug files they leave, ``types`` the stages' inputs and outputs.
 
-The course worker (``course_jobs/worker.py``) is the only chain: it calls one stage per step, so every
-stage shows in Dagster with its own timing and tests drive exactly what runs in production.
+The course worker (``course_jobs/worker.py``) is the only chain: it calls the stages in the order of
+``course_jobs/stages.py``, so tests drive exactly what runs in production.
 """

@@ -16,7 +16,7 @@ from typing import Any
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.generation.packs import ArithmeticPack, ArithmeticTemplate, KnowledgePack, Section
-from ignite_dagster.generation.skeleton import compute, seed_string, seeded_rng
+from ignite_dagster.generation.stages.build_skeleton import compute, seed_string, seeded_rng
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
 _IMAGE_MARKER_RE = re.compile(r"[ \t]*\[IMAGE:[^\]]*\][ \t]*\n?")

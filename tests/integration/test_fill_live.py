@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from ignite_dagster.course.request import CourseRequest
-from ignite_dagster.generation.llm import LLMFiller, ProviderConfig, StructuredClient
+from ignite_dagster.generation.llm import ModelWriter, ProviderConfig, StructuredClient
 from ignite_dagster.generation.llm import slots as slots_module
 from ignite_dagster.generation.llm.schemas import item_batch_schema, overview_schema, schema_max_tokens
 from ignite_dagster.generation.llm.slots import SLOT_MARGIN_TOKENS, output_budget
@@ -115,9 +115,9 @@ def test_output_budgets_fit_the_schema_and_the_servers_slot(server):
     server.respond_with("/props", Reply(body={"total_slots": 4, "default_generation_settings": {"n_ctx": 1500}}))
     model = ScriptedCourseModel()
     server.respond_with(CHAT, model)
-    filler = LLMFiller(settings_for(server, llm_max_output_tokens=4000), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_max_output_tokens=4000), sleep=NoSleep())
     try:
-        from ignite_dagster.generation.skeleton import build_skeleton
+        from ignite_dagster.generation.stages.build_skeleton import build_skeleton
         from ignite_dagster.generation.types import StrategyChoice
 
         request = CourseRequest(course_id="budget", subject="volcanoes", grade_band="3-5", items_per_group=4,
@@ -157,7 +157,7 @@ def test_progress_moves_with_finished_calls_and_the_fill_time_is_the_generations
     seen: list[tuple[int, str]] = []
     with OpenAICompatServer(latency=0.1) as server:
         server.respond_with(CHAT, progress_recorder(db_url, seen))
-        filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=NoSleep())
+        filler = ModelWriter(settings_for(server, llm_concurrency=1), sleep=NoSleep())
         result = generate(db_url, org_id, {"course_id": "live", "subject": "volcanoes", "grade_band": "3-5",
                                            "items_per_group": 2, "groups_count": 3},
                           store=LocalObjectStore(tmp_path), llm=filler)
@@ -181,7 +181,7 @@ def test_a_course_failing_the_gates_after_repair_ends_quality_failed_retried_onc
     with OpenAICompatServer() as server:
         model = ScriptedCourseModel(faults={1: "off_subject", 2: "same_options"}, repair_faults={1: "off_subject"})
         server.respond_with(CHAT, model)
-        filler = LLMFiller(settings_for(server, repair_rounds=2), store, sleep=NoSleep())
+        filler = ModelWriter(settings_for(server, repair_rounds=2), store, sleep=NoSleep())
         with pytest.raises(GenerationFailed) as failed:
             generate(db_url, org_id, request, store=store, llm=filler)
         job = failed.value.job_row  # type: ignore[attr-defined]
@@ -215,7 +215,7 @@ def test_a_course_failing_the_gates_after_repair_ends_quality_failed_retried_onc
 def test_items_failing_a_gate_are_repaired_and_the_course_ships(db_url, org_id, tmp_path):
     with OpenAICompatServer() as server:
         server.respond_with(CHAT, ScriptedCourseModel(faults={0: "same_options", 3: "off_subject"}))
-        filler = LLMFiller(settings_for(server), sleep=NoSleep())
+        filler = ModelWriter(settings_for(server), sleep=NoSleep())
         result = generate(db_url, org_id, {"course_id": "fixed", "subject": "volcanoes", "grade_band": "3-5",
                                            "items_per_group": 2, "groups_count": 2},
                           store=LocalObjectStore(tmp_path), llm=filler)

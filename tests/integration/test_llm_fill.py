@@ -1,4 +1,4 @@
-"""Skeleton + LLM fill end to end: the course worker with ``LLMFiller`` against the loopback server.
+"""Skeleton + LLM fill end to end: the course worker with ``ModelWriter`` against the loopback server.
 
 The scripted model (``ScriptedCourseModel``) answers from what the prompt says, like a real model, so
 these tests exercise the real prompts, structured outputs, batching, concurrency, enforcement of the
@@ -22,10 +22,10 @@ from ignite_dagster.config import Settings
 from ignite_dagster.course.model import Group, Level
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
-from ignite_dagster.generation.llm import PROMPT_VERSION, LLMFiller
+from ignite_dagster.generation.llm import PROMPT_VERSION, ModelWriter
 from ignite_dagster.generation.packs import ArithmeticPack, PackIndex
 from ignite_dagster.generation.types import GenerationFailed
-from ignite_dagster.generation.validate import validate_and_normalize
+from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.generate import Generated, generate
 from tests.support.openai_server import (
@@ -114,7 +114,7 @@ def server():
 @pytest.fixture
 def run(db_url, org_id, tmp_path):
     """``run(request, filler, store=None, packs=PACKS)``: one course through the production worker."""
-    def go(request: dict[str, Any], filler: LLMFiller, store: LocalObjectStore | None = None,
+    def go(request: dict[str, Any], filler: ModelWriter, store: LocalObjectStore | None = None,
            packs: PackIndex = PACKS) -> Generated:
         return generate(db_url, org_id, request, store=store or LocalObjectStore(tmp_path / "run-store"),
                         llm=filler, packs=packs, now=NOW)
@@ -124,7 +124,7 @@ def run(db_url, org_id, tmp_path):
 def test_fill_produces_valid_course_with_skeleton_enforced(server, run):
     model = ScriptedCourseModel()
     server.respond_with(CHAT, model)
-    filler = LLMFiller(settings_for(server), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server), sleep=NoSleep())
     result = run(arithmetic_request(), filler)
 
     course = result.course
@@ -152,7 +152,7 @@ def test_fill_produces_valid_course_with_skeleton_enforced(server, run):
 
 def test_prompts_carry_subject_band_mode_notes_and_source(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server), sleep=NoSleep())
     run(arithmetic_request(study_text="Apples and pears are fruit. " * 20), filler)
     for req in server.requests_to(CHAT):
         text = req.text()
@@ -166,14 +166,14 @@ def test_prompts_carry_subject_band_mode_notes_and_source(server, run):
 def test_arithmetic_answers_come_from_the_skeleton(server, run):
     """A model that points at the wrong option or states a wrong number is corrected without repair."""
     server.respond_with(CHAT, ScriptedCourseModel(faults={i: "wrong_index" for i in range(12)}))
-    result = run(arithmetic_request(), LLMFiller(settings_for(server), sleep=NoSleep()))
+    result = run(arithmetic_request(), ModelWriter(settings_for(server), sleep=NoSleep()))
     assert result.telemetry.repair_rounds == 0
     for item in result.course.items:
         assert float(item.options[item.correct_index]) == _sum_in(item.text)
 
     server.reset()
     server.respond_with(CHAT, ScriptedCourseModel(faults={i: "wrong_numeric" for i in range(12)}))
-    result = run(arithmetic_request(course_id="add-numeric", mode="numeric"), LLMFiller(settings_for(server), sleep=NoSleep()))
+    result = run(arithmetic_request(course_id="add-numeric", mode="numeric"), ModelWriter(settings_for(server), sleep=NoSleep()))
     assert result.telemetry.repair_rounds == 0
     for item in result.course.items:
         assert item.answer == _sum_in(item.text) and item.options is None
@@ -181,7 +181,7 @@ def test_arithmetic_answers_come_from_the_skeleton(server, run):
 
 def test_knowledge_subject_without_pack(server, run):
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server), sleep=NoSleep())
     request = {"course_id": "photo", "subject": "Photosynthesis", "grade_band": "6-8", "items_per_group": 4,
                "notes": "Focus on leaves."}
     result = run(request, filler, packs=PackIndex({}))
@@ -201,7 +201,7 @@ def test_usage_counts_failed_attempts(server, run):
     server.enqueue(CHAT, rate_limited(retry_after=1.5), server_error(500), chat_truncated(completion_tokens=2000))
     server.respond_with(CHAT, model)
     sleep = NoSleep()
-    filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=sleep)
+    filler = ModelWriter(settings_for(server, llm_concurrency=1), sleep=sleep)
     result = run(arithmetic_request(), filler)
     t = result.telemetry
     assert t.calls == 5 + 3 == len(server.requests_to(CHAT))
@@ -220,7 +220,7 @@ def test_usage_counts_failed_attempts(server, run):
 def test_batches_respect_size_bound_and_concurrency_limit(server, run):
     server.latency = 0.05
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server, llm_concurrency=3), items_per_call=4, sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_concurrency=3), items_per_call=4, sleep=NoSleep())
     result = run(arithmetic_request(items_per_group=10, wants_images=False), filler)
     batches = [r for r in server.requests_to(CHAT) if r.json["response_format"]["json_schema"]["name"] == "ItemBatch"]
     assert len(batches) == 2 * math.ceil(10 / 4)
@@ -229,7 +229,7 @@ def test_batches_respect_size_bound_and_concurrency_limit(server, run):
 
 
 def test_plan_matches_calls_made(server):
-    filler = LLMFiller(settings_for(server), items_per_call=5)
+    filler = ModelWriter(settings_for(server), items_per_call=5)
     skeleton = Skeleton(
         course_id="c", subject="s", grade_band="3-5", mode="options",
         groups=[Group(id=g, name=f"G{g}") for g in range(4)],
@@ -246,9 +246,9 @@ def test_plan_matches_calls_made(server):
 def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path, run):
     store = LocalObjectStore(tmp_path)
     server.respond_with(CHAT, ScriptedCourseModel())
-    first = run(arithmetic_request(), LLMFiller(settings_for(server), store, sleep=NoSleep()), store)
+    first = run(arithmetic_request(), ModelWriter(settings_for(server), store, sleep=NoSleep()), store)
     made = len(server.requests_to(CHAT))
-    second = run(arithmetic_request(), LLMFiller(settings_for(server), store, sleep=NoSleep()), store)
+    second = run(arithmetic_request(), ModelWriter(settings_for(server), store, sleep=NoSleep()), store)
     assert len(server.requests_to(CHAT)) == made  # zero provider calls
     assert second.telemetry.calls == 0 and second.telemetry.cache_hits == made
     assert second.telemetry.tokens_in == 0 and second.telemetry.cost_usd == 0
@@ -260,7 +260,7 @@ def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path, run):
 def test_quota_fails_fast_with_clear_code(server, run):
     server.enqueue(CHAT, quota_exceeded())
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_concurrency=1), sleep=NoSleep())
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "provider_quota" and err.value.retryable is False
@@ -271,14 +271,14 @@ def test_quota_fails_fast_with_clear_code(server, run):
 def test_refusal_fails_the_fill_as_content_refused(server, run):
     server.enqueue(CHAT, chat_refusal("I won't write that."))
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server, llm_concurrency=1), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_concurrency=1), sleep=NoSleep())
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "content_refused" and not err.value.retryable
 
 
 def test_an_unknown_schema_keyword_setting_is_a_named_configuration_error(server, run):
-    filler = LLMFiller(settings_for(server, llm_schema_drop="pattern,maxLength"))
+    filler = ModelWriter(settings_for(server, llm_schema_drop="pattern,maxLength"))
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "model_not_configured" and "IGNITE_LLM_SCHEMA_DROP" in err.value.message
@@ -286,7 +286,7 @@ def test_an_unknown_schema_keyword_setting_is_a_named_configuration_error(server
 
 
 def test_missing_model_is_model_not_configured(server, run):
-    filler = LLMFiller(Settings(openai_base_url=server.base_url))
+    filler = ModelWriter(Settings(openai_base_url=server.base_url))
     with pytest.raises(GenerationFailed) as err:
         run(arithmetic_request(), filler)
     assert err.value.reason_code == "model_not_configured" and not err.value.retryable
@@ -296,7 +296,7 @@ def test_missing_model_is_model_not_configured(server, run):
 
 def test_unpriced_model_reports_cost_as_incomplete(server):
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server, llm_prices=None), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_prices=None), sleep=NoSleep())
     skeleton = Skeleton(
         course_id="c", subject="s", grade_band="3-5", mode="numeric",
         groups=[Group(id=0, name="G")], levels=[Level(id=1, title="All", start=0, end=2)],
@@ -321,7 +321,7 @@ def test_unpriced_model_reports_cost_as_incomplete(server):
     (None, ["  3)  Order fractions  "], "Order fractions"),
 ])
 def test_a_plans_placeholder_group_name_is_replaced_by_its_first_objective(name, objectives, expected):
-    from ignite_dagster.generation.llm.filler import group_name
+    from ignite_dagster.generation.llm.writer import group_name
     from ignite_dagster.generation.llm.schemas import PlanGroup
 
     assert group_name(PlanGroup(name=name, objectives=objectives)) == expected
@@ -330,9 +330,9 @@ def test_a_plans_placeholder_group_name_is_replaced_by_its_first_objective(name,
 def test_a_plans_repeated_group_name_gives_way_to_the_groups_own_objective():
     """SmolLM2-135M names every group after the subject ("The Solar System" ×3); each group's objective
     names its skill, so the second and third group take theirs and the names are distinct."""
-    from ignite_dagster.generation.llm.filler import apply_plan
+    from ignite_dagster.generation.llm.writer import apply_plan
     from ignite_dagster.generation.llm.schemas import CoursePlan, PlanGroup
-    from ignite_dagster.generation.skeleton import build_skeleton
+    from ignite_dagster.generation.stages.build_skeleton import build_skeleton
     from ignite_dagster.generation.types import StrategyChoice
 
     skeleton = build_skeleton(CourseRequest(course_id="c", subject="the solar system", grade_band="3-5",

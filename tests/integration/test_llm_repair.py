@@ -2,7 +2,7 @@
 
 Faults are injected per item by the scripted model (wrong option count, an arithmetic answer missing
 from the options, a text with no blank, an item left out); the course worker's validate → repair stages
-and ``LLMFiller.repair`` must end in a valid course or a coded ``validation_failed`` with no course.
+and ``ModelWriter.repair`` must end in a valid course or a coded ``validation_failed`` with no course.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Group, Level
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
-from ignite_dagster.generation.llm import LLMFiller
+from ignite_dagster.generation.llm import ModelWriter
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.integration.test_llm_fill import NOW, PACKS, NoSleep, _sum_in, arithmetic_request, settings_for
@@ -54,7 +54,7 @@ def test_fixable_faults_converge_to_a_valid_course(server, tmp_path: Path, db_ur
     server.respond_with(CHAT, model)
     store = LocalObjectStore(tmp_path)
     result = generate(db_url, org_id, arithmetic_request(), store=store, packs=PACKS, now=NOW,
-                      llm=LLMFiller(settings_for(server), sleep=NoSleep()))
+                      llm=ModelWriter(settings_for(server), sleep=NoSleep()))
 
     assert result.telemetry.repair_rounds == 1
     sent = repair_requests(server)
@@ -82,7 +82,7 @@ def test_items_are_matched_by_position_not_by_the_ids_a_model_writes(server, tmp
     model = ScriptedCourseModel(faults={i: "wrong_id" for i in range(12)})
     server.respond_with(CHAT, model)
     result = generate(db_url, org_id, arithmetic_request(), store=LocalObjectStore(tmp_path), packs=PACKS, now=NOW,
-                      llm=LLMFiller(settings_for(server), sleep=NoSleep()))
+                      llm=ModelWriter(settings_for(server), sleep=NoSleep()))
     assert result.telemetry.repair_rounds == 0 and model.calls["RepairedItems"] == 0
     for item in result.course.items:
         assert f"Item {item.id}:" in item.text  # each item got the answer written for it
@@ -95,7 +95,7 @@ def test_unfixable_items_stop_at_the_bound_without_a_course(server, tmp_path: Pa
     store = LocalObjectStore(tmp_path)
     with pytest.raises(GenerationFailed) as err:
         generate(db_url, org_id, arithmetic_request(), store=store, packs=PACKS, now=NOW,
-                 llm=LLMFiller(settings_for(server), sleep=NoSleep()), settings=replace(settings_for(server), repair_rounds=2))
+                 llm=ModelWriter(settings_for(server), sleep=NoSleep()), settings=replace(settings_for(server), repair_rounds=2))
     exc = err.value
     assert exc.reason_code == "validation_failed" and exc.retryable is True  # the model may answer differently next attempt
     assert {i.code for i in exc.issues} == {"invalid_options_count", "invalid_blank_count"}
@@ -142,7 +142,7 @@ def test_repair_sends_only_failing_items_in_small_batches_and_keeps_structure(se
     issues.append(Issue(code="unfilled_content", severity="error", message="study text missing"))  # names no item
     issues.append(Issue(code="missing_section_markers", severity="warning", message="w", item_id=7))
     server.respond_with(CHAT, ScriptedCourseModel())
-    filler = LLMFiller(settings_for(server, llm_concurrency=2), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server, llm_concurrency=2), sleep=NoSleep())
     request = CourseRequest(course_id="rep", subject="multiplication", grade_band="3-5")
     result = asyncio.run(filler.repair(course, issues, skeleton, request))
 
@@ -165,7 +165,7 @@ def test_repair_sends_only_failing_items_in_small_batches_and_keeps_structure(se
 
 def test_repair_without_item_errors_makes_no_call(server):
     skeleton = _skeleton(3)
-    filler = LLMFiller(settings_for(server), sleep=NoSleep())
+    filler = ModelWriter(settings_for(server), sleep=NoSleep())
     request = CourseRequest(course_id="rep", subject="multiplication", grade_band="3-5")
     issues = [Issue(code="unfilled_content", severity="error", message="study text missing")]
     result = asyncio.run(filler.repair(_broken_course(skeleton), issues, skeleton, request))

@@ -18,7 +18,7 @@ from ignite_dagster.api.schemas import JobOut
 from ignite_dagster.budget import next_window, record_org_usage
 from ignite_dagster.config import Settings
 from ignite_dagster.course.request import CourseRequest
-from ignite_dagster.generation.llm import LLMFiller
+from ignite_dagster.generation.llm import ModelWriter
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.staged import JobAborted
 from ignite_dagster.storage.local import LocalObjectStore
@@ -64,7 +64,7 @@ def ignite_usage(db_url: str, tmp_path) -> list[dict]:
 def test_a_model_without_a_price_reports_unknown_cost_never_zero(db_url, org_id, server, tmp_path):
     settings = model_settings(server)  # IGNITE_LLM_PRICES unset
     store = LocalObjectStore(tmp_path / "store")
-    done = generate(db_url, org_id, request("volcanoes-unpriced"), store=store, llm=LLMFiller(settings, store),
+    done = generate(db_url, org_id, request("volcanoes-unpriced"), store=store, llm=ModelWriter(settings, store),
                     settings=settings)
     job = done.job
     assert job.status == "done" and job.tokens and job.tokens > 0
@@ -82,7 +82,7 @@ def test_a_model_without_a_price_reports_unknown_cost_never_zero(db_url, org_id,
 def test_a_priced_model_reports_its_cost_and_the_ledger_matches(db_url, org_id, server, tmp_path):
     settings = model_settings(server, llm_prices=PRICES)
     store = LocalObjectStore(tmp_path / "store")
-    done = generate(db_url, org_id, request("volcanoes-priced"), store=store, llm=LLMFiller(settings, store),
+    done = generate(db_url, org_id, request("volcanoes-priced"), store=store, llm=ModelWriter(settings, store),
                     settings=settings)
     job = done.job
     assert job.cost_known is True and job.cost_usd is not None and job.cost_usd > 0
@@ -109,7 +109,7 @@ def test_a_spent_daily_budget_fails_the_job_as_budget_exhausted_and_spares_other
     settings = model_settings(server, org_daily_token_budget=5000)
     store = LocalObjectStore(tmp_path / "store")
     with pytest.raises(JobAborted) as info:
-        generate(db_url, org_id, request("volcanoes-over"), store=store, llm=LLMFiller(settings, store),
+        generate(db_url, org_id, request("volcanoes-over"), store=store, llm=ModelWriter(settings, store),
                  settings=settings)
     assert info.value.reason_code == "budget_exhausted"
     assert server.requests_to(CHAT) == []  # nothing was spent on a job over budget
@@ -120,6 +120,6 @@ def test_a_spent_daily_budget_fails_the_job_as_budget_exhausted_and_spares_other
     assert "IGNITE_ORG_DAILY_TOKEN_BUDGET" in job.error
     assert any(e.meta and e.meta.get("reason_code") == "budget_exhausted" for e in queue.events(job.id))
     # the other organization has its own budget
-    done = generate(db_url, other, request("volcanoes-other"), store=store, llm=LLMFiller(settings, store),
+    done = generate(db_url, other, request("volcanoes-other"), store=store, llm=ModelWriter(settings, store),
                     settings=settings)
     assert done.job.status == "done"

@@ -16,7 +16,7 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.validation import count_blanks, validate_course
 from ignite_dagster.generation.deterministic import compile_pack
 from ignite_dagster.generation.packs import ArithmeticPack, KnowledgePack, PackIndex, default_index, find_pack
-from ignite_dagster.generation.skeleton import build_skeleton
+from ignite_dagster.generation.stages.build_skeleton import build_skeleton
 from ignite_dagster.generation.types import StrategyChoice
 
 INDEX = default_index()

@@ -28,13 +28,13 @@ if TYPE_CHECKING:
     from ignite_dagster.course.request import CourseRequest
     from ignite_dagster.course.skeleton import Skeleton
     from ignite_dagster.generation.llm.client import StructuredClient
-    from ignite_dagster.generation.llm.filler import LLMFiller, LLMFillResult
+    from ignite_dagster.generation.llm.writer import ModelWriter, LLMFillResult
 
 log = logging.getLogger(__name__)
 
 
 class BackgroundFills:
-    def __init__(self, filler: LLMFiller) -> None:
+    def __init__(self, filler: ModelWriter) -> None:
         self.filler = filler
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

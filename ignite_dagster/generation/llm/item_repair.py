@@ -4,7 +4,7 @@ Why targeted: a draft with three bad items out of forty should cost three items'
 re-writing good items would only risk new errors. What is repairable follows the spec: item-level
 errors that name an item (``Issue.item_id``) whose id is in the skeleton. Course-level problems (a
 title too long, an empty study text) are not sent; they stay in the issues and fail the job if they
-remain. The repair stage (``generation/repair.py``) owns the rounds (bound ``repair_rounds``) and re-validates after each.
+remain. The repair stage (``generation/stages/repair.py``) owns the rounds (bound ``repair_rounds``) and re-validates after each.
 
 Every failing item is sent (in batches, all concurrent); a batch whose call fails leaves its items as
 they were while the other batches' answers are kept (valid parts of a partial answer are not thrown

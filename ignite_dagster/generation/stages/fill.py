@@ -6,7 +6,7 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton
 from ignite_dagster.generation.deterministic import compile_pack
 from ignite_dagster.generation.packs import ArithmeticPack, KnowledgePack
-from ignite_dagster.generation.strategy import MODEL_SETTINGS_HINT
+from ignite_dagster.generation.stages.select_strategy import MODEL_SETTINGS_HINT
 from ignite_dagster.generation.types import (
     FillResult,
     GenerationDeps,

@@ -1,9 +1,9 @@
 """Skeleton + LLM: the model writes the content, the skeleton keeps the structure and the arithmetic.
 
-``LLMFiller`` is the object the fill and repair stages hold as ``deps.llm``: ``await fill(skeleton, request)``
+``ModelWriter`` is the object the fill and repair stages hold as ``deps.llm``: ``await fill(skeleton, request)``
 returns the draft course, ``await repair(course, issues, skeleton, request)`` rewrites failing items.
 
-Call plan of one fill (``LLMFiller.plan``), bounded by the client's concurrency (``llm_concurrency``,
+Call plan of one fill (``ModelWriter.plan``), bounded by the client's concurrency (``llm_concurrency``,
 capped by the slots the server reports):
 
 * a course without a pack first makes one *plan* call (skill-named groups, one objective per cluster,
@@ -64,7 +64,7 @@ from ignite_dagster.generation.llm.prompts import (
     plan_messages,
     study_text_messages,
 )
-from ignite_dagster.generation.llm.repairer import repair_items
+from ignite_dagster.generation.llm.item_repair import repair_items
 from ignite_dagster.generation.llm.schemas import (
     CourseOverview,
     CoursePlan,
@@ -263,7 +263,7 @@ def to_usage(meter: UsageMeter) -> tuple[Usage, bool]:
         return Usage(cost_usd=meter.priced_cost_usd, **base), False
 
 
-class LLMFiller:
+class ModelWriter:
     """Fill and repair through an OpenAI-compatible model; see the module docstring.
 
     ``store``: object storage for the content-addressed answer cache (None: no cache).
@@ -505,7 +505,7 @@ class LLMFiller:
     async def repair(
         self, course: dict[str, Any], issues: list[Issue], skeleton: Skeleton, request: CourseRequest
     ) -> LLMFillResult:
-        """One repair round: the full course with the failing items replaced (see ``repairer``)."""
+        """One repair round: the full course with the failing items replaced (see ``item_repair``)."""
         config = self.config()
         async with self.client(config) as client:
             meter = client.new_meter()

@@ -5,7 +5,7 @@ Decisions (course-format.md):
   schema problem) fails at once — the model cannot patch those item by item;
 * without a model nothing can repair, so errors fail the job at once (deterministic packs are expected
   to compile clean; an error there is a pack bug that must surface, not be patched);
-* each round sends every failing item (in batches, see ``llm/repairer``); rounds are bounded by
+* each round sends every failing item (in batches, see ``llm/item_repair``); rounds are bounded by
   ``deps.repair_rounds``;
 * a validation failure is retryable only on the model path: a model answers differently on another
   attempt, a pack fails its own gates the same way every time. ``validation_issues.json`` says why.
@@ -31,7 +31,7 @@ from ignite_dagster.course.skeleton import Skeleton
 from ignite_dagster.course.validation import ContentGates, errors_of, is_quality_failure
 from ignite_dagster.generation.artifacts import codes_summary, issues_json, save_artifact
 from ignite_dagster.generation.types import FillResult, GenerationDeps, GenerationFailed, Usage
-from ignite_dagster.generation.validate import validate_and_normalize
+from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 
 
 @dataclass
