@@ -1,4 +1,5 @@
-"""sql/schema.sql, the schema a reader reads in one file, is what the migrations build (ignite_dagster.db.schema).
+"""sql/schema.sql, the schema a reader reads in one file, is what the migrations build
+(ignite_dagster.db.schema).
 
 A migration added without regenerating the file, or a hand edit of the file, fails here with the
 command that regenerates it.
@@ -22,7 +23,7 @@ def test_sql_schema_file_is_what_the_migrations_build(postgres):
     committed = schema.schema_file().read_text(encoding="utf-8")
     if committed != built:
         diff = "".join(difflib.unified_diff(committed.splitlines(True), built.splitlines(True),
-                                            "sql/schema.sql (committed)", "sql/schema.sql (from the migrations)"))
+                                            "sql/schema.sql (committed)", "from the migrations"))
         pytest.fail(f"sql/schema.sql is out of date with the migrations; regenerate it with "
                     f"`{schema.REGENERATE}`\n{diff[:6000]}")
 
@@ -41,7 +42,8 @@ def test_a_function_redefined_by_a_later_migration_appears_once_as_last_defined(
     assert text.count("FUNCTION public.get_next_pending_media_job(") == 1
     definition = text[text.index("FUNCTION public.get_next_pending_media_job("):]
     assert "LANGUAGE sql" in definition.split(";\n", 1)[0]
-    assert "-- last defined in 999_later.sql\nCREATE OR REPLACE FUNCTION public.get_next_pending_media_job(" in text
+    assert ("-- last defined in 999_later.sql\n"
+            "CREATE OR REPLACE FUNCTION public.get_next_pending_media_job(") in text
     organizations = text.split("CREATE TABLE organizations (\n", 1)[1].split("\n);", 1)[0]
     assert "    later_note text," in organizations.splitlines()
     assert "CREATE INDEX organizations_later_note ON public.organizations USING btree (later_note);" in text
