@@ -2,7 +2,7 @@
 
 Domain code over Postgres (no Dagster): ``rate_limit`` holds the request/token/in-flight budget one
 provider endpoint + model shares across every run, process and daemon; ``org`` the per-organization
-daily usage ledger and its budget check. The SQL lives in ``db/sql/007_budgets_fair_share.sql``.
+daily usage ledger and its budget check. The SQL lives in ``sql/007_budgets_fair_share.sql``.
 """
 
 from ignite_dagster.budget.factory import guarded, image_budget, org_budget, text_budget

@@ -1,4 +1,4 @@
-"""The database: connections (``pool``) and the schema (``migrations`` and the SQL files of ``sql/``)."""
+"""The database: connections (``pool``) and the schema (``migrations`` of the top-level ``sql/``, ``schema``)."""
 
 from ignite_dagster.db.migrations import SchemaError, check, migrate, migrations, pending_migrations
 from ignite_dagster.db.pool import connect, make_pool

@@ -1,7 +1,8 @@
 """The migrations runner.
 
-Migrations are the numbered plain-SQL files of ``ignite_dagster/db/sql/``, shipped inside the package and
-read with :mod:`importlib.resources`, so an installed wheel migrates exactly like a source checkout.
+Migrations are the numbered plain-SQL files of the repository's top-level ``sql/`` (sql/README.md), shipped
+inside the package as ``ignite_dagster.sql`` (setup.py) and read with :mod:`importlib.resources`, so an
+installed wheel migrates exactly like a source checkout.
 Each is applied once, in its own transaction, under a session advisory lock so that two services starting
 together never race; ``check`` lets every service refuse to start against a schema that is missing or behind,
 with a message that says what to run.
@@ -20,7 +21,7 @@ from importlib.resources.abc import Traversable
 
 import psycopg
 
-SQL_DIR: Traversable = files("ignite_dagster.db") / "sql"
+SQL_DIR: Traversable = files("ignite_dagster.sql")
 # Any constant works; it only has to be the same for every process that migrates this database.
 MIGRATION_LOCK_KEY = 0x16_417E_D46
 

@@ -1,4 +1,4 @@
-"""A thin Python manager over the queue's SQL functions (``ignite_dagster/db/sql/``; a function redefined
+"""A thin Python manager over the queue's SQL functions (``sql/``; a function redefined
 by a later migration runs as the highest-numbered file defines it: the claims as 010 does).
 
 The state machine lives in SQL; this module only names calls, converts rows into typed models and adds

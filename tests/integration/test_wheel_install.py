@@ -32,17 +32,17 @@ def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("wheel")
     src = base / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "ignite_dagster", src / "ignite_dagster",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("ignite_dagster", "sql"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = base / "dist"
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                   "--disable-pip-version-check", "-q", "-w", str(dist), str(src)], cwd=base)
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = dist.glob("ignite_dagster-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("ignite_dagster/db/sql/") and n.endswith(".sql") for n in names), names
+    assert any(n.startswith("ignite_dagster/sql/") and n.endswith(".sql") for n in names), names
     site = base / "site"
     done = _run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
                  "--target", str(site), str(wheel)], cwd=base)
@@ -78,7 +78,7 @@ def test_the_installed_wheel_migrates_an_empty_database(installed, postgres, tmp
 def test_a_wheel_without_its_sql_files_refuses_to_migrate(installed, postgres, tmp_path):
     broken = tmp_path / "site"
     shutil.copytree(installed, broken)
-    for sql in (broken / "ignite_dagster/db/sql").glob("*.sql"):
+    for sql in (broken / "ignite_dagster/sql").glob("*.sql"):
         sql.unlink()
     url = postgres.create_database(migrate=False)
     out = _ignite(broken, tmp_path, url, "db", "migrate")
