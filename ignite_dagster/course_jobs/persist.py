@@ -8,6 +8,9 @@ Order matters for "never a half course" and "never a duplicate catalog row":
    catalog row (unique per job) and the media jobs. A refused completion rolls the rest back.
 If the process dies between 2 and 3, reconciliation finds course.json written by this job and finishes
 step 3 (``record_course``).
+
+The statements are the catalog's (``catalog/recording.py``) and the queue's (``queue/job_rows.py``); this
+module only orders them, so the order above is readable in one place.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from ignite_dagster.catalog.recording import (
+    CourseMetadata,
+    add_catalog_update,
+    course_owner,
+    upsert_course_metadata,
+)
 from ignite_dagster.course.tags import catalog_tags
 from ignite_dagster.media.markers import merge_attached_media
 from ignite_dagster.media.targets import enqueue_planned, plan_images, request_specs
 from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.job_rows import request_columns
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import update_json
 from ignite_dagster.storage.keys import course_path
@@ -48,8 +57,7 @@ def write_course_json(
 
 
 def check_course_owner(conn: psycopg.Connection, course_id: str, organization_id: UUID) -> None:
-    row = conn.execute("SELECT organization_id FROM course_metadata WHERE id = %s", (course_id,)).fetchone()
-    owner = row[0] if row and not isinstance(row, dict) else (row or {}).get("organization_id")
+    owner = course_owner(conn, course_id)
     if owner is not None and owner != organization_id:
         raise CourseOwnedElsewhere(f"course id {course_id!r} belongs to another organization")
 
@@ -60,82 +68,49 @@ class RecordResult:
     media_jobs: list[UUID] = field(default_factory=list)
 
 
+# Marks the job done on the transaction's connection; False: the claim was lost (nothing is kept).
+Completion = Callable[[psycopg.Connection], bool]
+
+
 def record_course(
     conn: psycopg.Connection,
     *,
     job_id: UUID,
     organization_id: UUID,
     course_doc: dict[str, Any],
-    complete_sql: tuple[str, tuple] | None,
+    complete: Completion | None,
     wants_images: bool,
 ) -> RecordResult:
     """Metadata upsert + one catalog row per job + media jobs (+ the fenced completion) in one transaction.
 
-    ``complete_sql`` is the statement that marks the job done (``complete_job`` for a worker, the
-    reconciler's function otherwise); when it returns false the claim was lost and nothing is kept.
-    The catalog row's tags and visibility and the item images come from the job's own row (the request
-    as accepted), so the worker and the reconciler record the same thing.
+    ``complete`` marks the job done (``job_rows.complete_job`` for a worker, ``reconcile_course_job_done``
+    for the reconciler) on this transaction's connection; when it returns false the claim was lost and
+    nothing is kept. The catalog row's tags and visibility and the item images come from the job's own
+    row (the request as accepted), so the worker and the reconciler record the same thing; a job row that
+    is gone records the course with its document's facets only.
     """
     course_id = course_doc["id"]
     with conn.transaction():
-        if complete_sql is not None:
-            ok = conn.execute(*complete_sql).fetchone()
-            ok = next(iter(ok.values())) if isinstance(ok, dict) else ok[0]
-            if not ok:
-                raise LostClaim(f"job {job_id}: completion refused (claim lost)")
-        asked = _request_columns(conn, job_id)
+        if complete is not None and not complete(conn):
+            raise LostClaim(f"job {job_id}: completion refused (claim lost)")
+        asked = request_columns(conn, job_id)
         tags = catalog_tags(subject=asked.get("subject") or course_doc.get("subject"),
                             grade_band=course_doc.get("gradeBand") or asked.get("grade_band"),
                             locale=course_doc.get("locale") or asked.get("locale"),
                             strategy=(course_doc.get("generation") or {}).get("strategy"),
                             free=asked.get("tags") or [])
-        row = conn.execute(
-            """
-            INSERT INTO course_metadata (id, organization_id, title, subject, grade_band, item_count,
-                                         storage_path, latest_job_id, tags, visibility)
-            VALUES (%(id)s, %(org)s, %(title)s, %(subject)s, %(band)s, %(items)s, %(path)s, %(job)s,
-                    %(tags)s, %(visibility)s)
-            ON CONFLICT (id) DO UPDATE SET
-                title = EXCLUDED.title, subject = EXCLUDED.subject, grade_band = EXCLUDED.grade_band,
-                item_count = EXCLUDED.item_count, storage_path = EXCLUDED.storage_path,
-                latest_job_id = EXCLUDED.latest_job_id, tags = EXCLUDED.tags, visibility = EXCLUDED.visibility,
-                etag = course_metadata.etag + 1, updated_at = now()
-            WHERE course_metadata.organization_id = EXCLUDED.organization_id
-            RETURNING (xmax = 0) AS inserted
-            """,
-            {"id": course_id, "org": organization_id, "title": course_doc.get("title"),
-             "subject": course_doc.get("subject"), "band": course_doc.get("gradeBand"),
-             "items": len(course_doc.get("items") or []), "path": course_path(course_id), "job": job_id,
-             "tags": Jsonb(tags), "visibility": asked.get("visibility") or "org"},
-        ).fetchone()
-        if row is None:
+        inserted = upsert_course_metadata(conn, CourseMetadata(
+            course_id=course_id, organization_id=organization_id, title=course_doc.get("title"),
+            subject=course_doc.get("subject"), grade_band=course_doc.get("gradeBand"),
+            item_count=len(course_doc.get("items") or []), storage_path=course_path(course_id),
+            latest_job_id=job_id, tags=tags, visibility=asked.get("visibility") or "org"))
+        if inserted is None:
             raise CourseOwnedElsewhere(f"course id {course_id!r} belongs to another organization")
-        inserted = row["inserted"] if isinstance(row, dict) else row[0]
         action = "added" if inserted else "updated"
-        cat = conn.execute(
-            """
-            INSERT INTO catalog_updates (course_id, organization_id, action, course_title, job_id)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO NOTHING RETURNING id
-            """,
-            (course_id, organization_id, action, course_doc.get("title"), job_id),
-        ).fetchone()
+        logged = add_catalog_update(conn, course_id=course_id, organization_id=organization_id, action=action,
+                                    course_title=course_doc.get("title"), job_id=job_id)
         # item ids were checked against the request at enqueue; the course was built to that request
         planned = plan_images(course_doc, request_specs(wants_images, asked.get("item_images")))
         media = enqueue_planned(conn, organization_id=organization_id, course_id=course_id, planned=planned,
                                 key_prefix=str(job_id), course_job_id=job_id)
-    return RecordResult(catalog_action=action if cat else None, media_jobs=media)
-
-
-def _request_columns(conn: psycopg.Connection, job_id: UUID) -> dict[str, Any]:
-    """The request columns the catalog row and the item images come from (empty for a job row that is
-    gone: the course is then recorded with its document's facets only)."""
-    row = conn.execute(
-        "SELECT subject, grade_band, locale, tags, visibility, item_images FROM ai_course_jobs WHERE id = %s",
-        (job_id,),
-    ).fetchone()
-    if row is None:
-        return {}
-    if isinstance(row, dict):
-        return dict(row)
-    return dict(zip(("subject", "grade_band", "locale", "tags", "visibility", "item_images"), row, strict=True))
+    return RecordResult(catalog_action=action if logged else None, media_jobs=media)

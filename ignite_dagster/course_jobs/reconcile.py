@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
 from ignite_dagster.course_jobs.persist import record_course
-from ignite_dagster.media.reconcile import ReconciledJob, ReconcileReport, unfinished_jobs
+from ignite_dagster.media.reconcile import ReconciledJob, ReconcileReport
 from ignite_dagster.queue import JobQueue
+from ignite_dagster.queue.job_rows import reconcile_course_job_done
 from ignite_dagster.storage.base import NotFound, ObjectStore
 from ignite_dagster.storage.keys import course_path
 
@@ -54,11 +56,8 @@ def reconcile(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limi
               held: set[tuple[UUID, int]] | frozenset = frozenset()) -> ReconcileReport:
     """Check up to ``limit`` unfinished jobs. A processing job is only touched once its heartbeat has been
     quiet for ``quiet_for`` and its claim is not ``held`` by a live run (a live worker finishes its own job)."""
-    from psycopg.types.json import Jsonb
-
     report = ReconcileReport()
-    columns = "id, organization_id, course_id, wants_images, attempt"
-    for row in unfinished_jobs(queue, "ai_course_jobs", columns, quiet_for, limit):
+    for row in queue.unfinished_jobs("ai_course_jobs", quiet_for, limit):
         report.checked += 1
         if (row["id"], row["attempt"]) in held:
             continue
@@ -72,14 +71,13 @@ def reconcile(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limi
         generation = doc.get("generation") or {}
         if generation.get("jobId") != str(row["id"]) or generation.get("attempt") != row["attempt"]:
             continue  # written by another job, or by an older attempt of this one: the retry rewrites it
-        result = _telemetry(doc, generation)
-        complete = ("SELECT reconcile_course_job_done(%s, %s, %s, %s, %s)",
-                    (row["id"], row["attempt"], course_path(row["course_id"]),
-                     Jsonb(json.loads(json.dumps(result, default=str))), _written_at(generation)))
+        complete = partial(reconcile_course_job_done, job_id=row["id"], attempt=row["attempt"],
+                           result_path=course_path(row["course_id"]), result=_telemetry(doc, generation),
+                           written_at=_written_at(generation))
         try:
             with queue.connection() as conn:
                 record_course(conn, job_id=row["id"], organization_id=row["organization_id"], course_doc=doc,
-                              complete_sql=complete, wants_images=row["wants_images"])
+                              complete=complete, wants_images=row["wants_images"])
             report.marked_done.append(ReconciledJob(row["id"], row["course_id"], row["attempt"]))
         except Exception as exc:  # noqa: BLE001
             log.warning("reconcile: job %s not marked done: %s", row["id"], exc)

@@ -22,13 +22,13 @@ failure with a reason code and the retryable flag the queue's backoff needs.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from ignite_dagster.config import Settings
@@ -40,6 +40,7 @@ from ignite_dagster.course_jobs.persist import (
 )
 from ignite_dagster.course_jobs.submit import load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
+from ignite_dagster.queue.job_rows import add_attempt_spend, complete_job, set_cost_known
 from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.queue.staged import StagedWorker
 from ignite_dagster.storage.base import ObjectStore
@@ -370,10 +371,11 @@ class CourseWorker(StagedWorker):
                 self.store, work.course.to_dict(), guard=lambda: self.lease.check(job.id)
             )
             work.result = self._result(work, doc, conflicts)
-            complete = ("SELECT complete_job(%s, %s, %s, %s)", (job.id, TABLE, job.attempt, _jsonb(work.result)))
             with self._connection() as conn:
                 recorded = record_course(conn, job_id=job.id, organization_id=job.organization_id, course_doc=doc,
-                                         complete_sql=complete, wants_images=job.wants_images)
+                                         complete=partial(complete_job, job_id=job.id, table=TABLE,
+                                                          attempt=job.attempt, result=work.result),
+                                         wants_images=job.wants_images)
             work.result["catalog_action"] = recorded.catalog_action
             work.result["media_jobs"] = [str(m) for m in recorded.media_jobs]
         self.record_final_spend(work)
@@ -396,15 +398,7 @@ class CourseWorker(StagedWorker):
         try:
             with self._connection() as conn:
                 # an unknown price makes the job's cost unknown for good (NULL + cost_known false), never 0
-                conn.execute(
-                    "UPDATE ai_course_jobs SET tokens = coalesce(tokens, 0) + %(tokens)s, "
-                    "cost_known = coalesce(cost_known, true) AND %(known)s, "
-                    "cost_usd = CASE WHEN coalesce(cost_known, true) AND %(known)s "
-                    "THEN coalesce(cost_usd, 0) + %(cost)s END, updated_at = now() "
-                    "WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'processing'",
-                    {"tokens": tokens, "known": spent.cost_usd is not None, "cost": spent.cost_usd,
-                     "id": work.job.id, "attempt": work.job.attempt},
-                )
+                add_attempt_spend(conn, work.job.id, work.job.attempt, tokens, spent.cost_usd)
                 self._record_org_usage(conn, work, spent)
         except Exception as exc:  # noqa: BLE001
             log.warning("spend of job %s attempt %s not recorded: %s", work.job.id, work.job.attempt, exc)
@@ -416,8 +410,8 @@ class CourseWorker(StagedWorker):
         the course is done either way."""
         try:
             with self._connection() as conn:
-                conn.execute("UPDATE ai_course_jobs SET cost_known = %s WHERE id = %s AND attempt = %s",
-                             (bool(work.result.get("summary", {}).get("costKnown")), work.job.id, work.job.attempt))
+                set_cost_known(conn, work.job.id, work.job.attempt,
+                               bool(work.result.get("summary", {}).get("costKnown")))
                 if work.usage is not None and getattr(work.usage, "calls", 0):
                     self._record_org_usage(conn, work, work.usage)
         except Exception as exc:  # noqa: BLE001
@@ -476,9 +470,3 @@ class CourseWorker(StagedWorker):
         for step in (self.fill, self.validate_normalize, self.repair):
             work = step(work)
         return self.persist(work, now)
-
-
-def _jsonb(doc: dict) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(json.loads(json.dumps(doc, default=str)))

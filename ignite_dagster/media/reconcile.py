@@ -3,7 +3,7 @@
 A media job that is not done, but whose image (stored under the job's id) is attached in course.json,
 is marked done. Processing jobs are only touched once their heartbeat has been quiet for
 ``quiet_for`` and no live run holds their claim: a live worker finishes its own job. ``course_jobs.reconcile`` does the same for course
-jobs and shares ``ReconcileReport`` and ``unfinished_jobs``.
+jobs and shares ``ReconcileReport``; both read their candidates with ``JobQueue.unfinished_jobs``.
 """
 
 from __future__ import annotations
@@ -37,16 +37,6 @@ class ReconcileReport:
     marked_done: list[ReconciledJob] = field(default_factory=list)
 
 
-def unfinished_jobs(queue: JobQueue, table: str, columns: str, quiet_for: timedelta, limit: int) -> list[dict]:
-    """failed/stale jobs, and processing ones whose heartbeat has been quiet for ``quiet_for``."""
-    with queue.connection() as conn:
-        return conn.execute(
-            f"SELECT {columns} FROM {table} WHERE status IN ('failed', 'stale') "
-            "OR (status = 'processing' AND last_heartbeat < now() - %s) ORDER BY updated_at LIMIT %s",
-            (quiet_for, limit),
-        ).fetchall()
-
-
 def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta, limit: int = 200,
                     held: set[tuple[UUID, int]] | frozenset = frozenset()) -> ReconcileReport:
     """Check up to ``limit`` unfinished media jobs; mark done those whose stored image is attached.
@@ -54,7 +44,7 @@ def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta
     A claim ``held`` by a live run (queued, starting or started) is left to that run; the completion is
     fenced by the attempt read here, so a claim taken in between is untouched."""
     report = ReconcileReport()
-    for row in unfinished_jobs(queue, "ai_media_jobs", "id, course_id, target_ref, attempt", quiet_for, limit):
+    for row in queue.unfinished_jobs("ai_media_jobs", quiet_for, limit):
         report.checked += 1
         if (row["id"], row["attempt"]) in held:
             continue
@@ -66,10 +56,7 @@ def reconcile_media(queue: JobQueue, store: ObjectStore, *, quiet_for: timedelta
             url = store.public_url(key)
             if url not in {u for _, u in attached_urls(doc)}:
                 continue  # stored but never attached: the retry attaches it (reusing the image)
-            with queue.connection() as conn:
-                done = conn.execute("SELECT reconcile_media_job_done(%s, %s, %s, %s) AS ok",
-                                    (row["id"], row["attempt"], url, key)).fetchone()
-            if done["ok"]:
+            if queue.reconcile_media_job_done(row["id"], row["attempt"], url, key):
                 report.marked_done.append(ReconciledJob(row["id"], row["course_id"], row["attempt"]))
         except NotFound:
             continue

@@ -4,11 +4,14 @@ by a later migration runs as the highest-numbered file defines it: the claims as
 The state machine lives in SQL; this module only names calls, converts rows into typed models and adds
 the one thing SQL cannot do for us: computing the deterministic job id of an idempotent request before
 anything is written, so side files (special requests) can be stored under the job's id first.
+
+Every queue statement of the factory is a method here (one connection per call) or, when it must share
+the caller's transaction, a function of ``job_rows.py``; workers, persist, the lease and the shells
+hold no SQL of their own (``tests/unit/test_data_access.py``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,8 +25,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from ignite_dagster.queue.job_rows import complete_job
 from ignite_dagster.queue.models import (
     JOB_TABLES,
+    ClaimRef,
     CourseJob,
     EnqueueResult,
     JobEvent,
@@ -259,10 +264,10 @@ class JobQueue:
             log.warning("job event %s/%s not recorded: %s", job_id, step, exc)
 
     def complete(self, job_id: UUID, table: str, attempt: int, result: dict[str, Any] | None = None) -> bool:
-        payload = json.loads(json.dumps(result or {}, default=str))
-        return bool(
-            self._value("SELECT complete_job(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, Jsonb(payload)))
-        )
+        """Done with ``result`` (fenced by attempt); the statement is ``job_rows.complete_job``, which persist
+        runs inside its own transaction instead."""
+        with self.connection() as conn:
+            return complete_job(conn, job_id, _check_table(table), attempt, result)
 
     def fail(
         self,
@@ -302,6 +307,52 @@ class JobQueue:
 
     def requeue(self, job_id: UUID, table: str) -> bool:
         return bool(self._value("SELECT requeue_job(%s, %s)", (job_id, _check_table(table))))
+
+    # -- claims seen from outside the run that holds them (the daemon's sensor tick, the reconciler) ---
+    # A claim is made by a sensor before its run exists; until the run's process starts its Lease, the
+    # daemon vouches for it. The Dagster shell calls these; they know nothing of Dagster.
+    def keep_claims_alive(self, table: str, claims: list[ClaimRef]) -> int:
+        """Heartbeat claims of runs that are queued or starting (``keep_claims_alive``, fenced by attempt);
+        returns how many are held."""
+        if not claims:
+            return 0
+        return int(self._value("SELECT keep_claims_alive(%s, %s::uuid[], %s::int[]) AS n",
+                               (table, [c[0] for c in claims], [c[1] for c in claims])))
+
+    def release_or_fail_claim(self, table: str, claim: ClaimRef, error: str, reason_code: str, *,
+                              backoff_base: timedelta, backoff_cap: timedelta) -> str | None:
+        """A dead or canceled run's claim (``release_or_fail_claim``): back to pending without spending a
+        retry when no stage ran, otherwise failed (retryable, with backoff). Returns the new status; None
+        when the claim was not held."""
+        return self._value("SELECT release_or_fail_claim(%s, %s, %s, %s, %s, %s, %s) AS s",
+                           (claim[0], table, claim[1], error[:4000], reason_code, backoff_base, backoff_cap))
+
+    def claim_rows(self, table: str | None, job_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+        """The lifecycle columns of the given jobs (one query), keyed by job id; ``table`` None looks in
+        both tables (a run's claims are all of one table, but a run of an asset job does not say which)."""
+        if not job_ids:
+            return {}
+        tables = JOB_TABLES if table is None else (table,)
+        if not set(tables) <= set(JOB_TABLES):
+            raise ValueError(f"invalid job table: {table}")
+        cols = "id, status, attempt, progress_stage, last_heartbeat, completed_at, updated_at"
+        sql = " UNION ALL ".join(f"SELECT {cols} FROM {t} WHERE id = ANY(%(ids)s::uuid[])" for t in tables)
+        return {r["id"]: r for r in self._rows(sql, {"ids": list(job_ids)})}
+
+    # -- reconciliation (course_jobs.reconcile, media.reconcile) ------------------------------------
+    def unfinished_jobs(self, table: str, quiet_for: timedelta, limit: int) -> list[dict[str, Any]]:
+        """failed/stale jobs, and processing ones whose heartbeat has been quiet for ``quiet_for``, the
+        longest untouched first: what reconciliation checks against storage."""
+        return self._rows(
+            f"SELECT * FROM {_check_table(table)} WHERE status IN ('failed', 'stale') "
+            "OR (status = 'processing' AND last_heartbeat < now() - %s) ORDER BY updated_at LIMIT %s",
+            (quiet_for, limit),
+        )
+
+    def reconcile_media_job_done(self, job_id: UUID, attempt: int, url: str, key: str) -> bool:
+        """``reconcile_media_job_done``: a media job whose stored image is attached is marked done (fenced
+        by attempt); False when refused."""
+        return bool(self._value("SELECT reconcile_media_job_done(%s, %s, %s, %s) AS ok", (job_id, attempt, url, key)))
 
     # -- sweeps -------------------------------------------------------------------------------------
     def mark_stale(self, timeout: timedelta = timedelta(minutes=5)) -> list[SweepRow]:

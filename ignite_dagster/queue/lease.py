@@ -3,6 +3,10 @@
 A run holds claims on several jobs; one background thread heartbeats all of them. When the database
 refuses a heartbeat (the job went stale and was claimed again, or an operator requeued it), the claim is
 marked lost and the next ``check`` raises ``LostClaim``: the worker stops without writing results.
+
+This module is the run's own heartbeat thread; claims seen from outside the run (the daemon vouching for
+runs not started yet, handing back a dead run's claims) are ``JobQueue`` methods, and how a run's last
+sign of life is judged is ``liveness.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from ignite_dagster.queue.client import JobQueue
 from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.liveness import last_sign_of_life
+from ignite_dagster.queue.models import ClaimRef
 
 log = logging.getLogger(__name__)
 
@@ -95,64 +101,22 @@ class Lease:
         self.stop()
 
 
-# -- claims seen from outside the run that holds them (the daemon's sensor tick, the reconciler) -------
-# A claim is made by a sensor before its run exists; until the run's process starts its Lease, the
-# daemon vouches for it. These helpers are what the Dagster shell calls; they know nothing of Dagster.
-
-ClaimRef = tuple[UUID, int]  # (job id, attempt)
+# -- names defs/claim_sensors.py imports from here until it calls JobQueue and queue.liveness itself --
+# (issue 22: the claims' statements moved to JobQueue; these keep the sensor's imports working meanwhile)
 
 
 def keep_alive(queue: JobQueue, table: str, claims: list[ClaimRef]) -> int:
-    """Heartbeat claims of runs that are queued or starting (fenced by attempt); returns how many are held."""
-    if not claims:
-        return 0
-    with queue.connection() as conn:
-        row = conn.execute("SELECT keep_claims_alive(%s, %s::uuid[], %s::int[]) AS n",
-                           (table, [c[0] for c in claims], [c[1] for c in claims])).fetchone()
-    return int(row["n"] if isinstance(row, dict) else row[0])
+    return queue.keep_claims_alive(table, claims)
 
 
 def release_or_fail(queue: JobQueue, table: str, claim: ClaimRef, error: str, reason_code: str, *,
                     backoff_base: timedelta, backoff_cap: timedelta) -> str | None:
-    """A dead or canceled run's claim: back to pending without spending a retry when no stage ran,
-    otherwise failed (retryable, with backoff). Returns the new status; None when the claim was not held."""
-    with queue.connection() as conn:
-        row = conn.execute("SELECT release_or_fail_claim(%s, %s, %s, %s, %s, %s, %s) AS s",
-                           (claim[0], table, claim[1], error[:4000], reason_code, backoff_base, backoff_cap)).fetchone()
-    return row["s"] if isinstance(row, dict) else row[0]
+    return queue.release_or_fail_claim(table, claim, error, reason_code, backoff_base=backoff_base,
+                                       backoff_cap=backoff_cap)
 
 
 def claim_rows(queue: JobQueue, table: str | None, job_ids: list[UUID]) -> dict[UUID, dict]:
-    """The lifecycle columns of the given jobs (one query), keyed by job id; ``table`` None looks in
-    both tables (a run's claims are all of one table, but a run of an asset job does not say which)."""
-    if not job_ids:
-        return {}
-    tables = ("ai_course_jobs", "ai_media_jobs") if table is None else (table,)
-    if not set(tables) <= {"ai_course_jobs", "ai_media_jobs"}:
-        raise ValueError(f"invalid job table: {table}")
-    cols = "id, status, attempt, progress_stage, last_heartbeat, completed_at, updated_at"
-    sql = " UNION ALL ".join(f"SELECT {cols} FROM {t} WHERE id = ANY(%(ids)s::uuid[])" for t in tables)
-    with queue.connection() as conn:
-        rows = conn.execute(sql, {"ids": list(job_ids)}).fetchall()
-    return {r["id"]: r for r in rows}
+    return queue.claim_rows(table, job_ids)
 
 
-def last_sign_of_life(claims: list[ClaimRef], rows: dict[UUID, dict], started_at: datetime) -> datetime:
-    """When the run holding ``claims`` last showed it was alive, as the queue saw it.
-
-    Its own heartbeats (a processing, stale or released claim keeps the last one), the moment it finished
-    a claim (done, failed), and its start. A claim taken over by a newer attempt tells nothing about this
-    run. A live run heartbeats every claim it holds, and ends within seconds of finishing its last one,
-    so a run whose last sign is older than a few heartbeats is gone."""
-    signs = [started_at]
-    for job_id, attempt in claims:
-        row = rows.get(job_id)
-        if row is None or row["attempt"] != attempt:
-            continue
-        if row["last_heartbeat"] is not None:
-            signs.append(row["last_heartbeat"])
-        if row["status"] == "done" and row["completed_at"] is not None:
-            signs.append(row["completed_at"])
-        elif row["status"] in ("failed", "dead_letter"):
-            signs.append(row["updated_at"])
-    return max(signs)
+__all__ = ["Claim", "ClaimRef", "Lease", "claim_rows", "keep_alive", "last_sign_of_life", "release_or_fail"]

@@ -14,6 +14,7 @@ from ignite_dagster.course.request import COURSE_ID_REGEX, CourseRequest, FullMa
 JobTable = Literal["ai_course_jobs", "ai_media_jobs"]
 JobStatus = Literal["pending", "processing", "done", "failed", "stale", "dead_letter"]
 JOB_TABLES: tuple[str, ...] = ("ai_course_jobs", "ai_media_jobs")
+ClaimRef = tuple[UUID, int]  # a claim as a run's tags carry it: (job id, attempt)
 
 
 class _Row(BaseModel):

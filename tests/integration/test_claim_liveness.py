@@ -25,7 +25,6 @@ from ignite_dagster.defs.claim_sensors import (
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.local.stack import CrashLoop, Stack
 from ignite_dagster.queue import JobQueue
-from ignite_dagster.queue.lease import keep_alive, release_or_fail
 from ignite_dagster.storage import LocalObjectStore
 from tests.support.jobs import new_course, set_columns
 
@@ -50,11 +49,11 @@ def _silence(db_url, job, minutes: float = 10) -> None:
 def test_keep_alive_heartbeats_only_the_attempt_that_holds_the_claim(queue, db_url, org_id):
     job = _claimed(queue, org_id)
     _silence(db_url, job)
-    assert keep_alive(queue, C, [(job.id, job.attempt - 1)]) == 0  # an older attempt vouches for nothing
+    assert queue.keep_claims_alive(C, [(job.id, job.attempt - 1)]) == 0  # an older attempt vouches for nothing
     assert queue.mark_stale(timedelta(minutes=5)) != []  # silent: detected
     job = queue.claim_course_jobs("w")[0]
     _silence(db_url, job)
-    assert keep_alive(queue, C, [(job.id, job.attempt)]) == 1
+    assert queue.keep_claims_alive(C, [(job.id, job.attempt)]) == 1
     assert queue.mark_stale(timedelta(minutes=5)) == []  # a queued run's claim is not taken for dead
     assert queue.get(job.id).status == "processing"
 
@@ -79,16 +78,16 @@ def test_stale_claim_that_never_ran_a_stage_is_released_without_spending_a_retry
 def test_dead_runs_claims_release_unstarted_fail_started_and_free_releases_are_bounded(queue, db_url, org_id):
     job = _claimed(queue, org_id, max_retries=1)
     for _ in range(3):  # a run that keeps dying before its first stage: three free releases
-        assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "pending"
+        assert queue.release_or_fail_claim(C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "pending"
         assert queue.get(job.id).retry_count == 0
         job = queue.claim_course_jobs("w")[0]
     # then it counts like any failure, so a job whose runs never start still reaches dead_letter
-    assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "failed"
+    assert queue.release_or_fail_claim(C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "failed"
     job = queue.claim_course_jobs("w")[0]
     assert job.retry_count == 1
-    assert release_or_fail(queue, C, (job.id, job.attempt - 1), "late", "run_failed", **BACKOFF) is None  # fenced
+    assert queue.release_or_fail_claim(C, (job.id, job.attempt - 1), "late", "run_failed", **BACKOFF) is None  # fenced
     assert queue.progress(job.id, C, job.attempt, "fill", 20)
-    assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "dead_letter"
+    assert queue.release_or_fail_claim(C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "dead_letter"
 
 
 @pytest.fixture

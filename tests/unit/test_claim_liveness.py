@@ -12,7 +12,7 @@ from dagster import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
-from ignite_dagster.queue.lease import last_sign_of_life
+from ignite_dagster.queue.liveness import last_sign_of_life
 from ignite_dagster.queue.staged import storage_failure
 from ignite_dagster.storage.base import NotFound, PreconditionFailed
 
