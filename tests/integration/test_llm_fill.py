@@ -24,8 +24,8 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm import PROMPT_VERSION, ModelWriter
 from ignite_dagster.generation.packs import ArithmeticPack, PackIndex
-from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
+from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.generate import Generated, generate
 from tests.support.openai_server import (
@@ -321,8 +321,8 @@ def test_unpriced_model_reports_cost_as_incomplete(server):
     (None, ["  3)  Order fractions  "], "Order fractions"),
 ])
 def test_a_plans_placeholder_group_name_is_replaced_by_its_first_objective(name, objectives, expected):
-    from ignite_dagster.generation.llm.writer import group_name
     from ignite_dagster.generation.llm.schemas import PlanGroup
+    from ignite_dagster.generation.llm.writer import group_name
 
     assert group_name(PlanGroup(name=name, objectives=objectives)) == expected
 
@@ -330,8 +330,8 @@ def test_a_plans_placeholder_group_name_is_replaced_by_its_first_objective(name,
 def test_a_plans_repeated_group_name_gives_way_to_the_groups_own_objective():
     """SmolLM2-135M names every group after the subject ("The Solar System" ×3); each group's objective
     names its skill, so the second and third group take theirs and the names are distinct."""
-    from ignite_dagster.generation.llm.writer import apply_plan
     from ignite_dagster.generation.llm.schemas import CoursePlan, PlanGroup
+    from ignite_dagster.generation.llm.writer import apply_plan
     from ignite_dagster.generation.stages.build_skeleton import build_skeleton
     from ignite_dagster.generation.types import StrategyChoice
 

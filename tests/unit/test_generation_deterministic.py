@@ -12,13 +12,13 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.model import Group, Level
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
-from ignite_dagster.generation.stages.fill import fill
 from ignite_dagster.generation.packs import default_index
-from ignite_dagster.generation.stages.repair import repair_round
 from ignite_dagster.generation.stages.build_skeleton import build_skeleton
+from ignite_dagster.generation.stages.fill import fill
+from ignite_dagster.generation.stages.repair import repair_round
 from ignite_dagster.generation.stages.select_strategy import select_strategy
-from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, StrategyChoice
 from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
+from ignite_dagster.generation.types import GenerationDeps, GenerationFailed, StrategyChoice
 
 INDEX = default_index()
 

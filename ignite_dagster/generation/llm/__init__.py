@@ -10,9 +10,9 @@ and repair through the model, the object the fill and repair stages hold as ``de
 """
 
 from ignite_dagster.generation.llm.client import PROVIDER_NAME, ProviderConfig, StructuredClient
-from ignite_dagster.generation.llm.writer import ModelWriter, LLMFillResult, PlannedCall
 from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.prompts import PROMPT_VERSION
+from ignite_dagster.generation.llm.writer import LLMFillResult, ModelWriter, PlannedCall
 
 __all__ = [
     "ModelWriter",

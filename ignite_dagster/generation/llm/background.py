@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ignite_dagster.course.request import CourseRequest
     from ignite_dagster.course.skeleton import Skeleton
     from ignite_dagster.generation.llm.client import StructuredClient
-    from ignite_dagster.generation.llm.writer import ModelWriter, LLMFillResult
+    from ignite_dagster.generation.llm.writer import LLMFillResult, ModelWriter
 
 log = logging.getLogger(__name__)
 

@@ -56,6 +56,7 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
 from ignite_dagster.generation.llm.cache import LLMCache
 from ignite_dagster.generation.llm.client import PROVIDER_NAME, ProviderConfig, StructuredClient, run_all
+from ignite_dagster.generation.llm.item_repair import repair_items
 from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.prompts import (
     PROMPT_VERSION,
@@ -64,7 +65,6 @@ from ignite_dagster.generation.llm.prompts import (
     plan_messages,
     study_text_messages,
 )
-from ignite_dagster.generation.llm.item_repair import repair_items
 from ignite_dagster.generation.llm.schemas import (
     CourseOverview,
     CoursePlan,

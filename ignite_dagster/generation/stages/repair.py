@@ -30,8 +30,8 @@ from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton
 from ignite_dagster.course.validation import ContentGates, errors_of, is_quality_failure
 from ignite_dagster.generation.artifacts import codes_summary, issues_json, save_artifact
-from ignite_dagster.generation.types import FillResult, GenerationDeps, GenerationFailed, Usage
 from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
+from ignite_dagster.generation.types import FillResult, GenerationDeps, GenerationFailed, Usage
 
 
 @dataclass
