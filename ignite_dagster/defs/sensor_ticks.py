@@ -9,9 +9,9 @@ Why a module of the Dagster layer serves the CLI: only this layer imports dagste
 "Only the Dagster layer imports dagster" in pyproject.toml), and the demo's watcher is the one place
 above it that needs a Dagster read. pyproject.toml lets exactly that import through
 (``ignite_dagster.cli.demo.watching -> ignite_dagster.defs.sensor_ticks``, an ``ignore_imports`` entry of
-the contract, which stays in force for every other CLI module); the watcher imports this module inside
-the function that opens it, so ``ignite`` still starts without importing dagster, and the demo imports it
-only once the daemon is starting (it loads dagster itself anyway).
+the contract, which stays in force for every other CLI module); the watcher imports this module only when
+it first needs a tick (the daemon just started and some job is not finished), so ``ignite`` still starts
+without importing dagster, and a demo whose jobs had all finished never imports it.
 """
 
 from __future__ import annotations
