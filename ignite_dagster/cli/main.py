@@ -59,24 +59,17 @@ def cmd_db_check(settings: Settings, args: argparse.Namespace) -> int:
 
 # -- orgs -------------------------------------------------------------------------------------------
 def cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> int:
-    import psycopg
+    from ignite_dagster.db.organizations import save_organization
 
-    with psycopg.connect(_database_url(settings), autocommit=True) as conn:
-        row = conn.execute(
-            "INSERT INTO organizations (name, slug) VALUES (%s, %s) "
-            "ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-            (args.name, args.slug),
-        ).fetchone()
-    print(row[0])
+    print(save_organization(_database_url(settings), args.name, args.slug))
     return 0
 
 
 def cmd_orgs_list(settings: Settings, args: argparse.Namespace) -> int:
-    import psycopg
+    from ignite_dagster.db.organizations import list_organizations
 
-    with psycopg.connect(_database_url(settings), autocommit=True) as conn:
-        for oid, name, slug in conn.execute("SELECT id, name, slug FROM organizations ORDER BY created_at"):
-            print(f"{oid}  {slug or '-':20}  {name}")
+    for org in list_organizations(_database_url(settings)):
+        print(f"{org.id}  {org.slug or '-':20}  {org.name}")
     return 0
 
 

@@ -7,18 +7,18 @@ loop (only item-level errors that name an item are sent back to the model).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from ignite_dagster.course.issues import QUALITY_GATE_CODES, Issue
-from ignite_dagster.course.model import Course, Item
+from ignite_dagster.course.model import Course, Item, parse_course
 from ignite_dagster.course.numbers import numbers_equal, parse_number
 from ignite_dagster.course.quality import QualityThresholds, quality_issues
 from ignite_dagster.course.readability import flesch_kincaid_grade, text_stats
 
 __all__ = ["ContentGates", "count_blanks", "errors_of", "is_quality_failure", "numbers_equal", "parse_number",
-           "validate_course", "warnings_of"]
+           "schema_issues", "validate_course", "warnings_of"]
 
 if TYPE_CHECKING:
     from ignite_dagster.course.skeleton import Skeleton, SkeletonItem
@@ -270,6 +270,15 @@ def validate_course(
     if quality is not None:
         issues += quality_issues(course, skeleton, quality, tuple(gates.subject_terms) if gates else ())
     return issues
+
+
+def schema_issues(doc: Any) -> list[Issue]:
+    """The course schema check of a stored course.json (``course_schema_valid``, and ``ignite demo``'s
+    verdict on each course it made): the issues of parsing ``doc`` as Course v2, or when it parses, of
+    its structural validation (no skeleton, pack gates or quality thresholds: a file read back from
+    storage is judged as a Course v2, not as the draft of one generation path)."""
+    course, issues = parse_course(doc)
+    return validate_course(course) if course is not None else issues
 
 
 def is_quality_failure(errors: list[Issue]) -> bool:

@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ignite_dagster.cli.demo import stop_stack
 from ignite_dagster.config import REPO_ROOT
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
@@ -76,7 +75,7 @@ def ui_stack(db_url, tmp_path):
         stack.start_webserver(port=port)
         yield stack, f"http://127.0.0.1:{port}"
     finally:
-        stop_stack(stack)
+        stack.stop()
 
 
 def test_course_partition_shows_materialized_in_the_dagster_ui(ui_stack, db_url, org_id):

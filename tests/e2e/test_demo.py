@@ -14,7 +14,7 @@ import psutil
 import psycopg
 import pytest
 
-from ignite_dagster.cli.demo import OFFLINE_COURSES
+from ignite_dagster.cli.demo.scenario import OFFLINE_COURSES
 from ignite_dagster.course.model import parse_course
 from ignite_dagster.course.validation import validate_course
 

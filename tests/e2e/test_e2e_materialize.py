@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from ignite_dagster.cli.demo import stop_stack
 from ignite_dagster.config import REPO_ROOT
 from ignite_dagster.queue import JobQueue
 from tests.support.graphql import backfill_finished, free_port, launch_course_backfill
@@ -34,7 +33,7 @@ def stack_with_ui(db_url, tmp_path):
         stack.start_webserver(port=port)
         yield stack, f"http://127.0.0.1:{port}", tmp_path
     finally:
-        stop_stack(stack)
+        stack.stop()
 
 
 def _materialized(instance: DagsterInstance, course_id: str, source: str) -> list:

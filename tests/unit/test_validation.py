@@ -190,3 +190,17 @@ def test_duplicate_options_is_an_error_that_stops_shipping():
 def test_missing_section_markers_is_a_warning():
     issues = check(lambda d: d["studyTexts"][0].update(content=STUDY.replace("[SECTION:Adding]\n", "")))
     assert [(i.code, i.severity) for i in issues] == [("missing_section_markers", "warning")]
+
+
+def test_schema_check_of_a_stored_file_reports_parse_errors_and_skips_pack_and_quality_gates():
+    """``schema_issues`` is the one course schema check (the asset check and the demo's verdict): a file
+    that is not a Course v2 gets its parse errors, a Course v2 only its structural issues."""
+    from ignite_dagster.course.validation import schema_issues
+
+    assert schema_issues(base()) == []
+    not_a_course = copy.deepcopy(base())
+    del not_a_course["items"]
+    assert codes(schema_issues(not_a_course)) == {"schema_error"}
+    bad_index = copy.deepcopy(base())
+    bad_index["items"][0]["correctIndex"] = 7
+    assert "invalid_correct_index" in codes(schema_issues(bad_index))
