@@ -32,8 +32,10 @@ from uuid import UUID
 
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorContext
 
+from ignite_dagster.config import load_settings
 from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.defs.resources import QueueResource
+from ignite_dagster.queue import JobQueue
 
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 ACTIVE = [*WAITING, DagsterRunStatus.STARTED]
@@ -126,13 +128,14 @@ def plan_runs(claim_one: Callable[[], list], *, free: int, per_run: int,
     return batches
 
 
-def fail_run_claims(context: RunStatusSensorContext, table: str, reason_code: str, message: str) -> None:
+def fail_run_claims(context: RunStatusSensorContext, queue: JobQueue, table: str, reason_code: str,
+                    message: str) -> None:
     """Hand back the claims a dead or canceled run still holds: a claim whose attempt never ran a stage
     goes back to pending without spending a retry, the others are failed (retryable). Fenced: jobs the run
     already marked, or that were reclaimed since, are untouched."""
     from ignite_dagster.queue.lease import release_or_fail
 
-    settings, queue, _ = code_location_services()
+    settings = load_settings()
     run = context.dagster_run
     for job_id, attempt in decode_claims(run.tags.get(JOBS_TAG, "")):
         status = release_or_fail(queue, table, (job_id, attempt), f"Dagster run {run.run_id} {message}", reason_code,
@@ -244,19 +247,19 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
             default_status=DefaultSensorStatus.RUNNING,
             description=f"Claims pending {table} jobs one at a time up to free run capacity and launches "
             f"{job.name} runs; run_key = {kind}:<first job id>:<attempt>.")
-    def claim_sensor(context: SensorEvaluationContext):
-        settings, queue, _ = code_location_services()
-        keep_waiting_claims_alive(context.instance, job.name, table, queue)
+    def claim_sensor(context: SensorEvaluationContext, queue: QueueResource):
+        settings, jobs = load_settings(), queue.queue
+        keep_waiting_claims_alive(context.instance, job.name, table, jobs)
         dead_after = timedelta(seconds=settings.run_dead_after_seconds)
-        fail_dead_runs(context.instance, job.name, table, queue, dead_after, context.log)
+        fail_dead_runs(context.instance, job.name, table, jobs, dead_after, context.log)
         if kind == "course":  # runs that claim jobs themselves (asset materializations), judged once, here
-            fail_dead_runs(context.instance, None, None, queue, dead_after, context.log,
+            fail_dead_runs(context.instance, None, None, jobs, dead_after, context.log,
                            exclude_queues=("course", "media"))
         free = free_runs(context.instance, job.name, settings.max_concurrent_runs)
         if free <= 0:
             return SkipReason("run capacity full")
         worker = f"dagster-sensor:{context.cursor or 'tick'}"
-        batches = plan_runs(lambda: claim(queue, worker), free=free, per_run=per_run(settings))
+        batches = plan_runs(lambda: claim(jobs, worker), free=free, per_run=per_run(settings))
         if not batches:
             return SkipReason(f"no claimable {kind} jobs")
         context.log.info(f"claimed {sum(map(len, batches))} {kind} job(s) into {len(batches)} run(s)")
@@ -270,14 +273,14 @@ def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Call
                         default_status=DefaultSensorStatus.RUNNING,
                         description=f"Hands back {table} jobs still held by a failed run (dead runs included): back to "
                         "pending when no stage ran, else failed (retryable).")
-    def failure_sensor(context: RunFailureSensorContext):
+    def failure_sensor(context: RunFailureSensorContext, queue: QueueResource):
         message = context.failure_event.message if context.failure_event else "failed"
-        fail_run_claims(context, table, "run_failed", f"failed: {message}"[:1500])
+        fail_run_claims(context, queue.queue, table, "run_failed", f"failed: {message}"[:1500])
 
     @run_status_sensor(name=f"{kind}_run_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
                        monitored_jobs=[job], default_status=DefaultSensorStatus.RUNNING,
                        description=f"Marks {table} jobs still held by a canceled run as failed (retryable).")
-    def canceled_sensor(context: RunStatusSensorContext):
-        fail_run_claims(context, table, "run_canceled", "was canceled")
+    def canceled_sensor(context: RunStatusSensorContext, queue: QueueResource):
+        fail_run_claims(context, queue.queue, table, "run_canceled", "was canceled")
 
     return claim_sensor, failure_sensor, canceled_sensor

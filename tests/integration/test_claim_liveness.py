@@ -91,18 +91,7 @@ def test_dead_runs_claims_release_unstarted_fail_started_and_free_releases_are_b
     assert release_or_fail(queue, C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "dead_letter"
 
 
-@pytest.fixture
-def services(db_url, monkeypatch, tmp_path):
-    from ignite_dagster.defs.resources import code_location_services
-
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
-    code_location_services.cache_clear()
-    yield
-    code_location_services.cache_clear()
-
-
-def test_a_started_run_silent_past_the_limit_is_failed_and_frees_its_slot(services, queue, db_url, org_id):
+def test_a_started_run_silent_past_the_limit_is_failed_and_frees_its_slot(queue, db_url, org_id):
     silent = _claimed(queue, org_id, "addition-dead")
     alive = _claimed(queue, org_id, "addition-alive")
     waiting = _claimed(queue, org_id, "addition-queued")
@@ -175,7 +164,7 @@ def test_stack_restarts_an_exited_process_and_stops_on_a_crash_loop(tmp_path):
     assert not subprocess.run(["pgrep", "-g", str(first.pid)], capture_output=True).stdout
 
 
-def test_a_dead_asset_run_is_judged_by_its_claims_in_either_table(services, queue, db_url, org_id):
+def test_a_dead_asset_run_is_judged_by_its_claims_in_either_table(queue, db_url, org_id):
     from tests.support.jobs import new_media
 
     new_media(queue, org_id, "addition-media")
