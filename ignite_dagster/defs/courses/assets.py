@@ -38,6 +38,7 @@ from dagster import (
 from pydantic import create_model
 
 from ignite_dagster.config import load_settings
+from ignite_dagster.course_jobs.stages import stage_lines
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, encode_claims
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA, COURSE_METADATA
@@ -216,7 +217,8 @@ def build_generate_course_assets(courses_per_run: int):
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=max(1, courses_per_run)),
         description="(Re)generate the selected courses through the queue: each course's queued job is claimed, "
         "or a new job is enqueued from its last stored request (run config overrides any request field) and "
-        "claimed; a course another worker holds is waited for. Stages as in generate_courses.",
+        "claimed; a course another worker holds is waited for. Stages as in generate_courses (progress when each "
+        f"starts):\n\n{stage_lines()}",
     )
     def generate_course_assets(context: AssetExecutionContext, config: CourseMaterializeConfig,  # type: ignore[valid-type]
                                queue: QueueResource, storage: StorageResource, model: ModelResource):

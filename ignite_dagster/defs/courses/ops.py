@@ -26,6 +26,7 @@ from dagster import (
 from pydantic import Field
 
 from ignite_dagster.config import load_settings
+from ignite_dagster.course_jobs.stages import FINISH, PREPARE, chain
 from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, decode_claims, encode_claims
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.partitions import courses_partitions
@@ -41,9 +42,9 @@ def _mapping_key(course_id: str, job_id: UUID) -> str:
     return f"{course_id.replace('-', '_')}__{job_id.hex[:8]}"
 
 
-@op(out=DynamicOut(), description="Load the claimed course jobs (or claim now), prepare each (strategy, skeleton), "
-                                  "start its fill → validate → repair → persist in the background, and fan out one "
-                                  "finish_course step per course.")
+@op(out=DynamicOut(), description=f"Load the claimed course jobs (or claim now), run {chain(PREPARE)} for each, "
+                                  f"start its {chain(FINISH)} in the background, and fan out one finish_course step "
+                                  "per course.")
 def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, queue: QueueResource,
                         storage: StorageResource, model: ModelResource):
     job_queue = queue.queue
@@ -80,8 +81,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
         yield DynamicOutput(work, mapping_key=_mapping_key(job.course_id, job.id))
 
 
-@op(description="Collect one course: its fill, validation, repair and persist ran in the background as soon as "
-                 "its skeleton existed; report its materializations and checks, or fail with its reason.")
+@op(description=f"Collect one course: its {chain(FINISH)} ran in the background as soon as its skeleton "
+                 "existed; report its materializations and checks, or fail with its reason.")
 def finish_course(context: OpExecutionContext, queue: QueueResource, storage: StorageResource, model: ModelResource,
                   work) -> None:
     from ignite_dagster.queue.errors import LostClaim
