@@ -15,14 +15,9 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.course_jobs.reconcile import reconcile
-from ignite_dagster.defs.claim_sensors import (
-    JOBS_TAG,
-    encode_claims,
-    fail_dead_runs,
-    free_runs,
-    keep_waiting_claims_alive,
-)
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.defs.run_liveness import fail_dead_runs, free_runs, keep_waiting_claims_alive
+from ignite_dagster.defs.run_tags import JOBS_TAG, encode_claims
 from ignite_dagster.local.stack import CrashLoop, Stack
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import keep_alive, release_or_fail

@@ -12,9 +12,9 @@ from dagster import (
     DagsterInstance,
 )
 
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.defs.courses.sensors import build_course_sensors
+from ignite_dagster.defs.run_tags import JOBS_TAG, encode_claims
 from ignite_dagster.queue import JobQueue
 from tests.support.code_location import code_location
 from tests.support.jobs import new_course

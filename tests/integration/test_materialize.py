@@ -12,8 +12,8 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course_jobs.materialize import take_course
 from ignite_dagster.course_jobs.submit import submit_course_request
-from ignite_dagster.defs.claim_sensors import COURSE_TAG, JOBS_TAG, ORG_TAG
 from ignite_dagster.defs.partitions import COURSES_PARTITIONS_NAME
+from ignite_dagster.defs.run_tags import COURSE_TAG, JOBS_TAG, ORG_TAG
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.code_location import code_location

@@ -20,9 +20,9 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.course_jobs.persist import write_course_json
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.media.jobs import MEDIA_JOB
 from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, build_media_sensors
+from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.media.markers import IMAGE_MARKER
 from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage import LocalObjectStore

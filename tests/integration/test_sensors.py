@@ -8,9 +8,10 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
-from ignite_dagster.defs.claim_sensors import decode_claims, plan_runs
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.defs.courses.sensors import build_course_jobs_sensor
+from ignite_dagster.defs.queue_sensors import plan_runs
+from ignite_dagster.defs.run_tags import decode_claims
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import new_course
 

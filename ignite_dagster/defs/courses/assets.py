@@ -39,7 +39,6 @@ from pydantic import create_model
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.course_jobs.stages import stage_lines
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, encode_claims
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA, COURSE_METADATA
 from ignite_dagster.defs.partitions import courses_partitions
@@ -50,6 +49,7 @@ from ignite_dagster.defs.resources import (
     course_worker,
     media_worker,
 )
+from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, encode_claims
 from ignite_dagster.storage.keys import course_media_prefix, course_path
 
 __all__ = ["COURSE_CONTENT", "COURSE_MEDIA", "COURSE_METADATA", "build_generate_course_assets", "course_assets",

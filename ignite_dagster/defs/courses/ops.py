@@ -27,10 +27,10 @@ from pydantic import Field
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.course_jobs.stages import FINISH, PREPARE, chain
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, decode_claims, encode_claims
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import ModelResource, QueueResource, StorageResource, course_worker
+from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, decode_claims, encode_claims
 
 
 class ClaimedJobsConfig(Config):

@@ -9,8 +9,8 @@ hands each job to one claimer, and run keys name (job id, attempt), which is uni
 from dagster import Definitions, definitions
 
 from ignite_dagster.config import load_settings
-from ignite_dagster.defs.claim_sensors import build_queue_sensors
 from ignite_dagster.defs.courses.jobs import generate_courses
+from ignite_dagster.defs.queue_sensors import build_queue_sensors
 
 
 def build_course_sensors(interval_seconds: int) -> tuple:
@@ -27,7 +27,7 @@ def build_course_jobs_sensor(interval_seconds: int):
 
 
 def _is_materialization_with_claims(run) -> bool:
-    from ignite_dagster.defs.claim_sensors import JOBS_TAG, QUEUE_TAG
+    from ignite_dagster.defs.run_tags import JOBS_TAG, QUEUE_TAG
 
     return bool(run.tags.get(JOBS_TAG)) and run.tags.get(QUEUE_TAG) is None
 
@@ -45,8 +45,8 @@ def build_materialization_run_sensors() -> tuple:
         run_status_sensor,
     )
 
-    from ignite_dagster.defs.claim_sensors import fail_run_claims
     from ignite_dagster.defs.resources import QueueResource
+    from ignite_dagster.defs.run_liveness import fail_run_claims
 
     @run_failure_sensor(name="course_materialization_failure_sensor", default_status=DefaultSensorStatus.RUNNING,
                         description="Hands back course jobs still held by a failed (or dead) course materialization run.")

@@ -33,7 +33,8 @@ def held_claims(instance) -> set:
     its own jobs, so the reconciler leaves them alone (a dead run is failed by the claim sensors first)."""
     from dagster import RunsFilter
 
-    from ignite_dagster.defs.claim_sensors import ACTIVE, JOBS_TAG, decode_claims
+    from ignite_dagster.defs.run_liveness import ACTIVE
+    from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims
 
     return {claim for run in instance.get_runs(RunsFilter(statuses=ACTIVE))
             for claim in decode_claims(run.tags.get(JOBS_TAG, ""))}
@@ -129,7 +130,7 @@ def _previous_run_finished(job_name: str):
     def should_execute(context) -> bool:
         from dagster import RunsFilter
 
-        from ignite_dagster.defs.claim_sensors import ACTIVE
+        from ignite_dagster.defs.run_liveness import ACTIVE
 
         return context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=ACTIVE)) == 0
 

@@ -32,10 +32,10 @@ from pydantic import Field
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.defs.checks import MEDIA_CHECK, evaluate_media
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.courses.keys import COURSE_MEDIA, MODEL_POOL
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import QueueResource, StorageResource, media_worker
+from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims, encode_claims
 
 
 @dataclass

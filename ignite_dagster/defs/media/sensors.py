@@ -15,8 +15,8 @@
 from dagster import Definitions, definitions
 
 from ignite_dagster.config import load_settings
-from ignite_dagster.defs.claim_sensors import build_queue_sensors
 from ignite_dagster.defs.media.jobs import generate_media
+from ignite_dagster.defs.queue_sensors import build_queue_sensors
 
 # Default media jobs per run (IGNITE_MEDIA_JOBS_PER_RUN). A course's study-text images are enqueued
 # together, so one run usually takes a whole course (one materialization, one completeness check).
