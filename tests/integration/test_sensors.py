@@ -114,3 +114,20 @@ def test_two_daemons_ticking_together_never_share_a_claim(sensor_env, sensor_res
     assert len(claims) == len({c[0] for c in claims}) > 0
     assert len(keys) == len(set(keys))
     assert len(claims) == sum(1 for j in queue.list(limit=100) if j.status == "processing")
+
+
+def test_ticks_share_one_pool_per_process(sensor_env, sensor_resources, db_url):
+    """A sensor's resources are set up on every tick; the code server must not open a pool per tick."""
+    import psycopg
+
+    def connections() -> int:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()").fetchone()[0]
+
+    with DagsterInstance.ephemeral() as instance:
+        _evaluate(instance, sensor_resources)
+        after_one = connections()
+        for _ in range(4):
+            _evaluate(instance, sensor_resources)
+        assert connections() == after_one >= 1  # the pool outlives its tick and is the same one
