@@ -13,12 +13,12 @@ from typing import Any
 
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.validation import errors_of
+from ignite_dagster.generation.stages.fill import fill
 from ignite_dagster.generation.packs import default_index
 from ignite_dagster.generation.stages.build_skeleton import build_skeleton
-from ignite_dagster.generation.stages.fill import fill
 from ignite_dagster.generation.stages.select_strategy import select_strategy
-from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 from ignite_dagster.generation.types import GenerationDeps
+from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 
 
 def pack_course(request: dict[str, Any]) -> dict[str, Any]:
