@@ -63,7 +63,7 @@ def run_courses(pg: TestPostgres, server: OpenAICompatServer, n: int, tag: str) 
             ids.append(submit_course_request(queue, store, request, organization_id=org).job.id)
         with DagsterInstance.ephemeral() as instance:
             t0 = time.monotonic()
-            result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
+            result = defs().resolve_job_def(GENERATE_JOB).execute_in_process(
                 instance=instance, raise_on_error=False,
                 run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": n}}}})
             wall = time.monotonic() - t0
@@ -94,7 +94,7 @@ def unequal_run(pg: TestPostgres, server: OpenAICompatServer, concurrency: int) 
             ids[request.course_id] = submit_course_request(queue, store, request, organization_id=org).job.id
         with DagsterInstance.ephemeral() as instance:
             t0 = time.monotonic()
-            result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
+            result = defs().resolve_job_def(GENERATE_JOB).execute_in_process(
                 instance=instance, raise_on_error=False,
                 run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": len(UNEQUAL)}}}})
             wall = time.monotonic() - t0

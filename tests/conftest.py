@@ -67,3 +67,14 @@ def db_url(postgres) -> str:
 def org_id(db_url) -> uuid.UUID:
     with psycopg.connect(db_url, autocommit=True) as conn:
         return conn.execute("INSERT INTO organizations (name) VALUES ('Test org') RETURNING id").fetchone()[0]
+
+
+@pytest.fixture
+def sensor_resources(db_url):
+    """The resources a sensor tick is injected with, on this test's database; the process-level pool
+    ticks share is closed afterwards (the database is dropped at the end of the run)."""
+    from ignite_dagster.defs.resources import close_tick_pools
+    from tests.support.code_location import tick_resources
+
+    yield tick_resources(db_url)
+    close_tick_pools()

@@ -38,6 +38,7 @@ from ignite_dagster.course_jobs.persist import (
     record_course,
     write_course_json,
 )
+from ignite_dagster.course_jobs.stages import STAGE_PERCENT
 from ignite_dagster.course_jobs.submit import load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.job_rows import add_attempt_spend, complete_job, set_cost_known
@@ -49,15 +50,8 @@ from ignite_dagster.storage.keys import course_path, debug_prefix
 log = logging.getLogger(__name__)
 TABLE = "ai_course_jobs"
 
-# stage name -> progress percent when it starts
-STAGES = {
-    "select_strategy": 5,
-    "build_skeleton": 10,
-    "fill": 20,
-    "validate_normalize": 70,
-    "repair": 80,
-    "persist": 90,
-}
+# stage name -> progress percent when it starts, in order (the one list: course_jobs/stages.py)
+STAGES = STAGE_PERCENT
 
 
 @dataclass

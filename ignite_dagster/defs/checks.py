@@ -8,7 +8,7 @@
 
 Each check has an ``evaluate_*`` function the ops call right after they materialize a partition (so a
 run reports the check with its materialization), and an ``@asset_check`` for evaluating it on demand
-from the UI. Both read storage through the ``factory`` resource.
+from the UI. Both read storage through the ``storage`` resource (media_complete the queue too).
 """
 
 import json
@@ -17,9 +17,10 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
+from ignite_dagster.config import load_settings
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA
 from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.defs.resources import QueueResource, StorageResource
 
 SCHEMA_CHECK = "course_schema_valid"
 QUALITY_CHECK = "course_quality"
@@ -112,24 +113,24 @@ def evaluate_media(queue, store, course_id: str) -> AssetCheckResult:
 
 @asset_check(asset=COURSE_CONTENT, name=SCHEMA_CHECK, partitions_def=courses_partitions,
              description="The stored course.json parses as Course v2 and has no validation errors.")
-def course_schema_valid(context, factory: FactoryResource) -> AssetCheckResult:
-    return evaluate_schema(factory.store, context.partition_key)
+def course_schema_valid(context, storage: StorageResource) -> AssetCheckResult:
+    return evaluate_schema(storage.store, context.partition_key)
 
 
 @asset_check(asset=COURSE_CONTENT, name=QUALITY_CHECK, partitions_def=courses_partitions,
              description="The stored course passes the quality gates (distinct options, group names and item texts, "
              "on subject, answers that follow from the text, option lengths that give nothing away); figures in "
              "the metadata. ERROR for a failed gate, WARN for warnings (reading level above the grade band).")
-def course_quality(context, factory: FactoryResource) -> AssetCheckResult:
-    return evaluate_quality(factory.store, context.partition_key, factory.settings)
+def course_quality(context, storage: StorageResource) -> AssetCheckResult:
+    return evaluate_quality(storage.store, context.partition_key, load_settings())
 
 
 @asset_check(asset=COURSE_MEDIA, name=MEDIA_CHECK, partitions_def=courses_partitions,
              description="Every requested [IMAGE:…] marker carries a URL, every requested item stimulus and option "
              "image (any media job's target) is attached, and every image URL in course.json resolves to an object "
              "in storage.")
-def media_complete(context, factory: FactoryResource) -> AssetCheckResult:
-    return evaluate_media(factory.queue, factory.store, context.partition_key)
+def media_complete(context, queue: QueueResource, storage: StorageResource) -> AssetCheckResult:
+    return evaluate_media(queue.queue, storage.store, context.partition_key)
 
 
 asset_checks = [course_schema_valid, course_quality, media_complete]

@@ -27,8 +27,9 @@ import psycopg
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, WAITING, decode_claims
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.defs.run_liveness import WAITING
+from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims
 from ignite_dagster.queue import JobQueue
 from tests.support.celery import CeleryIsolation, require_brokers, worker_argv, worker_names_ready
 from tests.support.jobs import assert_done_once, new_course

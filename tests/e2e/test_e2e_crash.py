@@ -17,8 +17,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ignite_dagster.course_jobs.worker import STAGES
-from ignite_dagster.defs.claim_sensors import free_runs
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.defs.run_liveness import free_runs
 from ignite_dagster.queue import JobQueue
 from tests.support.jobs import assert_done_once, new_course
 from tests.support.stack import start_stack, wait_until

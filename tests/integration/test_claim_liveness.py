@@ -15,14 +15,9 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.course_jobs.reconcile import reconcile
-from ignite_dagster.defs.claim_sensors import (
-    JOBS_TAG,
-    encode_claims,
-    fail_dead_runs,
-    free_runs,
-    keep_waiting_claims_alive,
-)
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
+from ignite_dagster.defs.run_liveness import fail_dead_runs, free_runs, keep_waiting_claims_alive
+from ignite_dagster.defs.run_tags import JOBS_TAG, encode_claims
 from ignite_dagster.local.stack import CrashLoop, Stack
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage import LocalObjectStore
@@ -90,18 +85,7 @@ def test_dead_runs_claims_release_unstarted_fail_started_and_free_releases_are_b
     assert queue.release_or_fail_claim(C, (job.id, job.attempt), "run died", "run_failed", **BACKOFF) == "dead_letter"
 
 
-@pytest.fixture
-def services(db_url, monkeypatch, tmp_path):
-    from ignite_dagster.defs.resources import code_location_services
-
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
-    code_location_services.cache_clear()
-    yield
-    code_location_services.cache_clear()
-
-
-def test_a_started_run_silent_past_the_limit_is_failed_and_frees_its_slot(services, queue, db_url, org_id):
+def test_a_started_run_silent_past_the_limit_is_failed_and_frees_its_slot(queue, db_url, org_id):
     silent = _claimed(queue, org_id, "addition-dead")
     alive = _claimed(queue, org_id, "addition-alive")
     waiting = _claimed(queue, org_id, "addition-queued")
@@ -174,7 +158,7 @@ def test_stack_restarts_an_exited_process_and_stops_on_a_crash_loop(tmp_path):
     assert not subprocess.run(["pgrep", "-g", str(first.pid)], capture_output=True).stdout
 
 
-def test_a_dead_asset_run_is_judged_by_its_claims_in_either_table(services, queue, db_url, org_id):
+def test_a_dead_asset_run_is_judged_by_its_claims_in_either_table(queue, db_url, org_id):
     from tests.support.jobs import new_media
 
     new_media(queue, org_id, "addition-media")

@@ -132,8 +132,8 @@ def test_definitions_load_and_validate():
 
     from ignite_dagster.definitions import defs
 
-    Definitions.validate_loadable(defs)
-    repo = defs.get_repository_def()
+    Definitions.validate_loadable(defs())
+    repo = defs().get_repository_def()
     assert {"generate_courses", "reconcile_queue", "mark_stale", "dead_letter", "requeue_jobs"} <= set(repo.job_names)
     assert {"course_jobs_sensor", "course_run_failure_sensor"} <= {s.name for s in repo.sensor_defs}
 

@@ -12,12 +12,11 @@ from dagster import (
     DagsterInstance,
 )
 
-from ignite_dagster.definitions import defs
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, encode_claims
 from ignite_dagster.defs.courses.jobs import GENERATE_JOB
 from ignite_dagster.defs.courses.sensors import build_course_sensors
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.defs.run_tags import JOBS_TAG, encode_claims
 from ignite_dagster.queue import JobQueue
+from tests.support.code_location import code_location
 from tests.support.jobs import new_course
 from tests.support.runs import dying_job, fire_failure_sensor
 
@@ -28,18 +27,16 @@ course_run_failure_sensor = build_course_sensors(1)[1]
 def queue(db_url, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
-    code_location_services.cache_clear()
     yield JobQueue(db_url)
-    code_location_services.cache_clear()
 
 
-def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
+def test_one_bad_course_never_fails_its_neighbours(sensor_resources, queue, org_id, tmp_path):
     good = [queue.enqueue_course(new_course(f"good-{i}", subject=s), organization_id=org_id).job.id
             for i, s in enumerate(("addition", "division"))]
     bad = queue.enqueue_course(new_course("bad-1", subject="astrophysics", strategy="deterministic"),
                                organization_id=org_id).job.id
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
+        result = code_location().resolve_job_def(GENERATE_JOB).execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"claimed_course_jobs": {"config": {"claim_now": 10}}}})
         assert not result.success  # the bad branch fails the run, visibly
@@ -64,7 +61,7 @@ def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
         assert failed_steps == {"finish_course[bad_1__" + bad.hex[:8] + "]"}  # its select_strategy stage failed
 
         # the run-failure sensor then finds nothing to change: every job was marked by the run (fenced)
-        fire_failure_sensor(course_run_failure_sensor, instance, result)
+        fire_failure_sensor(course_run_failure_sensor, instance, result, sensor_resources)
     assert [queue.get(i).status for i in good] == ["done", "done"]
     row = queue.get(bad)
     assert (row.status, row.reason_code) == ("dead_letter", "no_pack") and "astrophysics" in row.error
@@ -73,7 +70,7 @@ def test_one_bad_course_never_fails_its_neighbours(queue, org_id, tmp_path):
     assert doc["generation"]["jobId"] == str(good[0])
 
 
-def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, org_id):
+def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(sensor_resources, queue, org_id):
     for i in range(2):
         queue.enqueue_course(new_course(f"c{i}"), organization_id=org_id)
     held, finished = queue.claim_course_jobs("dead-run", limit=2)
@@ -82,7 +79,7 @@ def test_run_failure_sensor_fails_only_claims_the_dead_run_still_holds(queue, or
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (finished.id, finished.attempt)])}
     with DagsterInstance.ephemeral() as instance:
         result = dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-        fire_failure_sensor(course_run_failure_sensor, instance, result)
+        fire_failure_sensor(course_run_failure_sensor, instance, result, sensor_resources)
     row = queue.get(held.id)
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
     assert queue.get(finished.id).status == "done"

@@ -12,12 +12,11 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course_jobs.materialize import take_course
 from ignite_dagster.course_jobs.submit import submit_course_request
-from ignite_dagster.definitions import defs
-from ignite_dagster.defs.claim_sensors import COURSE_TAG, JOBS_TAG, ORG_TAG
 from ignite_dagster.defs.partitions import COURSES_PARTITIONS_NAME
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.defs.run_tags import COURSE_TAG, JOBS_TAG, ORG_TAG
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.storage.local import LocalObjectStore
+from tests.support.code_location import code_location
 from tests.support.jobs import new_course
 
 CONTENT, METADATA = AssetKey("course_content"), AssetKey("course_metadata")
@@ -27,9 +26,7 @@ CONTENT, METADATA = AssetKey("course_content"), AssetKey("course_metadata")
 def queue(db_url, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
-    code_location_services.cache_clear()
     yield JobQueue(db_url)
-    code_location_services.cache_clear()
 
 
 @pytest.fixture
@@ -93,7 +90,7 @@ def test_a_course_never_requested_is_refused_by_name(queue, store):
 def _materialize(instance, partitions, run_config=None, raise_on_error=True):
     """One run of the course assets over ``partitions`` (a range, as a backfill launches it)."""
     instance.add_dynamic_partitions(COURSES_PARTITIONS_NAME, partitions)
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={CONTENT, METADATA})
+    job = code_location().resolve_implicit_global_asset_job_def().get_subset(asset_selection={CONTENT, METADATA})
     tags = {"dagster/asset_partition_range_start": partitions[0], "dagster/asset_partition_range_end": partitions[-1]}
     return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error,
                                   run_config=run_config or {})
@@ -166,14 +163,14 @@ def test_a_course_json_written_behind_the_pipelines_back_gets_a_reconciler_mater
     doc = pack_course({"course_id": "restored-1", "subject": "addition", "grade_band": "3-5"})
     store.put("courses/restored-1/course.json", json.dumps(doc).encode(), content_type="application/json")
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("report_course_drift").execute_in_process(instance=instance)
+        result = code_location().resolve_job_def("report_course_drift").execute_in_process(instance=instance)
         assert result.success
         assert _materializations(result) == [("course_content", "restored-1", "reconciler"),
                                              ("course_metadata", "restored-1", "reconciler")]
         assert instance.get_materialized_partitions(CONTENT) == {"restored-1"}
         assert instance.has_dynamic_partition(COURSES_PARTITIONS_NAME, "restored-1")
         # the next sweep finds nothing new
-        again = defs.resolve_job_def("report_course_drift").execute_in_process(instance=instance)
+        again = code_location().resolve_job_def("report_course_drift").execute_in_process(instance=instance)
         assert _materializations(again) == []
 
 
@@ -191,7 +188,7 @@ def test_a_job_the_reconciler_completes_shows_as_a_reconciler_materialization(qu
     job = _generated_but_unrecorded(worker, queue, store, org_id, "addition-drift")
     set_columns(db_url, "ai_course_jobs", job.id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def(reconcile_job.name).execute_in_process(instance=instance)
+        result = code_location().resolve_job_def(reconcile_job.name).execute_in_process(instance=instance)
         assert result.success
         assert _materializations(result) == [("course_content", "addition-drift", "reconciler"),
                                              ("course_metadata", "addition-drift", "reconciler")]
@@ -202,7 +199,7 @@ def test_a_job_the_reconciler_completes_shows_as_a_reconciler_materialization(qu
     assert queue.get(job.id).status == "done"
 
 
-def test_claims_of_a_dead_materialization_run_go_back_to_the_queue(queue, store, org_id):
+def test_claims_of_a_dead_materialization_run_go_back_to_the_queue(sensor_resources, queue, store, org_id):
     from ignite_dagster.defs.courses.sensors import build_materialization_run_sensors
     from tests.support.runs import dying_job, fire_failure_sensor
 
@@ -213,7 +210,7 @@ def test_claims_of_a_dead_materialization_run_go_back_to_the_queue(queue, store,
     with DagsterInstance.ephemeral() as instance:
         result = dying_job.execute_in_process(instance=instance, raise_on_error=False,
                                               tags={JOBS_TAG: f"{t.job.id}:{t.job.attempt}"})
-        fire_failure_sensor(sensor, instance, result)
+        fire_failure_sensor(sensor, instance, result, sensor_resources)
     row = queue.get(t.job.id)
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
 

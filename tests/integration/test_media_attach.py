@@ -17,30 +17,24 @@ def course() -> dict:
 
 
 def test_media_complete_check_runs_through_dagster_for_a_partition(db_url, tmp_path, monkeypatch, course):
-    """The check as the UI launches it: the implicit asset job, one partition, the code location's services."""
-    from ignite_dagster.defs.resources import code_location_services
+    """The check as the UI launches it: the implicit asset job, one partition, the code location's resources."""
+    from tests.support.code_location import code_location
 
     root = tmp_path / "storage"
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(root))
-    code_location_services.cache_clear()
-    try:
-        from ignite_dagster.definitions import defs
-
-        store = LocalObjectStore(root)
-        write_course_json(store, course)
-        check_key = AssetCheckKey(AssetKey("course_media"), "media_complete")
-        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(),
-                                                                       asset_check_selection={check_key})
-        with DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions("courses", ["wc-attach"])
-            first = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
-            attach_every_study_text(store, course, "wc-attach")
-            second = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
-        evals = [e.asset_check_evaluation_data for r in (first, second) for e in r.all_events
-                 if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert [e.passed for e in evals] == [False, True]
-        assert {e.partition for e in evals} == {"wc-attach"}
-        assert evals[0].metadata["pending_markers"].value == 2
-    finally:
-        code_location_services.cache_clear()
+    store = LocalObjectStore(root)
+    write_course_json(store, course)
+    check_key = AssetCheckKey(AssetKey("course_media"), "media_complete")
+    job = code_location().resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(),
+                                                                   asset_check_selection={check_key})
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("courses", ["wc-attach"])
+        first = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
+        attach_every_study_text(store, course, "wc-attach")
+        second = job.execute_in_process(instance=instance, tags={"dagster/partition": "wc-attach"}, raise_on_error=False)
+    evals = [e.asset_check_evaluation_data for r in (first, second) for e in r.all_events
+             if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert [e.passed for e in evals] == [False, True]
+    assert {e.partition for e in evals} == {"wc-attach"}
+    assert evals[0].metadata["pending_markers"].value == 2

@@ -20,15 +20,14 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test
 
 from ignite_dagster.course_jobs.persist import write_course_json
-from ignite_dagster.definitions import defs
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.media.jobs import MEDIA_JOB
 from ignite_dagster.defs.media.sensors import build_media_jobs_sensor, build_media_sensors
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.media.markers import IMAGE_MARKER
 from ignite_dagster.queue import JobQueue, NewMediaJob, TargetRef
 from ignite_dagster.storage import LocalObjectStore
 from ignite_dagster.storage.keys import course_path
+from tests.support.code_location import code_location
 from tests.support.media import IMAGE_MODEL, PRICES, enqueue_targets, water_cycle_course
 from tests.support.openai_server import IMAGES, OpenAICompatServer, api_error, image_png
 from tests.support.runs import dying_job, fire_failure_sensor
@@ -45,25 +44,24 @@ def env(db_url, monkeypatch, tmp_path):
                   "IGNITE_BACKOFF_BASE_SECONDS": "0", "IGNITE_BACKOFF_CAP_SECONDS": "0"}
         for k, v in values.items():
             monkeypatch.setenv(k, v)
-        code_location_services.cache_clear()
         yield {"queue": JobQueue(db_url), "store": LocalObjectStore(tmp_path / "storage"), "server": server}
-        code_location_services.cache_clear()
 
 
-def _tick(instance, per_run: int = 3):
-    return build_media_jobs_sensor(1, per_run=per_run)(build_sensor_context(instance=instance))
+def _tick(instance, resources, per_run: int = 3):
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        return build_media_jobs_sensor(1, per_run=per_run)(context)
 
 
 def _stimuli(doc, n):
     return [{"type": "item_stimulus", "itemId": it["id"]} for it in doc["items"][:n]]
 
 
-def test_sensor_batches_and_run_keys(env, org_id):
+def test_sensor_batches_and_run_keys(sensor_resources, env, org_id):
     queue = env["queue"]
     doc = water_cycle_course("wc-s")
     ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(doc, 5))
     with DagsterInstance.ephemeral() as instance:
-        result = _tick(instance)
+        result = _tick(instance, sensor_resources)
         assert isinstance(result, SensorResult)
         assert [len(decode_claims(r.tags[JOBS_TAG])) for r in result.run_requests] == [3, 2]
         for r in result.run_requests:
@@ -72,27 +70,27 @@ def test_sensor_batches_and_run_keys(env, org_id):
             assert r.run_config["ops"]["claimed_media_jobs"]["config"]["jobs"] == r.tags[JOBS_TAG]
         assert result.dynamic_partitions_requests[0].partition_keys == ["wc-s"]
         assert {queue.get(i, "ai_media_jobs").status for i in ids} == {"processing"}
-        assert isinstance(_tick(instance), SkipReason)  # nothing left to claim
+        assert isinstance(_tick(instance, sensor_resources), SkipReason)  # nothing left to claim
 
         # a retry is a new attempt, hence a new run key
         first_id, _ = decode_claims(result.run_requests[0].tags[JOBS_TAG])[0]
         queue.fail(first_id, "ai_media_jobs", 1, "e", "provider_unavailable", True, backoff_base=timedelta(0))
-        retry = _tick(instance)
+        retry = _tick(instance, sensor_resources)
         assert retry.run_requests[0].run_key == f"media:{first_id}:2"
 
 
-def test_sensor_claims_nothing_when_media_runs_are_at_capacity(env, org_id):
+def test_sensor_claims_nothing_when_media_runs_are_at_capacity(sensor_resources, env, org_id):
     queue = env["queue"]
     ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(water_cycle_course("wc-s"), 2))
     with DagsterInstance.ephemeral() as instance:
         create_run_for_test(instance, job_name=MEDIA_JOB, status=DagsterRunStatus.STARTED)
         create_run_for_test(instance, job_name=MEDIA_JOB, status=DagsterRunStatus.STARTING)
-        result = _tick(instance)
+        result = _tick(instance, sensor_resources)
     assert isinstance(result, SkipReason) and "capacity" in result.skip_message
     assert {queue.get(i, "ai_media_jobs").status for i in ids} == {"pending"}
 
 
-def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refused_branch(env, org_id):
+def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refused_branch(sensor_resources, env, org_id):
     queue, store, server = env["queue"], env["store"], env["server"]
 
     def model(request):
@@ -111,7 +109,7 @@ def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refus
                                           target_ref=TargetRef(type="item_stimulus", itemId=0)),
                               organization_id=org_id).job.id
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def(MEDIA_JOB).execute_in_process(
+        result = code_location().resolve_job_def(MEDIA_JOB).execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"ops": {"claimed_media_jobs": {"config": {"claim_now": 10}}}})
         assert not result.success  # the refused branch fails the run, after the good branch reported
@@ -126,7 +124,7 @@ def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refus
         assert set(instance.get_dynamic_partitions("courses")) == {"wc-good", "wc-bad"}
 
         # the run-failure sensor finds nothing left to fail: every claim was already marked (fenced)
-        fire_failure_sensor(media_run_failure_sensor, instance, result)
+        fire_failure_sensor(media_run_failure_sensor, instance, result, sensor_resources)
     assert {queue.get(i, "ai_media_jobs").status for i in good_ids} == {"done"}
     row = queue.get(bad, "ai_media_jobs")
     assert (row.status, row.reason_code) == ("dead_letter", "content_refused")
@@ -135,7 +133,7 @@ def test_run_attaches_reports_materialization_and_check_and_fails_only_the_refus
     assert sorted(urls) == sorted(queue.get(i, "ai_media_jobs").result_url for i in good_ids)
 
 
-def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
+def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(sensor_resources, env, org_id):
     queue = env["queue"]
     ids = enqueue_targets(queue, org_id, "wc-s", _stimuli(water_cycle_course("wc-s"), 2))
     held = queue.claim_media_jobs("dead-run", limit=1)[0]
@@ -145,7 +143,7 @@ def test_run_failure_sensor_fails_claims_a_dead_run_still_holds(env, org_id):
     tags = {JOBS_TAG: encode_claims([(held.id, held.attempt), (done.id, done.attempt)])}
     with DagsterInstance.ephemeral() as instance:
         result = dying_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-        fire_failure_sensor(media_run_failure_sensor, instance, result)
+        fire_failure_sensor(media_run_failure_sensor, instance, result, sensor_resources)
     row = queue.get(held.id, "ai_media_jobs")
     assert (row.status, row.reason_code) == ("failed", "run_failed") and result.run_id in row.error
     assert queue.get(done.id, "ai_media_jobs").status == "done"

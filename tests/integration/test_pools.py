@@ -17,9 +17,9 @@ FIRST_RUNS = 4
 
 
 def test_every_pool_an_op_declares_is_one_the_instance_sets_up():
-    from ignite_dagster.definitions import defs
+    from tests.support.code_location import code_location
 
-    declared = {op.pool for job in defs.resolve_all_job_defs() for op in job.graph.iterate_op_defs() if op.pool}
+    declared = {op.pool for job in code_location().resolve_all_job_defs() for op in job.graph.iterate_op_defs() if op.pool}
     assert declared and declared <= set(POOLS), declared
 
 

@@ -61,14 +61,12 @@ def test_maintenance_jobs_run_their_sweeps(db_url, org_id, tmp_path, monkeypatch
     """The schedules' jobs, executed as Dagster runs: stale detection, dead-letter sweep, reconciliation."""
     from dagster import DagsterInstance
 
-    from ignite_dagster.definitions import defs
     from ignite_dagster.defs.maintenance.jobs import dead_letter_job, reconcile_job, stale_job
-    from ignite_dagster.defs.resources import code_location_services
+    from tests.support.code_location import code_location
 
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path))
     monkeypatch.setenv("IGNITE_STALE_TIMEOUT_SECONDS", "60")
-    code_location_services.cache_clear()
     queue, store = JobQueue(db_url), LocalObjectStore(tmp_path)
     worker = CourseWorker(Settings(), queue, store, Lease(queue, 60))
     written = _generated_but_unrecorded(worker, queue, store, org_id, "addition-sched")
@@ -77,12 +75,9 @@ def test_maintenance_jobs_run_their_sweeps(db_url, org_id, tmp_path, monkeypatch
     assert queue.progress(silent.id, "ai_course_jobs", silent.attempt, "fill", 20)  # a stage ran: stale, not released
     for job_id in (written.id, silent.id):
         set_columns(db_url, "ai_course_jobs", job_id, last_heartbeat=datetime.now(UTC) - timedelta(minutes=5))
-    try:
-        with DagsterInstance.ephemeral() as instance:
-            for job in (stale_job, dead_letter_job, reconcile_job):
-                assert defs.resolve_job_def(job.name).execute_in_process(instance=instance).success
-    finally:
-        code_location_services.cache_clear()
+    with DagsterInstance.ephemeral() as instance:
+        for job in (stale_job, dead_letter_job, reconcile_job):
+            assert code_location().resolve_job_def(job.name).execute_in_process(instance=instance).success
     assert queue.get(written.id).status == "done"  # stale, then reconciled from its course.json
     dead = queue.get(silent.id)
     assert dead.status == "dead_letter" and dead.error.endswith("(retries: 0/0)")

@@ -16,8 +16,10 @@ def dying_job():
     _dies()
 
 
-def fire_failure_sensor(sensor, instance, result) -> None:
-    """Evaluate a run-failure sensor for the failed in-process run ``result``."""
+def fire_failure_sensor(sensor, instance, result, resources: dict) -> None:
+    """Evaluate a run-failure sensor for the failed in-process run ``result``, injected with ``resources``
+    (the ``sensor_resources`` fixture)."""
     failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
     run = instance.get_run_by_id(result.run_id)
-    sensor(build_run_status_sensor_context(sensor.name, failure, instance, run).for_run_failure())
+    with build_run_status_sensor_context(sensor.name, failure, instance, run, resources=resources).for_run_failure() as context:
+        sensor(context)

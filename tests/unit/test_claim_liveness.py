@@ -50,7 +50,7 @@ def test_storage_failures_have_their_own_reason_code(exc, code):
 def test_queued_runs_held_back_by_a_tag_limit_take_no_slot_of_the_run_queue(tmp_path):
     from dagster._core.test_utils import instance_for_test
 
-    from ignite_dagster.defs.claim_sensors import occupied_slots
+    from ignite_dagster.defs.run_liveness import occupied_slots
 
     limits = [{"key": "ignite/queue", "value": "maintenance", "limit": 2}]
     with instance_for_test() as instance:

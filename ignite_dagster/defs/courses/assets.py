@@ -28,22 +28,32 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     Config,
+    Definitions,
     Failure,
     MetadataValue,
     asset,
+    definitions,
     multi_asset,
 )
 from pydantic import create_model
 
 from ignite_dagster.config import load_settings
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, encode_claims
+from ignite_dagster.course_jobs.stages import stage_lines
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA, COURSE_METADATA
 from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.defs.resources import (
+    ModelResource,
+    QueueResource,
+    StorageResource,
+    course_worker,
+    media_worker,
+)
+from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, encode_claims
 from ignite_dagster.storage.keys import course_media_prefix, course_path
 
-__all__ = ["COURSE_CONTENT", "COURSE_MEDIA", "COURSE_METADATA", "course_media", "generate_course_assets"]
+__all__ = ["COURSE_CONTENT", "COURSE_MEDIA", "COURSE_METADATA", "build_generate_course_assets", "course_assets",
+           "course_media"]
 
 # backfill_policy on @asset is a beta parameter in Dagster 1.13 (stable on @multi_asset); we rely on it knowingly.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy` of function `asset`")
@@ -91,12 +101,12 @@ def _override_config() -> type[Config]:
 CourseMaterializeConfig = _override_config()
 
 
-def _wait_until_free(factory: FactoryResource, job) -> str:
+def _wait_until_free(queue: QueueResource, job) -> str:
     """Wait while another worker holds the course; returns the job's final status."""
-    deadline = time.monotonic() + factory.settings.stale_timeout_seconds + 60
+    deadline = time.monotonic() + load_settings().stale_timeout_seconds + 60
     status = job.status
     while time.monotonic() < deadline:
-        current = factory.queue.get(job.id)
+        current = queue.queue.get(job.id)
         status = current.status if current is not None else "missing"
         if status != "processing":
             return status
@@ -104,25 +114,27 @@ def _wait_until_free(factory: FactoryResource, job) -> str:
     return status
 
 
-def _generate(context: AssetExecutionContext, factory: FactoryResource, config: Config, failures: list[str]):
+def _generate(context: AssetExecutionContext, queue: QueueResource, storage: StorageResource, model: ModelResource,
+              config: Config, failures: list[str]):
     """Take every partition's course through the queue and the staged worker, yielding each finished
     course's events as it finishes (yielded, not logged: events logged before a step fails are lost);
     appends a line per course that was not generated to ``failures``."""
     from ignite_dagster.course_jobs.materialize import take_course
     overrides = {k: v for k, v in config.model_dump().items() if v is not None}
+    settings = load_settings()
     worker_id = f"dagster:{context.run.run_id}"
     taken = []
     for course_id in context.partition_keys:
         try:
-            t = take_course(factory.queue, factory.store, course_id, worker_id=worker_id, overrides=overrides,
-                            model_configured=factory.settings.model_configured)
+            t = take_course(queue.queue, storage.store, course_id, worker_id=worker_id, overrides=overrides,
+                            model_configured=settings.model_configured)
         except Exception as exc:  # noqa: BLE001 - a request that cannot be rebuilt or is refused: say which
             failures.append(f"{course_id}: {type(exc).__name__}: {exc}")
             context.log.error(failures[-1])
             continue
         if t.outcome == "busy":
             context.log.warning(t.message + "; waiting for it to finish")
-            status = _wait_until_free(factory, t.job)
+            status = _wait_until_free(queue, t.job)
             if status == "done":
                 context.log.info(f"{course_id}: job {t.job.id} finished (done) on the other path; its run "
                                  "reported the materialization")
@@ -142,9 +154,9 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
     context.instance.add_run_tags(context.run.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in taken]),
                                                    **course_run_tags(taken)})
     for job in taken:
-        factory.queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run.run_id)
+        queue.queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run.run_id)
 
-    worker = factory.worker()
+    worker = course_worker(queue, storage, model)
     works = []
     # Prepare every course first (strategy, skeleton) and start its fill → persist in the background, then
     # report the courses in the order they finish: each is persisted as soon as its own fill is done, and
@@ -162,8 +174,7 @@ def _generate(context: AssetExecutionContext, factory: FactoryResource, config: 
             failures.append(f"{work.job.course_id}: {outcome}")
             context.log.error(failures[-1])
             continue
-        yield from finished_course_events(outcome, factory.store, source="materialization",
-                                          settings=factory.settings)
+        yield from finished_course_events(outcome, storage.store, source="materialization", settings=settings)
         context.log.info(f"{work.job.course_id}: done (job {work.job.id} attempt {work.job.attempt})")
 
 
@@ -187,7 +198,8 @@ def _in_completion_order(worker, works):
             yield work, exc
 
 
-def _build_generate_course_assets(courses_per_run: int):
+def build_generate_course_assets(courses_per_run: int):
+    """The course_content + course_metadata multi-asset; a backfill runs ``courses_per_run`` partitions per run."""
     @multi_asset(
         name=MATERIALIZE_OP,
         specs=[
@@ -205,12 +217,13 @@ def _build_generate_course_assets(courses_per_run: int):
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=max(1, courses_per_run)),
         description="(Re)generate the selected courses through the queue: each course's queued job is claimed, "
         "or a new job is enqueued from its last stored request (run config overrides any request field) and "
-        "claimed; a course another worker holds is waited for. Stages as in generate_courses.",
+        "claimed; a course another worker holds is waited for. Stages as in generate_courses (progress when each "
+        f"starts):\n\n{stage_lines()}",
     )
     def generate_course_assets(context: AssetExecutionContext, config: CourseMaterializeConfig,  # type: ignore[valid-type]
-                               factory: FactoryResource):
+                               queue: QueueResource, storage: StorageResource, model: ModelResource):
         failures: list[str] = []
-        yield from _generate(context, factory, config, failures)
+        yield from _generate(context, queue, storage, model, config, failures)
         if failures:
             raise Failure(
                 description=f"{len(failures)} of {len(context.partition_keys)} course(s) not generated: "
@@ -220,9 +233,6 @@ def _build_generate_course_assets(courses_per_run: int):
         yield from ()
 
     return generate_course_assets
-
-
-generate_course_assets = _build_generate_course_assets(load_settings().courses_per_run)
 
 
 @asset(
@@ -237,21 +247,21 @@ generate_course_assets = _build_generate_course_assets(load_settings().courses_p
     "Materializing works the course's queued media jobs now (they follow every content generation that "
     "wants images, and `ignite`'s media requests); the media_complete check reports after.",
 )
-def course_media(context: AssetExecutionContext, factory: FactoryResource):
+def course_media(context: AssetExecutionContext, queue: QueueResource, storage: StorageResource):
     from ignite_dagster.defs.checks import MEDIA_CHECK, evaluate_media
     from ignite_dagster.defs.media.ops import materialization_metadata
-    from ignite_dagster.media.worker import MediaWorker, work_claimed
+    from ignite_dagster.media.worker import work_claimed
 
     failures: list[str] = []
     for course_id in context.partition_keys:
-        jobs = factory.queue.claim_course_media_jobs(course_id, f"dagster:{context.run.run_id}")
+        jobs = queue.queue.claim_course_media_jobs(course_id, f"dagster:{context.run.run_id}")
         if not jobs:
             context.log.info(f"{course_id}: no queued media jobs (images follow content generation when "
                              "requested); nothing to attach")
         else:
             for job in jobs:
-                factory.queue.set_run_id(job.id, "ai_media_jobs", job.attempt, context.run.run_id)
-            worker = MediaWorker(factory.settings, factory.queue, factory.store, factory.lease)
+                queue.queue.set_run_id(job.id, "ai_media_jobs", job.attempt, context.run.run_id)
+            worker = media_worker(queue, storage)
             try:
                 done, failed = work_claimed(worker, jobs)
             finally:
@@ -260,10 +270,17 @@ def course_media(context: AssetExecutionContext, factory: FactoryResource):
             if done:
                 yield AssetMaterialization(asset_key=COURSE_MEDIA, partition=course_id,
                                            metadata={**materialization_metadata(done), "source": "materialization"})
-        check = evaluate_media(factory.queue, factory.store, course_id)
+        check = evaluate_media(queue.queue, storage.store, course_id)
         yield AssetCheckEvaluation(
             asset_key=COURSE_MEDIA, check_name=MEDIA_CHECK, passed=check.passed, partition=course_id,
             metadata=check.metadata, severity=check.severity)
     if failures:
         raise Failure(description=f"{len(failures)} media job(s) failed",
                       metadata={"failures": MetadataValue.text("\n".join(failures))})
+
+
+@definitions
+def course_assets() -> Definitions:
+    """The course assets, built when the code location loads: the backfill batch size is a setting
+    (IGNITE_COURSES_PER_RUN), and importing this module reads no environment."""
+    return Definitions(assets=[build_generate_course_assets(load_settings().courses_per_run), course_media])

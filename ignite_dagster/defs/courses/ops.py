@@ -25,10 +25,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, course_run_tags, decode_claims, encode_claims
+from ignite_dagster.config import load_settings
+from ignite_dagster.course_jobs.stages import FINISH, PREPARE, chain
 from ignite_dagster.defs.courses.events import finished_course_events
 from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.defs.resources import ModelResource, QueueResource, StorageResource, course_worker
+from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, decode_claims, encode_claims
 
 
 class ClaimedJobsConfig(Config):
@@ -40,13 +42,14 @@ def _mapping_key(course_id: str, job_id: UUID) -> str:
     return f"{course_id.replace('-', '_')}__{job_id.hex[:8]}"
 
 
-@op(out=DynamicOut(), description="Load the claimed course jobs (or claim now), prepare each (strategy, skeleton), "
-                                  "start its fill → validate → repair → persist in the background, and fan out one "
-                                  "finish_course step per course.")
-def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, factory: FactoryResource):
-    queue = factory.queue
+@op(out=DynamicOut(), description=f"Load the claimed course jobs (or claim now), run {chain(PREPARE)} for each, "
+                                  f"start its {chain(FINISH)} in the background, and fan out one finish_course step "
+                                  "per course.")
+def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, queue: QueueResource,
+                        storage: StorageResource, model: ModelResource):
+    job_queue = queue.queue
     if config.claim_now:
-        jobs = queue.claim_course_jobs(f"dagster:{context.run_id}", limit=config.claim_now)
+        jobs = job_queue.claim_course_jobs(f"dagster:{context.run_id}", limit=config.claim_now)
         if jobs:
             context.instance.add_dynamic_partitions(courses_partitions.name, sorted({j.course_id for j in jobs}))
             context.instance.add_run_tags(context.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in jobs]),
@@ -54,7 +57,7 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
     else:
         jobs = []
         for job_id, attempt in decode_claims(config.jobs):
-            job = queue.get(job_id)
+            job = job_queue.get(job_id)
             if job is None or job.status != "processing" or job.attempt != attempt:
                 context.log.warning(f"job {job_id} attempt {attempt} is no longer held (now "
                                     f"{getattr(job, 'status', 'missing')}, attempt {getattr(job, 'attempt', '-')}); skipped")
@@ -62,8 +65,8 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
             jobs.append(job)
     context.log.info(f"{len(jobs)} course job(s): " + ", ".join(f"{j.course_id}#{j.attempt}" for j in jobs))
     for job in jobs:  # the job row names its run (job status links it in the UI)
-        queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run_id)
-    worker = factory.worker()
+        job_queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run_id)
+    worker = course_worker(queue, storage, model)
     for job in jobs:
         try:
             work = worker.begin(job)
@@ -78,14 +81,15 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
         yield DynamicOutput(work, mapping_key=_mapping_key(job.course_id, job.id))
 
 
-@op(description="Collect one course: its fill, validation, repair and persist ran in the background as soon as "
-                 "its skeleton existed; report its materializations and checks, or fail with its reason.")
-def finish_course(context: OpExecutionContext, factory: FactoryResource, work) -> None:
+@op(description=f"Collect one course: its {chain(FINISH)} ran in the background as soon as its skeleton "
+                 "existed; report its materializations and checks, or fail with its reason.")
+def finish_course(context: OpExecutionContext, queue: QueueResource, storage: StorageResource, model: ModelResource,
+                  work) -> None:
     from ignite_dagster.queue.errors import LostClaim
     from ignite_dagster.queue.staged import JobAborted
 
     try:
-        work = factory.worker().collect(work)
+        work = course_worker(queue, storage, model).collect(work)
     except JobAborted as exc:
         raise Failure(description=f"{work.label}: {exc}",
                       metadata={"job_id": str(work.job.id), "reason_code": exc.reason_code,
@@ -98,5 +102,5 @@ def finish_course(context: OpExecutionContext, factory: FactoryResource, work) -
              f"cost_usd={u.cost_usd}") if u is not None else ""
     context.log.info(f"{work.job.course_id}: done; {s.get('repairRounds', 0)} repair round(s), "
                      f"stage ms {work.stage_ms}{spend}")
-    for event in finished_course_events(work, factory.store, source="queue", settings=factory.settings):
+    for event in finished_course_events(work, storage.store, source="queue", settings=load_settings()):
         context.log_event(event)

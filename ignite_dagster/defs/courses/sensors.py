@@ -6,8 +6,11 @@ claiming after a time budget far inside Dagster's 60 s sensor limit. Two daemons
 hands each job to one claimer, and run keys name (job id, attempt), which is unique per claim.
 """
 
-from ignite_dagster.defs.claim_sensors import build_queue_sensors
+from dagster import Definitions, definitions
+
+from ignite_dagster.config import load_settings
 from ignite_dagster.defs.courses.jobs import generate_courses
+from ignite_dagster.defs.queue_sensors import build_queue_sensors
 
 
 def build_course_sensors(interval_seconds: int) -> tuple:
@@ -24,7 +27,7 @@ def build_course_jobs_sensor(interval_seconds: int):
 
 
 def _is_materialization_with_claims(run) -> bool:
-    from ignite_dagster.defs.claim_sensors import JOBS_TAG, QUEUE_TAG
+    from ignite_dagster.defs.run_tags import JOBS_TAG, QUEUE_TAG
 
     return bool(run.tags.get(JOBS_TAG)) and run.tags.get(QUEUE_TAG) is None
 
@@ -42,20 +45,28 @@ def build_materialization_run_sensors() -> tuple:
         run_status_sensor,
     )
 
-    from ignite_dagster.defs.claim_sensors import fail_run_claims
+    from ignite_dagster.defs.resources import QueueResource
+    from ignite_dagster.defs.run_liveness import fail_run_claims
 
     @run_failure_sensor(name="course_materialization_failure_sensor", default_status=DefaultSensorStatus.RUNNING,
                         description="Hands back course jobs still held by a failed (or dead) course materialization run.")
-    def materialization_failure_sensor(context: RunFailureSensorContext):
+    def materialization_failure_sensor(context: RunFailureSensorContext, queue: QueueResource):
         if _is_materialization_with_claims(context.dagster_run):
             message = context.failure_event.message if context.failure_event else "failed"
-            fail_run_claims(context, "ai_course_jobs", "run_failed", f"failed: {message}"[:1500])
+            fail_run_claims(context, queue.queue, "ai_course_jobs", "run_failed", f"failed: {message}"[:1500])
 
     @run_status_sensor(name="course_materialization_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
                        default_status=DefaultSensorStatus.RUNNING,
                        description="Hands back course jobs still held by a canceled course materialization run.")
-    def materialization_canceled_sensor(context: RunStatusSensorContext):
+    def materialization_canceled_sensor(context: RunStatusSensorContext, queue: QueueResource):
         if _is_materialization_with_claims(context.dagster_run):
-            fail_run_claims(context, "ai_course_jobs", "run_canceled", "was canceled")
+            fail_run_claims(context, queue.queue, "ai_course_jobs", "run_canceled", "was canceled")
 
     return materialization_failure_sensor, materialization_canceled_sensor
+
+
+@definitions
+def course_sensors() -> Definitions:
+    """The course queue's sensors, built when the code location loads (the tick interval is a setting)."""
+    return Definitions(sensors=[*build_course_sensors(load_settings().sensor_interval_seconds),
+                                *build_materialization_run_sensors()])

@@ -22,7 +22,7 @@ from dagster import (
 from ignite_dagster.defs.courses.events import reconciled_course_events, report_course_events
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT
 from ignite_dagster.defs.maintenance.jobs import MAINTENANCE_TAGS
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.defs.resources import StorageResource
 from ignite_dagster.storage.keys import COURSES_BUCKET, course_path
 
 _COURSE_JSON = re.compile(rf"{re.escape(COURSES_BUCKET)}/([a-z0-9-]{{1,64}})/course\.json")
@@ -40,18 +40,19 @@ def stored_course_ids(store) -> set[str]:
 
 @op(description="Record a course_content materialization (source: reconciler) for every course.json in storage "
     "that has none in Dagster.")
-def report_unmaterialized_courses(context: OpExecutionContext, factory: FactoryResource) -> None:
+def report_unmaterialized_courses(context: OpExecutionContext, storage: StorageResource) -> None:
+    store = storage.store
     materialized = context.instance.get_materialized_partitions(COURSE_CONTENT)
-    missing = sorted(stored_course_ids(factory.store) - set(materialized))
+    missing = sorted(stored_course_ids(store) - set(materialized))
     for course_id in missing:
         try:
-            doc = json.loads(factory.store.get(course_path(course_id)).data)
+            doc = json.loads(store.get(course_path(course_id)).data)
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the sweep
             context.log.warning(f"{course_id}: course.json unreadable: {exc}")
             continue
         job_id = str((doc.get("generation") or {}).get("jobId") or "")
         report_course_events(context, reconciled_course_events(
-            course_id, job_id, doc, factory.store, detail="course.json found in storage with no materialization"),
+            course_id, job_id, doc, store, detail="course.json found in storage with no materialization"),
             course_id)
     context.log.info(f"course.json without a materialization: {len(missing)} {missing[:20]}")
 

@@ -1,7 +1,8 @@
 """Queue upkeep: reconciliation, stale detection, dead-letter sweep, operator requeue.
 
-The ops reach the queue and storage through the ``factory`` resource (bound in definitions.py), like
-the course and media ops: a run owns its pool for its lifetime and closes it at the end.
+The ops reach the queue and storage through the ``queue`` and ``storage`` resources (defs/resources.py,
+bound in definitions.py), like the course and media ops: a run owns its pool for its lifetime and closes
+it at the end.
 """
 
 
@@ -18,7 +19,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.config import load_settings
+from ignite_dagster.defs.resources import QueueResource, StorageResource
 
 # max_runtime: a sweep takes seconds once started; one whose process died with its host is failed by run
 # monitoring within this bound (the default launcher cannot see dead run processes), so it neither holds a
@@ -31,7 +33,8 @@ def held_claims(instance) -> set:
     its own jobs, so the reconciler leaves them alone (a dead run is failed by the claim sensors first)."""
     from dagster import RunsFilter
 
-    from ignite_dagster.defs.claim_sensors import ACTIVE, JOBS_TAG, decode_claims
+    from ignite_dagster.defs.run_liveness import ACTIVE
+    from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims
 
     return {claim for run in instance.get_runs(RunsFilter(statuses=ACTIVE))
             for claim in decode_claims(run.tags.get(JOBS_TAG, ""))}
@@ -40,20 +43,20 @@ def held_claims(instance) -> set:
 @op(description="Course jobs whose course.json was written by that job's current attempt are marked done "
     "(with metadata); media jobs whose stored image is attached are marked done. Claims held by live runs "
     "are left to them.")
-def reconcile_course_jobs(context: OpExecutionContext, factory: FactoryResource) -> None:
+def reconcile_course_jobs(context: OpExecutionContext, queue: QueueResource, storage: StorageResource) -> None:
     from ignite_dagster.course_jobs.reconcile import reconcile
     from ignite_dagster.media.reconcile import reconcile_media
 
-    quiet = timedelta(seconds=2 * factory.settings.heartbeat_seconds)
+    quiet = timedelta(seconds=2 * load_settings().heartbeat_seconds)
     held = held_claims(context.instance)
     for kind, sweep in (("course", reconcile), ("media", reconcile_media)):
-        report = sweep(factory.queue, factory.store, quiet_for=quiet, held=held)
+        report = sweep(queue.queue, storage.store, quiet_for=quiet, held=held)
         context.log.info(f"{kind}: checked {report.checked} job(s); marked done: "
                          f"{[f'{j.course_id}/{j.job_id}#{j.attempt}' for j in report.marked_done]}")
-        report_reconciled(context, factory, kind, report.marked_done)
+        report_reconciled(context, storage.store, kind, report.marked_done)
 
 
-def report_reconciled(context: OpExecutionContext, factory: FactoryResource, kind: str, done: list) -> None:
+def report_reconciled(context: OpExecutionContext, store, kind: str, done: list) -> None:
     """Drift made visible: every job the reconciler completed gets its materialization (``source:
     reconciler``), so the UI shows the course.json or image the run never reported."""
     import json
@@ -72,24 +75,24 @@ def report_reconciled(context: OpExecutionContext, factory: FactoryResource, kin
                           "detail": "media job completed by the reconciler (image already attached)"})], j.course_id)
             continue
         try:
-            doc = json.loads(factory.store.get(course_path(j.course_id)).data)
+            doc = json.loads(store.get(course_path(j.course_id)).data)
         except Exception as exc:  # noqa: BLE001 - the job is done; only its report is missing
             context.log.warning(f"{j.course_id}: reconciled, but course.json unreadable for the report: {exc}")
             continue
         report_course_events(context, reconciled_course_events(
-            j.course_id, str(j.job_id), doc, factory.store,
+            j.course_id, str(j.job_id), doc, store,
             detail=f"reconciler completed job {j.job_id} attempt {j.attempt} from the stored course.json"), j.course_id)
 
 
 @op(description="processing jobs without a heartbeat for IGNITE_STALE_TIMEOUT_SECONDS become stale.")
-def mark_stale_jobs(context: OpExecutionContext, factory: FactoryResource) -> None:
-    rows = factory.queue.mark_stale(timedelta(seconds=factory.settings.stale_timeout_seconds))
+def mark_stale_jobs(context: OpExecutionContext, queue: QueueResource) -> None:
+    rows = queue.queue.mark_stale(timedelta(seconds=load_settings().stale_timeout_seconds))
     context.log.info(f"marked stale: {[(str(r.job_id), r.job_type) for r in rows]}")
 
 
 @op(description="failed/stale jobs whose retry budget is spent become dead_letter.")
-def dead_letter_sweep(context: OpExecutionContext, factory: FactoryResource) -> None:
-    rows = factory.queue.move_to_dead_letter()
+def dead_letter_sweep(context: OpExecutionContext, queue: QueueResource) -> None:
+    rows = queue.queue.move_to_dead_letter()
     context.log.info(f"dead-lettered: {[(str(r.job_id), r.job_type) for r in rows]}")
 
 
@@ -99,11 +102,11 @@ class RequeueConfig(Config):
 
 
 @op(description="Operator requeue: failed, stale and dead_letter jobs go back to pending with retry_count 0.")
-def requeue(context: OpExecutionContext, config: RequeueConfig, factory: FactoryResource) -> None:
+def requeue(context: OpExecutionContext, config: RequeueConfig, queue: QueueResource) -> None:
     from uuid import UUID
 
     for job_id in config.job_ids:
-        ok = factory.queue.requeue(UUID(job_id), config.table)
+        ok = queue.queue.requeue(UUID(job_id), config.table)
         context.log.info(f"{job_id}: {'requeued' if ok else 'not requeued (not failed/stale/dead_letter)'}")
 
 
@@ -127,7 +130,7 @@ def _previous_run_finished(job_name: str):
     def should_execute(context) -> bool:
         from dagster import RunsFilter
 
-        from ignite_dagster.defs.claim_sensors import ACTIVE
+        from ignite_dagster.defs.run_liveness import ACTIVE
 
         return context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=ACTIVE)) == 0
 

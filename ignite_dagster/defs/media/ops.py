@@ -30,11 +30,12 @@ from dagster import (
 )
 from pydantic import Field
 
+from ignite_dagster.config import load_settings
 from ignite_dagster.defs.checks import MEDIA_CHECK, evaluate_media
-from ignite_dagster.defs.claim_sensors import JOBS_TAG, decode_claims, encode_claims
 from ignite_dagster.defs.courses.keys import COURSE_MEDIA, MODEL_POOL
 from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import FactoryResource
+from ignite_dagster.defs.resources import QueueResource, StorageResource, media_worker
+from ignite_dagster.defs.run_tags import JOBS_TAG, decode_claims, encode_claims
 
 
 @dataclass
@@ -52,12 +53,6 @@ class ClaimedMediaConfig(Config):
     claim_now: int = Field(default=0, ge=0, le=100, description="Manual runs: claim up to this many pending media jobs now.")
 
 
-def _worker(factory: FactoryResource):
-    from ignite_dagster.media.worker import MediaWorker
-
-    return MediaWorker(factory.settings, factory.queue, factory.store, factory.lease)
-
-
 def _describe(exc: Exception) -> str:
     reason = getattr(exc, "reason_code", "lost_claim")
     status = getattr(exc, "new_status", None)
@@ -65,14 +60,15 @@ def _describe(exc: Exception) -> str:
 
 
 @op(out=DynamicOut(), description="Load the claimed media jobs (or claim now) and fan out one branch per course.")
-def claimed_media_jobs(context: OpExecutionContext, config: ClaimedMediaConfig, factory: FactoryResource):
+def claimed_media_jobs(context: OpExecutionContext, config: ClaimedMediaConfig, queue: QueueResource,
+                       storage: StorageResource):
     from ignite_dagster.media.worker import MediaJobFailed
 
-    queue = factory.queue
+    job_queue = queue.queue
     if config.claim_now:
         jobs = []
         while len(jobs) < config.claim_now:
-            got = queue.claim_media_jobs(f"dagster:{context.run_id}", limit=1)
+            got = job_queue.claim_media_jobs(f"dagster:{context.run_id}", limit=1)
             if not got:
                 break
             jobs.extend(got)
@@ -82,14 +78,14 @@ def claimed_media_jobs(context: OpExecutionContext, config: ClaimedMediaConfig, 
     else:
         jobs = []
         for job_id, attempt in decode_claims(config.jobs):
-            job = queue.get(job_id, "ai_media_jobs")
+            job = job_queue.get(job_id, "ai_media_jobs")
             if job is None or job.status != "processing" or job.attempt != attempt:
                 context.log.warning(f"media job {job_id} attempt {attempt} is no longer held (now "
                                     f"{getattr(job, 'status', 'missing')}, attempt {getattr(job, 'attempt', '-')}); skipped")
                 continue
             jobs.append(job)
     context.log.info(f"{len(jobs)} media job(s) for {len({j.course_id for j in jobs})} course(s)")
-    worker = _worker(factory)
+    worker = media_worker(queue, storage)
     batches: dict[str, MediaBatch] = defaultdict(lambda: MediaBatch(course_id=""))
     for job in jobs:
         batch = batches[job.course_id]
@@ -105,11 +101,12 @@ def claimed_media_jobs(context: OpExecutionContext, config: ClaimedMediaConfig, 
 
 @op(description="Generate the course's images (reusing any an earlier attempt stored); concurrent, one request "
     "per job, no retry inside the run: retryable provider errors go back to the queue's backoff.", pool=MODEL_POOL)
-def generate_images(context: OpExecutionContext, factory: FactoryResource, batch: MediaBatch) -> MediaBatch:
+def generate_images(context: OpExecutionContext, queue: QueueResource, storage: StorageResource,
+                    batch: MediaBatch) -> MediaBatch:
     from ignite_dagster.media.worker import MediaJobFailed
     from ignite_dagster.queue.errors import LostClaim
 
-    worker = _worker(factory)
+    worker = media_worker(queue, storage)
 
     def one(work):
         try:
@@ -117,7 +114,7 @@ def generate_images(context: OpExecutionContext, factory: FactoryResource, batch
         except (MediaJobFailed, LostClaim) as exc:
             return None, exc
 
-    workers = max(1, min(len(batch.works), factory.settings.llm_concurrency))
+    workers = max(1, min(len(batch.works), load_settings().llm_concurrency))
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ignite-image") as pool:
             results = list(pool.map(one, batch.works))
@@ -138,11 +135,12 @@ def generate_images(context: OpExecutionContext, factory: FactoryResource, batch
 
 @op(description="Upload to media-library, attach into course.json (compare-and-swap), complete the jobs; report "
     "the course_media materialization and the media_complete check for the course partition.")
-def attach_images(context: OpExecutionContext, factory: FactoryResource, batch: MediaBatch) -> None:
+def attach_images(context: OpExecutionContext, queue: QueueResource, storage: StorageResource,
+                  batch: MediaBatch) -> None:
     from ignite_dagster.media.worker import MediaJobFailed
     from ignite_dagster.queue.errors import LostClaim
 
-    worker = _worker(factory)
+    worker = media_worker(queue, storage)
     for work in batch.works:
         try:
             batch.done.append(worker.attach(worker.store_image(work)))
@@ -152,7 +150,7 @@ def attach_images(context: OpExecutionContext, factory: FactoryResource, batch: 
     if batch.done:
         context.log_event(AssetMaterialization(
             asset_key=COURSE_MEDIA, partition=batch.course_id, metadata=materialization_metadata(batch.done)))
-        check = evaluate_media(factory.queue, factory.store, batch.course_id)
+        check = evaluate_media(queue.queue, storage.store, batch.course_id)
         context.log_event(AssetCheckEvaluation(
             asset_key=COURSE_MEDIA, check_name=MEDIA_CHECK, passed=check.passed, partition=batch.course_id,
             metadata=check.metadata, severity=check.severity))

@@ -12,8 +12,11 @@
 * A tick stops claiming after a time budget far inside Dagster's 60 s sensor limit.
 """
 
-from ignite_dagster.defs.claim_sensors import build_queue_sensors
+from dagster import Definitions, definitions
+
+from ignite_dagster.config import load_settings
 from ignite_dagster.defs.media.jobs import generate_media
+from ignite_dagster.defs.queue_sensors import build_queue_sensors
 
 # Default media jobs per run (IGNITE_MEDIA_JOBS_PER_RUN). A course's study-text images are enqueued
 # together, so one run usually takes a whole course (one materialization, one completeness check).
@@ -32,3 +35,9 @@ def build_media_sensors(interval_seconds: int, per_run: int = MEDIA_JOBS_PER_RUN
 def build_media_jobs_sensor(interval_seconds: int, per_run: int = MEDIA_JOBS_PER_RUN):
     return build_media_sensors(interval_seconds, per_run)[0]
 
+
+@definitions
+def media_sensors() -> Definitions:
+    """The media queue's sensors, built when the code location loads (interval and batch size are settings)."""
+    settings = load_settings()
+    return Definitions(sensors=list(build_media_sensors(settings.sensor_interval_seconds, settings.media_jobs_per_run)))

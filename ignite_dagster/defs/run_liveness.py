@@ -1,8 +1,8 @@
-"""What the course and media sensors share: run capacity, claiming into batches, keeping claims alive,
-failing dead runs and their claims.
+"""Run liveness: keeping the claims of waiting runs alive, failing dead runs and handing back their
+claims, and the run capacity left once they are gone.
 
-Every tick of a queue's claim sensor (the daemon, every IGNITE_SENSOR_INTERVAL_SECONDS) first looks after
-the runs it launched, then claims:
+Every tick of a queue's claim sensor (``queue_sensors.py``; the daemon, every
+IGNITE_SENSOR_INTERVAL_SECONDS) first looks after the runs it launched, then claims:
 
 1. **Claims of queued and starting runs are kept alive.** A sensor claim has no heartbeat of its own until
    its run's process starts its Lease; the run may wait in Dagster's run queue for a while. The tick
@@ -20,38 +20,18 @@ the runs it launched, then claims:
    after counting this job's in-flight runs *after step 2*: a zombie run holds its slot at most
    IGNITE_RUN_DEAD_AFTER_SECONDS, so capacity comes back by itself after any crash. A claimed job starts
    soon and never waits unheartbeated.
-
-Claims happen one at a time through the queue's get_next_pending_* function, inside a time budget far
-below Dagster's 60 s sensor limit.
 """
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
-from dagster import DagsterRunStatus, RunRequest, RunsFilter, RunStatusSensorContext
+from dagster import DagsterRunStatus, RunsFilter, RunStatusSensorContext
 
-from ignite_dagster.defs.partitions import courses_partitions
-from ignite_dagster.defs.resources import code_location_services
+from ignite_dagster.config import load_settings
+from ignite_dagster.defs.run_tags import JOBS_TAG, QUEUE_TAG, decode_claims
+from ignite_dagster.queue import JobQueue
 
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 ACTIVE = [*WAITING, DagsterRunStatus.STARTED]
-TICK_BUDGET_SECONDS = 15.0
-JOBS_TAG = "ignite/jobs"
-QUEUE_TAG = "ignite/queue"  # course | media on the sensors' jobs, maintenance on the sweeps
-
-
-def encode_claims(claims: list[tuple[UUID | str, int]]) -> str:
-    return ",".join(f"{job_id}:{attempt}" for job_id, attempt in claims)
-
-
-def decode_claims(value: str) -> list[tuple[UUID, int]]:
-    out = []
-    for part in filter(None, (value or "").split(",")):
-        job_id, attempt = part.rsplit(":", 1)
-        out.append((UUID(job_id), int(attempt)))
-    return out
 
 
 def _run_queue(instance) -> tuple[int | None, list]:
@@ -106,33 +86,14 @@ def free_runs(instance, job_name: str, configured: int) -> int:
     return free
 
 
-def plan_runs(claim_one: Callable[[], list], *, free: int, per_run: int,
-              budget_s: float = TICK_BUDGET_SECONDS) -> list[list]:
-    """Claim up to free × per_run jobs with ``claim_one`` (one job per call); returns one batch per run."""
-    deadline = time.monotonic() + budget_s
-    batches: list[list] = []
-    for _ in range(max(0, free)):
-        batch: list = []
-        while len(batch) < per_run and time.monotonic() < deadline:
-            claimed = claim_one()
-            if not claimed:
-                break
-            batch.extend(claimed)
-        if not batch:
-            break
-        batches.append(batch)
-        if len(batch) < per_run:
-            break  # queue drained
-    return batches
-
-
-def fail_run_claims(context: RunStatusSensorContext, table: str, reason_code: str, message: str) -> None:
+def fail_run_claims(context: RunStatusSensorContext, queue: JobQueue, table: str, reason_code: str,
+                    message: str) -> None:
     """Hand back the claims a dead or canceled run still holds: a claim whose attempt never ran a stage
     goes back to pending without spending a retry, the others are failed (retryable). Fenced: jobs the run
     already marked, or that were reclaimed since, are untouched."""
     from ignite_dagster.queue.lease import release_or_fail
 
-    settings, queue, _ = code_location_services()
+    settings = load_settings()
     run = context.dagster_run
     for job_id, attempt in decode_claims(run.tags.get(JOBS_TAG, "")):
         status = release_or_fail(queue, table, (job_id, attempt), f"Dagster run {run.run_id} {message}", reason_code,
@@ -186,98 +147,3 @@ def fail_dead_runs(instance, job_name: str | None, table: str | None, queue, dea
         if log is not None:
             log.warning(f"run {run.run_id}: {message}")
     return dead
-
-
-ORG_TAG = "ignite/org"
-COURSE_TAG = "ignite/course"
-
-
-def course_run_tags(jobs: list) -> dict[str, str]:
-    """Tags that make a run findable by organization and course on the Runs page.
-
-    ``ignite/org`` and ``ignite/course`` hold the id when the run works one (``multiple`` otherwise);
-    every organization and course of the run also gets its own key (``ignite/org/<id>``,
-    ``ignite/course/<id>``), because the Runs page filters by exact tag value and a batched run holds
-    several courses. ``ignite/courses`` lists them for reading. (Added by the lead for issue 12.)"""
-    orgs = sorted({str(j.organization_id) for j in jobs})
-    courses = sorted({j.course_id for j in jobs})
-    tags = {
-        ORG_TAG: orgs[0] if len(orgs) == 1 else "multiple",
-        COURSE_TAG: courses[0] if len(courses) == 1 else "multiple",
-        "ignite/courses": ",".join(courses)[:1000],
-    }
-    tags.update({f"{ORG_TAG}/{org}": "true" for org in orgs})
-    tags.update({f"{COURSE_TAG}/{course}": "true" for course in courses})
-    return tags
-
-
-def claims_run_request(kind: str, op_name: str, batch: list) -> RunRequest:
-    """One run for a batch of claims; run_key ``<kind>:<first job id>:<attempt>`` is unique per claim (a
-    failed run consumes its key forever; a retry is a new attempt, hence a new key)."""
-    claims = encode_claims([(j.id, j.attempt) for j in batch])
-    first = batch[0]
-    return RunRequest(
-        run_key=f"{kind}:{first.id}:{first.attempt}",
-        run_config={"ops": {op_name: {"config": {"jobs": claims}}}},
-        tags={JOBS_TAG: claims, **course_run_tags(batch)},
-    )
-
-
-def build_queue_sensors(*, kind: str, table: str, job, op_name: str, claim: Callable, per_run: Callable[[object], int],
-                        interval_seconds: int) -> tuple:
-    """The claim sensor, the run-failure sensor and the run-canceled sensor of one queue.
-
-    ``claim(queue, worker_id)`` claims one job (the queue's get_next_pending_* function);
-    ``per_run(settings)`` is the batch size."""
-    from dagster import (
-        DefaultSensorStatus,
-        RunFailureSensorContext,
-        SensorEvaluationContext,
-        SensorResult,
-        SkipReason,
-        run_failure_sensor,
-        run_status_sensor,
-        sensor,
-    )
-
-    @sensor(name=f"{kind}_jobs_sensor", job=job, minimum_interval_seconds=interval_seconds,
-            default_status=DefaultSensorStatus.RUNNING,
-            description=f"Claims pending {table} jobs one at a time up to free run capacity and launches "
-            f"{job.name} runs; run_key = {kind}:<first job id>:<attempt>.")
-    def claim_sensor(context: SensorEvaluationContext):
-        settings, queue, _ = code_location_services()
-        keep_waiting_claims_alive(context.instance, job.name, table, queue)
-        dead_after = timedelta(seconds=settings.run_dead_after_seconds)
-        fail_dead_runs(context.instance, job.name, table, queue, dead_after, context.log)
-        if kind == "course":  # runs that claim jobs themselves (asset materializations), judged once, here
-            fail_dead_runs(context.instance, None, None, queue, dead_after, context.log,
-                           exclude_queues=("course", "media"))
-        free = free_runs(context.instance, job.name, settings.max_concurrent_runs)
-        if free <= 0:
-            return SkipReason("run capacity full")
-        worker = f"dagster-sensor:{context.cursor or 'tick'}"
-        batches = plan_runs(lambda: claim(queue, worker), free=free, per_run=per_run(settings))
-        if not batches:
-            return SkipReason(f"no claimable {kind} jobs")
-        context.log.info(f"claimed {sum(map(len, batches))} {kind} job(s) into {len(batches)} run(s)")
-        return SensorResult(
-            run_requests=[claims_run_request(kind, op_name, b) for b in batches],
-            dynamic_partitions_requests=[courses_partitions.build_add_request(
-                sorted({j.course_id for b in batches for j in b}))],
-        )
-
-    @run_failure_sensor(name=f"{kind}_run_failure_sensor", monitored_jobs=[job],
-                        default_status=DefaultSensorStatus.RUNNING,
-                        description=f"Hands back {table} jobs still held by a failed run (dead runs included): back to "
-                        "pending when no stage ran, else failed (retryable).")
-    def failure_sensor(context: RunFailureSensorContext):
-        message = context.failure_event.message if context.failure_event else "failed"
-        fail_run_claims(context, table, "run_failed", f"failed: {message}"[:1500])
-
-    @run_status_sensor(name=f"{kind}_run_canceled_sensor", run_status=DagsterRunStatus.CANCELED,
-                       monitored_jobs=[job], default_status=DefaultSensorStatus.RUNNING,
-                       description=f"Marks {table} jobs still held by a canceled run as failed (retryable).")
-    def canceled_sensor(context: RunStatusSensorContext):
-        fail_run_claims(context, table, "run_canceled", "was canceled")
-
-    return claim_sensor, failure_sensor, canceled_sensor
