@@ -91,25 +91,21 @@ def fail_run_claims(context: RunStatusSensorContext, queue: JobQueue, table: str
     """Hand back the claims a dead or canceled run still holds: a claim whose attempt never ran a stage
     goes back to pending without spending a retry, the others are failed (retryable). Fenced: jobs the run
     already marked, or that were reclaimed since, are untouched."""
-    from ignite_dagster.queue.lease import release_or_fail
-
     settings = load_settings()
     run = context.dagster_run
     for job_id, attempt in decode_claims(run.tags.get(JOBS_TAG, "")):
-        status = release_or_fail(queue, table, (job_id, attempt), f"Dagster run {run.run_id} {message}", reason_code,
-                                 backoff_base=timedelta(seconds=settings.backoff_base_seconds),
-                                 backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
+        status = queue.release_or_fail_claim(table, (job_id, attempt), f"Dagster run {run.run_id} {message}",
+                                             reason_code, backoff_base=timedelta(seconds=settings.backoff_base_seconds),
+                                             backoff_cap=timedelta(seconds=settings.backoff_cap_seconds))
         if status:
             context.log.info(f"{table} job {job_id} attempt {attempt} marked {status} ({reason_code})")
 
 
 def keep_waiting_claims_alive(instance, job_name: str, table: str, queue) -> int:
     """Heartbeat the claims of this job's runs that have not started yet; returns how many are held."""
-    from ignite_dagster.queue.lease import keep_alive
-
     claims = [c for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=WAITING))
               for c in decode_claims(run.tags.get(JOBS_TAG, ""))]
-    return keep_alive(queue, table, claims)
+    return queue.keep_claims_alive(table, claims)
 
 
 def fail_dead_runs(instance, job_name: str | None, table: str | None, queue, dead_after: timedelta, log=None,
@@ -120,14 +116,14 @@ def fail_dead_runs(instance, job_name: str | None, table: str | None, queue, dea
     materializations, which claim jobs themselves, are judged too); their claims are looked up in both
     tables. Runs without claims are not judged (max_runtime in dagster.yaml
     is their backstop)."""
-    from ignite_dagster.queue.lease import claim_rows, last_sign_of_life
+    from ignite_dagster.queue.liveness import last_sign_of_life
 
     records = [r for r in instance.get_run_records(RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.STARTED]))
                if r.dagster_run.tags.get(JOBS_TAG) and r.dagster_run.tags.get(QUEUE_TAG) not in exclude_queues]
     if not records:
         return []
     claims = {r.dagster_run.run_id: decode_claims(r.dagster_run.tags[JOBS_TAG]) for r in records}
-    rows = claim_rows(queue, table, sorted({job_id for cs in claims.values() for job_id, _ in cs}))
+    rows = queue.claim_rows(table, sorted({job_id for cs in claims.values() for job_id, _ in cs}))
     now = datetime.now(UTC)
     dead = []
     for record in records:

@@ -14,13 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import UUID
 
 from ignite_dagster.queue.client import JobQueue
 from ignite_dagster.queue.errors import LostClaim
-from ignite_dagster.queue.liveness import last_sign_of_life
-from ignite_dagster.queue.models import ClaimRef
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +96,3 @@ class Lease:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-# -- names defs/claim_sensors.py imports from here until it calls JobQueue and queue.liveness itself --
-# (issue 22: the claims' statements moved to JobQueue; these keep the sensor's imports working meanwhile)
-
-
-def keep_alive(queue: JobQueue, table: str, claims: list[ClaimRef]) -> int:
-    return queue.keep_claims_alive(table, claims)
-
-
-def release_or_fail(queue: JobQueue, table: str, claim: ClaimRef, error: str, reason_code: str, *,
-                    backoff_base: timedelta, backoff_cap: timedelta) -> str | None:
-    return queue.release_or_fail_claim(table, claim, error, reason_code, backoff_base=backoff_base,
-                                       backoff_cap=backoff_cap)
-
-
-def claim_rows(queue: JobQueue, table: str | None, job_ids: list[UUID]) -> dict[UUID, dict]:
-    return queue.claim_rows(table, job_ids)
-
-
-__all__ = ["Claim", "ClaimRef", "Lease", "claim_rows", "keep_alive", "last_sign_of_life", "release_or_fail"]
