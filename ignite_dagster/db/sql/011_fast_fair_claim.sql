@@ -6,9 +6,8 @@
 --     planner preferred it, through (organization_id, created_at), which reads every finished row of the
 --     organization too.
 --   * They are counted only when the count can change the result: when there is a cap, or when more than
---     one organization has claimable rows (one organization's offset orders nothing). With a cap the
---     count stops at the cap: an organization at its cap is skipped whatever its count, so nothing past
---     the cap can matter; its rows are no longer read nor locked.
+--     one organization has claimable rows (one organization's offset orders nothing). With a cap, an
+--     organization at its cap is left out of the candidates: its rows are no longer read nor locked.
 --   * Without a cap the choice is one statement: candidates in fair order, one per course, and the
 --     course try-locks taken lazily in that order until p_limit are held (LIMIT over a filter pulls rows
 --     one at a time, so no course is locked beyond the last one kept). 007 walked the candidates in a
@@ -19,13 +18,23 @@
 --     slots; the result is the one of a claim made just before them.
 --
 -- As before, the claim itself is claim_course_job_ids, a new statement whose snapshot sees every claim
--- committed before our course locks were taken.
+-- committed before our course locks were taken; its form changes too (below).
 --
--- The index's predicate names organization_id (always true: the column is NOT NULL) so that only queries
--- filtering by organization can use it: the course probe (course_id = … AND status = 'processing') cannot,
--- which keeps the planner from scanning every processing row for it when its statistics see few of them.
+-- Each index of processing rows now serves only the queries on its own column: its predicate names the
+-- column (IS NOT NULL: always true for a processing row, whose claim set last_heartbeat, and for the NOT NULL
+-- columns), and a query can use a partial index only when its conditions imply the predicate. Without
+-- that, the planner, which cannot know for a generic plan how many processing rows an organization or a
+-- course has, read every processing row through another processing index to count one organization's or
+-- to probe one course (a filter over the whole index instead of an index condition). mark_stale_jobs
+-- (last_heartbeat < …) and the course probes (course_id = …) imply their index's new predicate.
 CREATE INDEX ai_course_jobs_processing_org ON ai_course_jobs (organization_id)
     WHERE status = 'processing' AND organization_id IS NOT NULL;
+DROP INDEX ai_course_jobs_processing;
+CREATE INDEX ai_course_jobs_processing ON ai_course_jobs (last_heartbeat)
+    WHERE status = 'processing' AND last_heartbeat IS NOT NULL;
+DROP INDEX ai_course_jobs_processing_course;
+CREATE INDEX ai_course_jobs_processing_course ON ai_course_jobs (course_id)
+    WHERE status = 'processing' AND course_id IS NOT NULL;
 
 -- jit = off: see 007 (estimates for the per-organization scan trigger JIT for a sub-millisecond query).
 -- plan_cache_mode = force_generic_plan: plpgsql plans a statement for its parameters (a custom plan) until a
@@ -107,10 +116,9 @@ BEGIN
                         WHERE status IN ('pending', 'failed', 'stale') AND organization_id > orgs.org
                         ORDER BY organization_id LIMIT 1)
                 FROM orgs WHERE orgs.org IS NOT NULL
-            ), b AS MATERIALIZED (  -- jobs in flight, counted up to the cap
-                SELECT orgs.org, (SELECT count(*) FROM (SELECT 1 FROM ai_course_jobs p
-                                                        WHERE p.organization_id = orgs.org AND p.status = 'processing'
-                                                        LIMIT p_org_cap) q) AS busy
+            ), b AS MATERIALIZED (  -- jobs in flight
+                SELECT orgs.org, (SELECT count(*) FROM ai_course_jobs p
+                                  WHERE p.organization_id = orgs.org AND p.status = 'processing') AS busy
                 FROM orgs WHERE orgs.org IS NOT NULL
             ), cand AS (
                 SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
@@ -138,10 +146,8 @@ BEGIN
         -- each candidate organization's lock, then (a new statement, a fresh snapshot) its room under the cap
         lock_orgs := ARRAY(SELECT DISTINCT u.org FROM unnest(cand_orgs) u(org)
                       WHERE pg_try_advisory_xact_lock(hashtextextended('ignite-org:' || u.org::text, 0)));
-        SELECT coalesce(array_agg(p_org_cap - (SELECT count(*) FROM (SELECT 1 FROM ai_course_jobs q
-                                                                     WHERE q.organization_id = u.org
-                                                                       AND q.status = 'processing'
-                                                                     LIMIT p_org_cap) n)
+        SELECT coalesce(array_agg(p_org_cap - (SELECT count(*) FROM ai_course_jobs q
+                                               WHERE q.organization_id = u.org AND q.status = 'processing')
                                   ORDER BY u.nr), '{}')
           INTO room FROM unnest(lock_orgs) WITH ORDINALITY u(org, nr);
         ids := '{}';
@@ -162,10 +168,15 @@ BEGIN
     END IF;
 END $$;
 
--- The claim of chosen course jobs, as 010 defined it. Only the course re-check changes form: OFFSET 0 keeps
--- it a per-row probe of the processing-by-course index. As a plain NOT EXISTS the planner (which sees few
--- processing rows in its statistics) made it an anti-join that read every processing row once per chosen
--- row: a batch of 100 with 10,000 jobs in flight compared a million rows.
+-- The claim of chosen course jobs, as 010 defined it (same columns, same conditions, rows in p_ids order).
+-- Two changes of form, both because a generic plan (estimated for a 10-element p_ids and few processing
+-- rows) read rows the claim never needed:
+--   * the chosen ids are joined by primary key (unnest … WITH ORDINALITY, which also gives the order):
+--     `id = ANY(p_ids) AND status IN (…)` was planned as a bitmap AND with a full scan of the claimable
+--     index, every claimable row read to claim a few;
+--   * the course re-check is a per-row probe of the processing-by-course index (OFFSET 0): as a plain NOT
+--     EXISTS it was an anti-join that compared every chosen row with every processing row (a batch of 100
+--     with 10,000 jobs in flight: a million comparisons).
 CREATE OR REPLACE FUNCTION claim_course_job_ids(p_ids uuid[], p_worker_id text) RETURNS SETOF ai_course_jobs
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -180,10 +191,11 @@ BEGIN
             started_at = now(), last_heartbeat = now(), last_event_at = now(), updated_at = now(),
             completed_at = NULL, worker_id = p_worker_id, dagster_run_id = NULL,
             progress_stage = 'claimed', progress_percent = 0, progress_message = NULL
-        WHERE j.id = ANY(p_ids)
+        FROM unnest(p_ids) WITH ORDINALITY AS c(id, nr)
+        WHERE j.id = c.id
           AND j.status IN ('pending', 'failed', 'stale')
           AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
                           WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
-        RETURNING j.*
-    ) SELECT * FROM u ORDER BY array_position(p_ids, u.id);
+        RETURNING j AS job, c.nr
+    ) SELECT (u.job).* FROM u ORDER BY u.nr;
 END $$;
