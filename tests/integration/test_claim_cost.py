@@ -84,8 +84,9 @@ def test_a_batch_claim_reads_no_more_with_finished_and_in_flight_rows(db_url, ca
         claimed, loaded = claim_rows(conn, plans, 50, cap)
     assert claimed == 50
     assert empty > 0
-    # slack of one batch: which dead index entries a scan meets (and skips) depends on timing
-    assert loaded <= empty + 60, (empty, loaded)
+    # slack of two batches per organization (the old code's excess is thousands of rows): how many of the
+    # first claim's superseded row versions a scan still meets depends on when they are pruned
+    assert loaded <= empty + 100 * orgs, (empty, loaded)
 
 
 def test_with_a_cap_a_batch_fills_each_organization_to_its_cap_in_fair_order(db_url):

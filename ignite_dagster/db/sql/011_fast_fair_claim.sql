@@ -8,10 +8,10 @@
 --   * They are counted only when the count can change the result: when there is a cap, or when more than
 --     one organization has claimable rows (one organization's offset orders nothing). With a cap, an
 --     organization at its cap is left out of the candidates: its rows are no longer read nor locked.
---   * Without a cap the choice is one statement: candidates in fair order, one per course, and the
---     course try-locks taken lazily in that order until p_limit are held (LIMIT over a filter pulls rows
---     one at a time, so no course is locked beyond the last one kept). 007 walked the candidates in a
---     plpgsql loop, one lock and two array scans per row.
+--   * Without a cap, the course try-locks are taken by one statement over the candidates, lazily in fair
+--     order until p_limit are held (LIMIT over a filter pulls rows one at a time, so no course is locked
+--     beyond the last one kept). 007 walked the candidates in a plpgsql loop, one lock and two array scans
+--     per row.
 --   * With a cap, an organization's jobs in flight are read again once per call, under its advisory
 --     lock, not once per candidate: while we hold that lock no capped claimer claims in the organization,
 --     so our own claims are the only change to follow (counted locally). Completions seen later only free
@@ -44,10 +44,11 @@ CREATE INDEX ai_course_jobs_processing_course ON ai_course_jobs (course_id)
 CREATE OR REPLACE FUNCTION claim_course_jobs(p_limit int, p_worker_id text DEFAULT NULL, p_org_cap int DEFAULT NULL)
 RETURNS SETOF ai_course_jobs LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    ids uuid[];
+    ids uuid[] := '{}';
     cand_ids uuid[];
     cand_orgs uuid[];
     cand_courses text[];
+    cand_first boolean[];
     lock_orgs uuid[];
     room int[];
     courses text[] := '{}';
@@ -57,92 +58,61 @@ BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
     END IF;
+    -- the candidates in fair order, rows locked SKIP LOCKED, no advisory lock taken yet; cand_first marks
+    -- each course's first candidate
+    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}')
+      INTO cand_ids, cand_orgs, cand_courses, cand_first
+    FROM (
+        WITH RECURSIVE orgs(org) AS (
+            (SELECT organization_id FROM ai_course_jobs WHERE status IN ('pending', 'failed', 'stale')
+             ORDER BY organization_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT organization_id FROM ai_course_jobs
+                    WHERE status IN ('pending', 'failed', 'stale') AND organization_id > orgs.org
+                    ORDER BY organization_id LIMIT 1)
+            FROM orgs WHERE orgs.org IS NOT NULL
+        ), o AS MATERIALIZED (
+            SELECT orgs.org FROM orgs WHERE orgs.org IS NOT NULL
+        ), b AS MATERIALIZED (  -- jobs in flight, counted only when there is a cap or organizations to order
+            SELECT o.org, CASE WHEN p_org_cap IS NULL AND (SELECT count(*) FROM o) < 2 THEN 0
+                               ELSE (SELECT count(*) FROM ai_course_jobs p
+                                     WHERE p.organization_id = o.org AND p.status = 'processing') END AS busy
+            FROM o
+        ), cand AS (
+            SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
+                   b.busy + row_number() OVER (PARTITION BY x.organization_id ORDER BY x.priority, x.created_at) AS slot
+            FROM b CROSS JOIN LATERAL (
+                SELECT j.id, j.organization_id, j.course_id, j.priority, j.created_at FROM ai_course_jobs j
+                WHERE j.organization_id = b.org
+                  AND j.status IN ('pending', 'failed', 'stale')
+                  AND (j.status = 'pending' OR j.retry_count < j.max_retries OR j.reason_code = 'budget_exhausted')
+                  AND j.next_attempt_at <= now()
+                  -- OFFSET 0 keeps this a per-row index probe (an anti-join would read every processing row)
+                  AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
+                                  WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
+                ORDER BY j.priority, j.created_at
+                LIMIT p_limit + 1
+                FOR UPDATE OF j SKIP LOCKED
+            ) x
+            WHERE p_org_cap IS NULL OR b.busy < p_org_cap
+        )
+        SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
+        FROM cand
+    ) f;
+    IF cardinality(cand_ids) = 0 THEN
+        RETURN;
+    END IF;
     IF p_org_cap IS NULL THEN
-        ids := ARRAY(
-            WITH RECURSIVE orgs(org) AS (
-                (SELECT organization_id FROM ai_course_jobs WHERE status IN ('pending', 'failed', 'stale')
-                 ORDER BY organization_id LIMIT 1)
-                UNION ALL
-                SELECT (SELECT organization_id FROM ai_course_jobs
-                        WHERE status IN ('pending', 'failed', 'stale') AND organization_id > orgs.org
-                        ORDER BY organization_id LIMIT 1)
-                FROM orgs WHERE orgs.org IS NOT NULL
-            ), o AS MATERIALIZED (
-                SELECT orgs.org FROM orgs WHERE orgs.org IS NOT NULL
-            ), b AS MATERIALIZED (  -- jobs in flight, counted only when there are organizations to order
-                SELECT o.org, CASE WHEN (SELECT count(*) FROM o) < 2 THEN 0
-                                   ELSE (SELECT count(*) FROM ai_course_jobs p
-                                         WHERE p.organization_id = o.org AND p.status = 'processing') END AS busy
-                FROM o
-            ), cand AS (
-                SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
-                       b.busy + row_number() OVER (PARTITION BY x.organization_id
-                                                   ORDER BY x.priority, x.created_at) AS slot
-                FROM b CROSS JOIN LATERAL (
-                    SELECT j.id, j.organization_id, j.course_id, j.priority, j.created_at FROM ai_course_jobs j
-                    WHERE j.organization_id = b.org
-                      AND j.status IN ('pending', 'failed', 'stale')
-                      AND (j.status = 'pending' OR j.retry_count < j.max_retries OR j.reason_code = 'budget_exhausted')
-                      AND j.next_attempt_at <= now()
-                      -- OFFSET 0 keeps this a per-row index probe (an anti-join would read every processing row)
-                      AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
-                                      WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
-                    ORDER BY j.priority, j.created_at
-                    LIMIT p_limit + 1
-                    FOR UPDATE OF j SKIP LOCKED
-                ) x
-            ), firsts AS (  -- one job per course per call: its first in the fair order
-                SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
-                FROM cand
-            )
-            SELECT s.id FROM (
-                SELECT id, course_id FROM firsts WHERE nth = 1 ORDER BY slot, priority, created_at OFFSET 0
-            ) s
-            -- the same key as claim_course_for_materialization: both claim paths exclude each other
-            WHERE pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || s.course_id, 0))
-            LIMIT p_limit);
+        -- one job per course per call (its first candidate), course try-locks taken in fair order until
+        -- p_limit are held: the LIMIT pulls unnest's rows (array order) one at a time through the filter.
+        -- The same key as claim_course_for_materialization: both claim paths exclude each other.
+        ids := ARRAY(SELECT u.id FROM unnest(cand_ids, cand_courses, cand_first) AS u(id, course, first)
+                     WHERE u.first AND pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || u.course, 0))
+                     LIMIT p_limit);
     ELSE
-        -- candidates in fair order, of organizations below the cap (no advisory lock taken yet)
-        SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-               coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-               coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}')
-          INTO cand_ids, cand_orgs, cand_courses
-        FROM (
-            WITH RECURSIVE orgs(org) AS (
-                (SELECT organization_id FROM ai_course_jobs WHERE status IN ('pending', 'failed', 'stale')
-                 ORDER BY organization_id LIMIT 1)
-                UNION ALL
-                SELECT (SELECT organization_id FROM ai_course_jobs
-                        WHERE status IN ('pending', 'failed', 'stale') AND organization_id > orgs.org
-                        ORDER BY organization_id LIMIT 1)
-                FROM orgs WHERE orgs.org IS NOT NULL
-            ), b AS MATERIALIZED (  -- jobs in flight
-                SELECT orgs.org, (SELECT count(*) FROM ai_course_jobs p
-                                  WHERE p.organization_id = orgs.org AND p.status = 'processing') AS busy
-                FROM orgs WHERE orgs.org IS NOT NULL
-            ), cand AS (
-                SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
-                       b.busy + row_number() OVER (PARTITION BY x.organization_id
-                                                   ORDER BY x.priority, x.created_at) AS slot
-                FROM b CROSS JOIN LATERAL (
-                    SELECT j.id, j.organization_id, j.course_id, j.priority, j.created_at FROM ai_course_jobs j
-                    WHERE j.organization_id = b.org
-                      AND j.status IN ('pending', 'failed', 'stale')
-                      AND (j.status = 'pending' OR j.retry_count < j.max_retries OR j.reason_code = 'budget_exhausted')
-                      AND j.next_attempt_at <= now()
-                      AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
-                                      WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
-                    ORDER BY j.priority, j.created_at
-                    LIMIT p_limit + 1
-                    FOR UPDATE OF j SKIP LOCKED
-                ) x
-                WHERE b.busy < p_org_cap
-            )
-            SELECT * FROM cand
-        ) f;
-        IF cardinality(cand_ids) = 0 THEN
-            RETURN;
-        END IF;
         -- each candidate organization's lock, then (a new statement, a fresh snapshot) its room under the cap
         lock_orgs := ARRAY(SELECT DISTINCT u.org FROM unnest(cand_orgs) u(org)
                       WHERE pg_try_advisory_xact_lock(hashtextextended('ignite-org:' || u.org::text, 0)));
@@ -150,12 +120,12 @@ BEGIN
                                                WHERE q.organization_id = u.org AND q.status = 'processing')
                                   ORDER BY u.nr), '{}')
           INTO room FROM unnest(lock_orgs) WITH ORDINALITY u(org, nr);
-        ids := '{}';
         FOR i IN 1 .. cardinality(cand_ids) LOOP
             EXIT WHEN cardinality(ids) >= p_limit;
             k := array_position(lock_orgs, cand_orgs[i]);
             CONTINUE WHEN k IS NULL OR room[k] <= 0;
-            CONTINUE WHEN cand_courses[i] = ANY(courses);  -- one job per course per call
+            -- one job per course per call, among the candidates of organizations with room
+            CONTINUE WHEN cand_courses[i] = ANY(courses);
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || cand_courses[i], 0));
             ids := ids || cand_ids[i];
             courses := courses || cand_courses[i];
