@@ -30,8 +30,12 @@ def seed(url: str, org: uuid.UUID, prefix: str, n: int, status: str) -> None:
 def rows_touched(node: dict) -> float:
     """Rows a plan node produced plus the rows its filters dropped, over all its loops, and its children's."""
     loops = node.get("Actual Loops", 1)
-    own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
-           + node.get("Rows Removed by Join Filter", 0) + node.get("Rows Removed by Index Recheck", 0)) * loops
+    own = (
+        node.get("Actual Rows", 0)
+        + node.get("Rows Removed by Filter", 0)
+        + node.get("Rows Removed by Join Filter", 0)
+        + node.get("Rows Removed by Index Recheck", 0)
+    ) * loops
     return own + sum(rows_touched(child) for child in node.get("Plans", []))
 
 
@@ -46,8 +50,13 @@ def explained(conn: psycopg.Connection) -> list[dict]:
 
     conn.add_notice_handler(on_notice)
     conn.execute("LOAD 'auto_explain'")
-    for setting, value in [("log_min_duration", "0"), ("log_analyze", "on"), ("log_nested_statements", "on"),
-                           ("log_format", "json"), ("log_level", "notice")]:
+    for setting, value in [
+        ("log_min_duration", "0"),
+        ("log_analyze", "on"),
+        ("log_nested_statements", "on"),
+        ("log_format", "json"),
+        ("log_level", "notice"),
+    ]:
         conn.execute(f"SET auto_explain.{setting} = {value}")
     conn.execute("SET client_min_messages = notice")
     return plans
