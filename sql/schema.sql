@@ -3,7 +3,7 @@
 -- then regenerate this file with `python -m ignite_dagster.db.schema --write`.
 -- Migrations applied: 001_schema, 002_queue_functions, 003_reconcile, 004_reconcile_media,
 --   005_request_fields, 006_media_targets_catalog, 007_budgets_fair_share, 008_claim_liveness,
---   009_materialization, 010_one_claim_per_table.
+--   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim.
 
 -- ====================================================================================================
 -- Tables (columns in table order; constraints: primary key, unique, check, foreign keys)
@@ -292,8 +292,9 @@ CREATE INDEX ai_course_jobs_claimable ON public.ai_course_jobs USING btree (prio
 CREATE INDEX ai_course_jobs_course ON public.ai_course_jobs USING btree (course_id);
 CREATE INDEX ai_course_jobs_org_claimable ON public.ai_course_jobs USING btree (organization_id, priority, created_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'stale'::text]));
 CREATE INDEX ai_course_jobs_org_created ON public.ai_course_jobs USING btree (organization_id, created_at DESC);
-CREATE INDEX ai_course_jobs_processing ON public.ai_course_jobs USING btree (last_heartbeat) WHERE (status = 'processing'::text);
-CREATE INDEX ai_course_jobs_processing_course ON public.ai_course_jobs USING btree (course_id) WHERE (status = 'processing'::text);
+CREATE INDEX ai_course_jobs_processing ON public.ai_course_jobs USING btree (last_heartbeat) WHERE ((status = 'processing'::text) AND (last_heartbeat IS NOT NULL));
+CREATE INDEX ai_course_jobs_processing_course ON public.ai_course_jobs USING btree (course_id) WHERE ((status = 'processing'::text) AND (course_id IS NOT NULL));
+CREATE INDEX ai_course_jobs_processing_org ON public.ai_course_jobs USING btree (organization_id) WHERE ((status = 'processing'::text) AND (organization_id IS NOT NULL));
 
 CREATE INDEX ai_media_jobs_claimable ON public.ai_media_jobs USING btree (priority, created_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text, 'stale'::text]));
 CREATE INDEX ai_media_jobs_course ON public.ai_media_jobs USING btree (course_id);
@@ -437,7 +438,7 @@ BEGIN
         FOR UPDATE SKIP LOCKED), p_worker_id);
 END $function$;
 
--- last defined in 010_one_claim_per_table.sql
+-- last defined in 011_fast_fair_claim.sql
 CREATE OR REPLACE FUNCTION public.claim_course_job_ids(p_ids uuid[], p_worker_id text)
  RETURNS SETOF ai_course_jobs
  LANGUAGE plpgsql
@@ -454,30 +455,45 @@ BEGIN
             started_at = now(), last_heartbeat = now(), last_event_at = now(), updated_at = now(),
             completed_at = NULL, worker_id = p_worker_id, dagster_run_id = NULL,
             progress_stage = 'claimed', progress_percent = 0, progress_message = NULL
-        WHERE j.id = ANY(p_ids)
+        FROM unnest(p_ids) WITH ORDINALITY AS c(id, nr)
+        WHERE j.id = c.id
           AND j.status IN ('pending', 'failed', 'stale')
-          AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p WHERE p.course_id = j.course_id AND p.status = 'processing')
-        RETURNING j.*
-    ) SELECT * FROM u ORDER BY array_position(p_ids, u.id);
+          AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
+                          WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
+        RETURNING j AS job, c.nr
+    ) SELECT (u.job).* FROM u ORDER BY u.nr;
 END $function$;
 
--- last defined in 010_one_claim_per_table.sql
+-- last defined in 011_fast_fair_claim.sql
 CREATE OR REPLACE FUNCTION public.claim_course_jobs(p_limit integer, p_worker_id text DEFAULT NULL::text, p_org_cap integer DEFAULT NULL::integer)
  RETURNS SETOF ai_course_jobs
  LANGUAGE plpgsql
  SET jit TO 'off'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
-    c record;
-    claimed int := 0;
-    r ai_course_jobs;
     ids uuid[] := '{}';
+    cand_ids uuid[];
+    cand_orgs uuid[];
+    cand_courses text[];
+    cand_first boolean[];
+    lock_orgs uuid[];
+    room int[];
     courses text[] := '{}';
+    k int;
+    i int;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
     END IF;
-    FOR c IN
+    -- the candidates in fair order, rows locked SKIP LOCKED, no advisory lock taken yet; cand_first marks
+    -- each course's first candidate
+    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}')
+      INTO cand_ids, cand_orgs, cand_courses, cand_first
+    FROM (
         WITH RECURSIVE orgs(org) AS (
             (SELECT organization_id FROM ai_course_jobs WHERE status IN ('pending', 'failed', 'stale')
              ORDER BY organization_id LIMIT 1)
@@ -486,15 +502,19 @@ BEGIN
                     WHERE status IN ('pending', 'failed', 'stale') AND organization_id > orgs.org
                     ORDER BY organization_id LIMIT 1)
             FROM orgs WHERE orgs.org IS NOT NULL
-        ), o AS MATERIALIZED (  -- jobs in flight, counted once per organization (few rows: processing only)
-            SELECT orgs.org, (SELECT count(*) FROM ai_course_jobs p
-                              WHERE p.organization_id = orgs.org AND p.status = 'processing') AS busy
-            FROM orgs WHERE orgs.org IS NOT NULL
+        ), o AS MATERIALIZED (
+            SELECT orgs.org FROM orgs WHERE orgs.org IS NOT NULL
+        ), b AS MATERIALIZED (  -- jobs in flight, counted only when there is a cap or organizations to order
+            SELECT o.org, CASE WHEN p_org_cap IS NULL AND (SELECT count(*) FROM o) < 2 THEN 0
+                               ELSE (SELECT count(*) FROM ai_course_jobs p
+                                     WHERE p.organization_id = o.org AND p.status = 'processing') END AS busy
+            FROM o
         ), cand AS (
-            SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at, o.busy
-            FROM o CROSS JOIN LATERAL (
+            SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
+                   b.busy + row_number() OVER (PARTITION BY x.organization_id ORDER BY x.priority, x.created_at) AS slot
+            FROM b CROSS JOIN LATERAL (
                 SELECT j.id, j.organization_id, j.course_id, j.priority, j.created_at FROM ai_course_jobs j
-                WHERE j.organization_id = o.org
+                WHERE j.organization_id = b.org
                   AND j.status IN ('pending', 'failed', 'stale')
                   AND (j.status = 'pending' OR j.retry_count < j.max_retries OR j.reason_code = 'budget_exhausted')
                   AND j.next_attempt_at <= now()
@@ -505,33 +525,42 @@ BEGIN
                 LIMIT p_limit + 1
                 FOR UPDATE OF j SKIP LOCKED
             ) x
+            WHERE p_org_cap IS NULL OR b.busy < p_org_cap
         )
-        SELECT cand.*, busy + row_number() OVER (PARTITION BY organization_id ORDER BY priority, created_at) AS slot
+        SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
         FROM cand
-        ORDER BY slot, priority, created_at
-    LOOP
-        EXIT WHEN claimed >= p_limit;
-        CONTINUE WHEN c.course_id = ANY(courses);  -- one job per course per call
-        -- the same key as claim_course_for_materialization: both claim paths exclude each other
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || c.course_id, 0));
-        IF p_org_cap IS NULL THEN
-            -- no cap to re-count: collect, then claim them all with one call below
-            ids := ids || c.id;
-            courses := courses || c.course_id;
-            claimed := claimed + 1;
-            CONTINUE;
-        END IF;
-        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('ignite-org:' || c.organization_id::text, 0));
-        CONTINUE WHEN (SELECT count(*) FROM ai_course_jobs q
-                       WHERE q.organization_id = c.organization_id AND q.status = 'processing') >= p_org_cap;
-        SELECT * INTO r FROM claim_course_job_ids(ARRAY[c.id], p_worker_id);
-        IF FOUND THEN
-            claimed := claimed + 1;
-            courses := courses || c.course_id;
-            RETURN NEXT r;
-        END IF;
-    END LOOP;
-    IF p_org_cap IS NULL AND claimed > 0 THEN
+    ) f;
+    IF cardinality(cand_ids) = 0 THEN
+        RETURN;
+    END IF;
+    IF p_org_cap IS NULL THEN
+        -- one job per course per call (its first candidate), course try-locks taken in fair order until
+        -- p_limit are held: the LIMIT pulls unnest's rows (array order) one at a time through the filter.
+        -- The same key as claim_course_for_materialization: both claim paths exclude each other.
+        ids := ARRAY(SELECT u.id FROM unnest(cand_ids, cand_courses, cand_first) AS u(id, course, first)
+                     WHERE u.first AND pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || u.course, 0))
+                     LIMIT p_limit);
+    ELSE
+        -- each candidate organization's lock, then (a new statement, a fresh snapshot) its room under the cap
+        lock_orgs := ARRAY(SELECT DISTINCT u.org FROM unnest(cand_orgs) u(org)
+                      WHERE pg_try_advisory_xact_lock(hashtextextended('ignite-org:' || u.org::text, 0)));
+        SELECT coalesce(array_agg(p_org_cap - (SELECT count(*) FROM ai_course_jobs q
+                                               WHERE q.organization_id = u.org AND q.status = 'processing')
+                                  ORDER BY u.nr), '{}')
+          INTO room FROM unnest(lock_orgs) WITH ORDINALITY u(org, nr);
+        FOR i IN 1 .. cardinality(cand_ids) LOOP
+            EXIT WHEN cardinality(ids) >= p_limit;
+            k := array_position(lock_orgs, cand_orgs[i]);
+            CONTINUE WHEN k IS NULL OR room[k] <= 0;
+            -- one job per course per call, among the candidates of organizations with room
+            CONTINUE WHEN cand_courses[i] = ANY(courses);
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('ignite-course:' || cand_courses[i], 0));
+            ids := ids || cand_ids[i];
+            courses := courses || cand_courses[i];
+            room[k] := room[k] - 1;
+        END LOOP;
+    END IF;
+    IF cardinality(ids) > 0 THEN
         -- a new statement: its snapshot sees every claim committed before our course locks were taken
         RETURN QUERY SELECT * FROM claim_course_job_ids(ids, p_worker_id);
     END IF;

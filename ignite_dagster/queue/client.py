@@ -193,7 +193,7 @@ class JobQueue:
 
     # -- claims and fenced writes -------------------------------------------------------------------
     def claim_course_jobs(self, worker_id: str | None, limit: int = 1) -> list[CourseJob]:
-        """Fair share (``claim_course_jobs``, chosen as sql/007 defined it, claimed through sql/010's
+        """Fair share (``claim_course_jobs``, chosen as sql/011 defines it (see sql/schema.sql), claimed through sql/010's
         ``claim_course_job_ids``): the organization with the fewest jobs in flight first, then priority, then
         the oldest; never a course that already has a job in processing; at most the org cap in flight."""
         if limit == 1:
