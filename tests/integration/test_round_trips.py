@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
 from dagster import DagsterInstance
 
+from ignite_dagster.budget import record_org_usage
 from ignite_dagster.config import Settings
 from ignite_dagster.course_jobs.worker import CourseWorker
 from ignite_dagster.definitions import defs
@@ -26,6 +28,7 @@ from ignite_dagster.defs.resources import code_location_services
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.lease import Claim, Lease
+from ignite_dagster.queue.staged import JobAborted
 from ignite_dagster.storage.local import LocalObjectStore
 from tests.support.jobs import new_course, set_columns
 from tests.support.statements import counting_statements
@@ -82,22 +85,29 @@ def test_a_deterministic_course_through_the_worker_costs_no_more_round_trips_tha
     assert all(e.message.startswith(f"{e.step} done in ") for e in events[1:])
 
 
-def test_a_run_stamps_its_claims_in_one_statement_and_costs_no_more_per_course_than_measured(
-        queue, db_url, org_id, tmp_path, monkeypatch):
+@pytest.fixture
+def run_env(db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("IGNITE_STORAGE_ROOT", str(tmp_path / "storage"))
     monkeypatch.setenv("IGNITE_HEARTBEAT_SECONDS", "600")  # no heartbeat tick inside the count
     monkeypatch.setenv("IGNITE_RUN_DEAD_AFTER_SECONDS", "1800")
     code_location_services.cache_clear()
-    jobs = _claimed(queue, org_id, 10)
-    config = {"jobs": encode_claims([(j.id, j.attempt) for j in jobs])}
-    try:
-        with DagsterInstance.ephemeral() as instance, counting_statements() as count:
-            result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
-                instance=instance, run_config={"ops": {"claimed_course_jobs": {"config": config}}})
-    finally:
-        code_location_services.cache_clear()
+    yield
+    code_location_services.cache_clear()
+
+
+def _run(config: dict):
+    with DagsterInstance.ephemeral() as instance, counting_statements() as count:
+        result = defs.resolve_job_def(GENERATE_JOB).execute_in_process(
+            instance=instance, run_config={"ops": {"claimed_course_jobs": {"config": config}}})
     assert result.success
+    return result, count
+
+
+def test_a_run_stamps_its_claims_in_one_statement_and_costs_no_more_per_course_than_measured(
+        queue, org_id, run_env):
+    jobs = _claimed(queue, org_id, 10)
+    result, count = _run({"jobs": encode_claims([(j.id, j.attempt) for j in jobs])})
     print(f"\na run of 10 deterministic courses: {count}")
     assert count.by_label["stamp_course_run_claims"] == 1 and count.by_label["set_job_run_id"] == 0
     assert count.total <= RUN_FIXED + 10 * (RUN_PER_COURSE + MARGIN), f"more round trips than measured: {count}"
@@ -105,6 +115,15 @@ def test_a_run_stamps_its_claims_in_one_statement_and_costs_no_more_per_course_t
         row = queue.get(job.id)
         assert (row.status, row.dagster_run_id) == ("done", result.run_id)
         assert _events(queue, job.id) == _expected_events()
+
+
+def test_a_manual_run_stamps_the_jobs_it_claims_in_one_statement(queue, org_id, run_env):
+    for i in range(2):
+        queue.enqueue_course(new_course(f"m-{i}"), organization_id=org_id)
+    result, count = _run({"claim_now": 2})
+    assert count.by_label["stamp_course_run_claims"] == 1 and count.by_label["set_job_run_id"] == 0
+    rows = queue.list(C)
+    assert [(r.status, r.dagster_run_id) for r in rows] == [("done", result.run_id)] * 2
 
 
 def test_a_runs_claims_are_stamped_only_where_still_held(queue, db_url, org_id):
@@ -152,3 +171,20 @@ def test_a_lost_claim_stops_the_course_before_its_next_stage(queue, db_url, org_
     assert (row.attempt, row.progress_stage) == (job.attempt + 1, "select_strategy")
     with pytest.raises(LostClaim):  # lost for good: no later stage starts either
         worker.fill(work)
+
+
+def test_a_spent_budget_is_recorded_after_the_stage_event_it_follows(queue, db_url, org_id, tmp_path):
+    """The budget check runs between select_strategy's end and the next stage: its error event must come
+    after the success event that waits for the next statement."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        record_org_usage(conn, org_id, 3, 5000, None)
+    queue.enqueue_course(new_course("volcanoes", subject="volcanoes"), organization_id=org_id)  # no pack: the model
+    (job,) = queue.claim_course_jobs("sensor", limit=1)
+    settings = Settings(openai_api_key="k", openai_base_url="http://127.0.0.1:9/v1", text_model="m",
+                        org_daily_token_budget=5000)
+    worker = CourseWorker(settings, queue, LocalObjectStore(tmp_path), Lease(queue, 60.0))
+    work = worker.prepare(worker.begin(job))
+    assert isinstance(work.error, JobAborted) and work.error.reason_code == "budget_exhausted"
+    assert [(e.seq, e.step, e.status) for e in queue.events(job.id)] == [
+        (1, "claimed", "info"), (2, "select_strategy", "success"), (3, "select_strategy", "error")]
+    assert queue.events(job.id)[2].meta["reason_code"] == "budget_exhausted"
