@@ -3,7 +3,7 @@
 -- then regenerate this file with `python -m ignite_dagster.db.schema --write`.
 -- Migrations applied: 001_schema, 002_queue_functions, 003_reconcile, 004_reconcile_media,
 --   005_request_fields, 006_media_targets_catalog, 007_budgets_fair_share, 008_claim_liveness,
---   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim.
+--   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim, 012_batched_progress.
 
 -- ====================================================================================================
 -- Tables (columns in table order; constraints: primary key, unique, check, foreign keys)
@@ -328,6 +328,23 @@ AS $function$
            coalesce((SELECT max(seq) FROM job_events WHERE job_id = p_job_id), 0) + 1,
            p_step, p_status, p_progress, p_message, p_meta
     RETURNING id
+$function$;
+
+-- last defined in 012_batched_progress.sql
+CREATE OR REPLACE FUNCTION public.add_job_events(p_job_id uuid, p_job_table text, p_attempt integer, p_events jsonb)
+ RETURNS integer
+ LANGUAGE sql
+AS $function$
+    WITH base AS (SELECT coalesce((SELECT max(seq) FROM job_events WHERE job_id = p_job_id), 0) AS seq),
+    written AS (
+        INSERT INTO job_events (job_id, job_table, attempt, seq, step, status, progress, message, meta)
+        SELECT p_job_id, ignite_check_job_table(p_job_table), p_attempt, base.seq + e.n::int,
+               e.doc->>'step', coalesce(e.doc->>'status', 'info'), (e.doc->>'progress')::int, e.doc->>'message',
+               CASE WHEN jsonb_typeof(e.doc->'meta') = 'object' THEN e.doc->'meta' END
+        FROM base, jsonb_array_elements(coalesce(p_events, '[]'::jsonb)) WITH ORDINALITY AS e(doc, n)
+        ORDER BY e.n
+        RETURNING 1)
+    SELECT count(*)::int FROM written
 $function$;
 
 -- last defined in 007_budgets_fair_share.sql
@@ -710,6 +727,25 @@ CREATE OR REPLACE FUNCTION public.get_next_pending_media_job(p_worker_id text DE
  LANGUAGE plpgsql
 AS $function$ BEGIN RETURN QUERY SELECT * FROM claim_media_jobs(1, p_worker_id); END $function$;
 
+-- last defined in 012_batched_progress.sql
+CREATE OR REPLACE FUNCTION public.heartbeat_job_claims(p_job_table text, p_job_ids uuid[], p_attempts integer[])
+ RETURNS SETOF uuid
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF ignite_check_job_table(p_job_table) = 'ai_course_jobs' THEN
+        RETURN QUERY UPDATE ai_course_jobs j SET last_heartbeat = now(), updated_at = now()
+            FROM unnest(p_job_ids, p_attempts) AS c(id, attempt)
+            WHERE j.id = c.id AND j.attempt = c.attempt AND j.status = 'processing'
+            RETURNING j.id;
+    ELSE
+        RETURN QUERY UPDATE ai_media_jobs j SET last_heartbeat = now(), updated_at = now()
+            FROM unnest(p_job_ids, p_attempts) AS c(id, attempt)
+            WHERE j.id = c.id AND j.attempt = c.attempt AND j.status = 'processing'
+            RETURNING j.id;
+    END IF;
+END $function$;
+
 -- last defined in 002_queue_functions.sql
 CREATE OR REPLACE FUNCTION public.ignite_check_job_table(p_job_table text)
  RETURNS text
@@ -947,6 +983,35 @@ BEGIN
         WHERE id = p_job_id AND attempt = p_attempt;
     END IF;
     RETURN FOUND;
+END $function$;
+
+-- last defined in 012_batched_progress.sql
+CREATE OR REPLACE FUNCTION public.stamp_course_run_claims(p_run_id text, p_job_ids uuid[], p_attempts integer[])
+ RETURNS SETOF ai_course_jobs
+ LANGUAGE sql
+AS $function$
+    WITH claims AS (SELECT * FROM unnest(p_job_ids, p_attempts) AS c(id, attempt)),
+    stamped AS (
+        UPDATE ai_course_jobs j SET dagster_run_id = p_run_id, updated_at = now()
+        FROM claims c
+        WHERE j.id = c.id AND j.attempt = c.attempt AND j.status = 'processing'
+        RETURNING j.*)
+    SELECT * FROM stamped
+    UNION ALL
+    SELECT j.* FROM ai_course_jobs j
+    WHERE j.id IN (SELECT id FROM claims) AND j.id NOT IN (SELECT id FROM stamped)
+$function$;
+
+-- last defined in 012_batched_progress.sql
+CREATE OR REPLACE FUNCTION public.start_job_stage(p_job_id uuid, p_job_table text, p_attempt integer, p_stage text, p_percent integer, p_message text DEFAULT NULL::text, p_events jsonb DEFAULT NULL::jsonb)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    IF p_events IS NOT NULL AND jsonb_array_length(p_events) > 0 THEN
+        PERFORM add_job_events(p_job_id, p_job_table, p_attempt, p_events);
+    END IF;
+    RETURN update_job_progress(p_job_id, p_job_table, p_attempt, p_stage, p_percent, p_message);
 END $function$;
 
 -- last defined in 002_queue_functions.sql

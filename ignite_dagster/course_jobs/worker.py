@@ -17,6 +17,11 @@ texts 2/2, items 5/12"), and the fill's time is the generation's own (first call
 Every stage runs inside ``CourseWorker.stage``: it checks the claim (a lost claim stops the work before
 anything is written), records progress and a ``job_events`` row, and turns an exception into the job's
 failure with a reason code and the retryable flag the queue's backoff needs.
+
+The course's own round trips are few (issue 23): the claimed event and each stage's success event ride on
+the next stage's start (one statement: the events, then the fenced progress), ``prepare`` writes what its
+stages left before the course's finish may run elsewhere, and the last stage's event goes with the
+completion's bookkeeping (``record_final_spend``). ``tests/integration/test_round_trips.py`` counts them.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from ignite_dagster.course_jobs.persist import (
 from ignite_dagster.course_jobs.stages import STAGE_PERCENT
 from ignite_dagster.course_jobs.submit import load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
-from ignite_dagster.queue.job_rows import add_attempt_spend, complete_job, set_cost_known
+from ignite_dagster.queue.job_rows import UnsentEvent, add_attempt_spend, complete_job, set_cost_known
 from ignite_dagster.queue.lease import Claim, Lease
 from ignite_dagster.queue.staged import StagedWorker
 from ignite_dagster.storage.base import ObjectStore
@@ -75,6 +80,7 @@ class CourseWork:
     result: dict[str, Any] = field(default_factory=dict)
     pending: Any = None  # the course's finish (fill → persist) running in the background (a Future of CourseWork)
     error: BaseException | None = None  # prepare failed (the job row already says why); finish_course reports it
+    unsent_events: list[UnsentEvent] = field(default_factory=list)  # for the job's next statement (StagedWorker)
 
     @property
     def label(self) -> str:
@@ -84,6 +90,7 @@ class CourseWork:
 class CourseWorker(StagedWorker):
     table = TABLE
     stages = STAGES
+    defers_success_events = True  # the stages follow one another; prepare and persist write what is left
 
     def __init__(
         self,
@@ -185,9 +192,10 @@ class CourseWorker(StagedWorker):
         except Exception as exc:  # noqa: BLE001 - a job that cannot be read is failed, not retried blindly
             reason = "special_requests_missing" if job.has_special_requests else "invalid_request"
             raise self.fail(work, reason, f"cannot load request: {exc}", False) from exc
-        # The pid tells an operator (and the crash test) which OS process works this attempt.
-        self.queue.event(job.id, TABLE, job.attempt, "claimed", "info", 0,
-                         f"worker {job.worker_id or '-'} attempt {job.attempt}", {"pid": os.getpid()})
+        # The pid tells an operator (and the crash test) which OS process works this attempt; the event is
+        # written with the first stage's start (every caller starts one at once: prepare, process).
+        self.defer_event(work, UnsentEvent("claimed", "info", 0, f"worker {job.worker_id or '-'} attempt {job.attempt}",
+                                           {"pid": os.getpid()}))
         return work
 
     def select_strategy(self, work: CourseWork) -> CourseWork:
@@ -222,6 +230,7 @@ class CourseWorker(StagedWorker):
             with self._connection() as conn:
                 budget.check(conn, job.organization_id)
         except OrgBudgetExhausted as exc:
+            self.send_events(work)  # select_strategy's success first: the job's events keep their order
             log.warning("job %s: %s", job.id, exc.message)
             self.queue.event(job.id, TABLE, job.attempt, "select_strategy", "error", STAGES["select_strategy"],
                              exc.message, {"reason_code": exc.reason_code, "retry_at": exc.until.isoformat()})
@@ -248,9 +257,17 @@ class CourseWorker(StagedWorker):
         (``start``). A failure is kept on ``work.error`` (the job row already says why) so the course's
         own step reports it."""
         try:
-            work = self.start(self.build_skeleton(self.select_strategy(work)))
+            work = self.build_skeleton(self.select_strategy(work))
         except Exception as exc:  # noqa: BLE001 - JobAborted, LostClaim: reported by finish_course
             work.error = exc
+        # build_skeleton's success now, not with the fill's start: the finish may wait (a later step, a busy
+        # background service), and must not race this thread for the list
+        self.send_events(work)
+        if work.error is None:
+            try:
+                work = self.start(work)
+            except Exception as exc:  # noqa: BLE001 - reported by finish_course
+                work.error = exc
         return work
 
     def start(self, work: CourseWork) -> CourseWork:
@@ -400,16 +417,20 @@ class CourseWorker(StagedWorker):
 
     def record_final_spend(self, work: CourseWork) -> None:
         """After completion: the job's ``cost_known`` column and the organization's day get the last
-        attempt's spend (earlier attempts were added by ``record_spend``). Best effort, like artifacts:
-        the course is done either way."""
+        attempt's spend (earlier attempts were added by ``record_spend``), and the job's unsent events
+        (persist's success) go with the ``cost_known`` statement. Best effort, like artifacts: the course is
+        done either way."""
+        events = self.take_unsent(work)  # persist's success: written by the same statement
         try:
             with self._connection() as conn:
                 set_cost_known(conn, work.job.id, work.job.attempt,
-                               bool(work.result.get("summary", {}).get("costKnown")))
+                               bool(work.result.get("summary", {}).get("costKnown")), events)
+                events = []
                 if work.usage is not None and getattr(work.usage, "calls", 0):
                     self._record_org_usage(conn, work, work.usage)
         except Exception as exc:  # noqa: BLE001
             log.warning("usage of job %s attempt %s not recorded: %s", work.job.id, work.job.attempt, exc)
+            self.send_events(work, *events)
 
     @staticmethod
     def _record_org_usage(conn: Any, work: CourseWork, spent: Any) -> None:

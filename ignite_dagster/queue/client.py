@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ignite_dagster.queue.job_rows import complete_job
+from ignite_dagster.queue.job_rows import UnsentEvent, complete_job, events_jsonb
 from ignite_dagster.queue.models import (
     JOB_TABLES,
     ClaimRef,
@@ -230,8 +230,28 @@ class JobQueue:
         """Stamp the Dagster run that works this attempt (fenced by attempt)."""
         return bool(self._value("SELECT set_job_run_id(%s, %s, %s, %s)", (job_id, _check_table(table), attempt, run_id)))
 
+    def stamp_course_run(self, run_id: str, claims: Sequence[ClaimRef]) -> dict[UUID, CourseJob]:
+        """A run's course claims in one statement (``stamp_course_run_claims``, sql/012): every claimed job's
+        row by id, the run's id stamped on each one still processing under its claimed attempt (fenced as
+        ``set_run_id`` is); a job whose row is gone is absent. The caller tells held claims from the others
+        by the row's status and attempt."""
+        if not claims:
+            return {}
+        rows = self._rows("SELECT * FROM stamp_course_run_claims(%s, %s::uuid[], %s::int[])",
+                          (run_id, [c[0] for c in claims], [c[1] for c in claims]))
+        return {r["id"]: CourseJob(**r) for r in rows}
+
     def heartbeat(self, job_id: UUID, table: str, attempt: int | None) -> bool:
         return bool(self._value("SELECT update_job_heartbeat(%s, %s, %s)", (job_id, table, attempt)))
+
+    def heartbeat_claims(self, table: str, claims: Sequence[ClaimRef]) -> set[UUID]:
+        """Heartbeat a run's claims of one table in one statement (``heartbeat_job_claims``, sql/012; each
+        as ``heartbeat`` does, fenced by attempt); returns the ids still held."""
+        if not claims:
+            return set()
+        rows = self._rows("SELECT * FROM heartbeat_job_claims(%s, %s::uuid[], %s::int[]) AS id",
+                          (_check_table(table), [c[0] for c in claims], [c[1] for c in claims]))
+        return {r["id"] for r in rows}
 
     def progress(
         self, job_id: UUID, table: str, attempt: int, stage: str, percent: int, message: str | None = None
@@ -242,6 +262,29 @@ class JobQueue:
                 (job_id, _check_table(table), attempt, stage, percent, message),
             )
         )
+
+    def start_stage(self, job_id: UUID, table: str, attempt: int, stage: str, percent: int,
+                    message: str | None = None, events: Sequence[UnsentEvent] = ()) -> bool:
+        """A stage transition in one statement (``start_job_stage``, sql/012): the job's ``events`` not yet
+        written (the previous stage's success, the claimed event), then ``progress`` for the new stage,
+        fenced by attempt. False when this attempt no longer holds the job (the events are written anyway,
+        as they were when each had its own statement)."""
+        return bool(
+            self._value(
+                "SELECT start_job_stage(%s, %s, %s, %s, %s, %s, %s)",
+                (job_id, _check_table(table), attempt, stage, percent, message, events_jsonb(events)),
+            )
+        )
+
+    def add_events(self, job_id: UUID, table: str, attempt: int | None, events: Sequence[UnsentEvent]) -> None:
+        """Several events of one job in one statement, in order (``add_job_events``, sql/012). Best effort,
+        like ``event``."""
+        if not events:
+            return
+        try:
+            self._value("SELECT add_job_events(%s, %s, %s, %s)", (job_id, table, attempt, events_jsonb(events)))
+        except Exception as exc:  # noqa: BLE001 - events must never fail a job
+            log.warning("job events %s/%s not recorded: %s", job_id, ", ".join(e.step for e in events), exc)
 
     def event(
         self,

@@ -13,6 +13,8 @@ connection a test or a tool hands in); ``_first`` reads either.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +37,27 @@ def _first(row: Any) -> Any:
 def _jsonb(doc: dict[str, Any] | None) -> Jsonb:
     """A result document as the queue stores it (UUIDs, datetimes and decimals as strings)."""
     return Jsonb(json.loads(json.dumps(doc or {}, default=str)))
+
+
+@dataclass(frozen=True)
+class UnsentEvent:
+    """A ``job_events`` row a worker has decided on but not written yet: it rides on the job's next
+    statement (the next stage's start, the completion's bookkeeping) instead of costing a round trip of
+    its own (sql/012). Events are numbered when written, in the order they were decided."""
+
+    step: str
+    status: str = "info"
+    progress: int | None = None
+    message: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+def events_jsonb(events: Sequence[UnsentEvent]) -> Jsonb | None:
+    """Events as sql/012's functions take them (a JSON array, in order); None for none."""
+    if not events:
+        return None
+    return Jsonb([{"step": e.step, "status": e.status, "progress": e.progress, "message": e.message,
+                   "meta": json.loads(json.dumps(e.meta, default=str)) if e.meta else None} for e in events])
 
 
 def complete_job(conn: psycopg.Connection, job_id: UUID, table: str, attempt: int,
@@ -79,7 +102,18 @@ def add_attempt_spend(conn: psycopg.Connection, job_id: UUID, attempt: int, toke
     )
 
 
-def set_cost_known(conn: psycopg.Connection, job_id: UUID, attempt: int, known: bool) -> None:
+def set_cost_known(conn: psycopg.Connection, job_id: UUID, attempt: int, known: bool,
+                   events: Sequence[UnsentEvent] = ()) -> None:
     """After completion, the job's ``cost_known`` as the finished attempt's summary says (fenced by attempt;
-    ``complete_job`` writes tokens and cost from the result, not this flag)."""
-    conn.execute("UPDATE ai_course_jobs SET cost_known = %s WHERE id = %s AND attempt = %s", (known, job_id, attempt))
+    ``complete_job`` writes tokens and cost from the result, not this flag), and in the same statement the
+    job's ``events`` not yet written (the last stage's success: one round trip for both)."""
+    if not events:
+        conn.execute("UPDATE ai_course_jobs SET cost_known = %s WHERE id = %s AND attempt = %s",
+                     (known, job_id, attempt))
+        return
+    # a data-modifying WITH always runs to completion; the events are written whether or not the row matched
+    conn.execute(
+        "WITH known AS (UPDATE ai_course_jobs SET cost_known = %(known)s WHERE id = %(id)s AND attempt = %(attempt)s "
+        "RETURNING 1) SELECT add_job_events(%(id)s, 'ai_course_jobs', %(attempt)s, %(events)s)",
+        {"known": known, "id": job_id, "attempt": attempt, "events": events_jsonb(events)},
+    )

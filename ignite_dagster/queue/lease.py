@@ -66,15 +66,22 @@ class Lease:
             self._claims.pop(job_id, None)
 
     def beat_once(self) -> None:
+        """Heartbeat every claim of the run in one statement per table (a run's claims are of one table)."""
         with self._lock:
             claims = list(self._claims.values())
+        by_table: dict[str, list[Claim]] = {}
         for claim in claims:
+            by_table.setdefault(claim.table, []).append(claim)
+        for table, group in by_table.items():
             try:
-                if not self._queue.heartbeat(claim.job_id, claim.table, claim.attempt):
+                held = self._queue.heartbeat_claims(table, [(c.job_id, c.attempt) for c in group])
+            except Exception as exc:  # noqa: BLE001 - a database blip must not kill the heartbeat thread
+                log.warning("heartbeat for %d %s claim(s) failed: %s", len(group), table, exc)
+                continue
+            for claim in group:
+                if claim.job_id not in held:
                     log.warning("heartbeat refused for job %s attempt %s: claim lost", claim.job_id, claim.attempt)
                     self._mark_lost(claim.job_id)
-            except Exception as exc:  # noqa: BLE001 - a database blip must not kill the heartbeat thread
-                log.warning("heartbeat for job %s failed: %s", claim.job_id, exc)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -4,6 +4,12 @@
 both reports the stage and proves the claim is held; a superseded worker stops before writing), records
 a ``job_events`` row for its outcome, and turns an exception into the job's failure with a reason code
 and the retryable flag the queue's backoff needs. Subclasses say how their own exceptions classify.
+
+A worker whose stages follow one another at once (``defers_success_events``) keeps a stage's success
+event on the work (``unsent_events``) instead of writing it alone: the next stage's start writes it in the
+same statement as its fenced progress (``JobQueue.start_stage``, sql/012), and the worker writes what is
+left where no stage follows (``send_events``). Every event that is written goes through that list, so the
+rows keep the order in which they were decided.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from uuid import UUID
 from ignite_dagster.config import Settings
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.errors import LostClaim
+from ignite_dagster.queue.job_rows import UnsentEvent
 from ignite_dagster.queue.lease import Lease
 from ignite_dagster.queue.retry import STAGE_RETRYABLE
 from ignite_dagster.storage.base import NotFound, ObjectStore, StorageError
@@ -59,6 +66,9 @@ def storage_failure(exc: Exception) -> tuple[str, str, bool] | None:
 class StagedWorker:
     table: ClassVar[str]
     stages: ClassVar[dict[str, int]]  # stage name -> progress percent when it starts
+    # True: a stage's success event waits on ``work.unsent_events`` for the job's next statement (the work
+    # must have that list, and the worker must ``send_events`` where no stage follows)
+    defers_success_events: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, queue: JobQueue, store: ObjectStore, lease: Lease):
         self.settings = settings
@@ -82,19 +92,56 @@ class StagedWorker:
         self.lease.release(job.id)
         return JobAborted(job.id, reason_code, message, retryable, status)
 
+    # -- events not written yet ---------------------------------------------------------------------
+    def defer_event(self, work: Any, event: UnsentEvent) -> None:
+        """Keep ``event`` for the job's next statement (written at once for a work that keeps no list)."""
+        unsent = getattr(work, "unsent_events", None)
+        if unsent is None:
+            self.send_events(work, event)
+        else:
+            unsent.append(event)
+
+    @staticmethod
+    def take_unsent(work: Any) -> list[UnsentEvent]:
+        """The work's unsent events, in order; the work keeps none after."""
+        unsent = getattr(work, "unsent_events", None)
+        if not unsent:
+            return []
+        taken = list(unsent)
+        unsent.clear()
+        return taken
+
+    def send_events(self, work: Any, *events: UnsentEvent) -> None:
+        """The work's unsent events, then ``events``, in one statement (none when there is nothing to
+        write); best effort, as every event is."""
+        job = work.job
+        self.queue.add_events(job.id, self.table, job.attempt, [*self.take_unsent(work), *events])
+
+    def _start(self, work: Any, name: str, percent: int, message: str) -> None:
+        """The stage's fenced progress, carrying the unsent events; raises LostClaim when the claim is gone."""
+        job = work.job
+        unsent = self.take_unsent(work)
+        if self.lease.is_lost(job.id):
+            self.queue.add_events(job.id, self.table, job.attempt, unsent)
+            self.lease.check(job.id)  # raises LostClaim
+            return
+        try:
+            held = self.queue.start_stage(job.id, self.table, job.attempt, name, percent, message, unsent)
+        except Exception:
+            getattr(work, "unsent_events", []).extend(unsent)  # not written: they go with the next attempt to write
+            raise
+        if not held:
+            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
+
     @contextmanager
     def stage(self, work: Any, name: str, message: str | None = None) -> Iterator[None]:
         job, percent = work.job, self.stages[name]
-        if self.lease.is_lost(job.id) or not self.queue.progress(
-            job.id, self.table, job.attempt, name, percent, message or name.replace("_", " ")
-        ):
-            self.lease.check(job.id)  # marks the claim lost and raises LostClaim
+        self._start(work, name, percent, message or name.replace("_", " "))
         t0 = time.monotonic()
         try:
             yield
         except LostClaim as exc:
-            self.queue.event(job.id, self.table, job.attempt, name, "error", message=str(exc),
-                             meta={"reason_code": "lost_claim"})
+            self.send_events(work, UnsentEvent(name, "error", message=str(exc), meta={"reason_code": "lost_claim"}))
             self.lease.release(job.id)
             raise
         except JobAborted:
@@ -105,10 +152,14 @@ class StagedWorker:
                                                "internal_error" in STAGE_RETRYABLE)
             if known is None:
                 log.exception("%s job %s: unexpected failure in %s", self.table, job.id, name)
-            self.queue.event(job.id, self.table, job.attempt, name, "error", percent, msg[:2000],
-                             {"reason_code": reason, "retryable": retryable})
+            self.send_events(work, UnsentEvent(name, "error", percent, msg[:2000],
+                                               {"reason_code": reason, "retryable": retryable}))
             # an upstream Retry-After (provider errors carry it) is a floor under the queue's backoff
             raise self.fail(work, reason, f"{name}: {msg}", retryable, getattr(exc, "retry_after", None)) from exc
         ms = int((time.monotonic() - t0) * 1000)
         work.stage_ms[name] = ms
-        self.queue.event(job.id, self.table, job.attempt, name, "success", percent, f"{name} done in {ms} ms")
+        done = UnsentEvent(name, "success", percent, f"{name} done in {ms} ms")
+        if self.defers_success_events:
+            self.defer_event(work, done)
+        else:
+            self.send_events(work, done)

@@ -55,17 +55,19 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
             context.instance.add_run_tags(context.run_id, {JOBS_TAG: encode_claims([(j.id, j.attempt) for j in jobs]),
                                                            **course_run_tags(jobs)})
     else:
+        claims = decode_claims(config.jobs)
+        rows = job_queue.stamp_course_run(context.run_id, claims)  # one statement: the rows, the run on those held
         jobs = []
-        for job_id, attempt in decode_claims(config.jobs):
-            job = job_queue.get(job_id)
+        for job_id, attempt in claims:
+            job = rows.get(job_id)
             if job is None or job.status != "processing" or job.attempt != attempt:
                 context.log.warning(f"job {job_id} attempt {attempt} is no longer held (now "
                                     f"{getattr(job, 'status', 'missing')}, attempt {getattr(job, 'attempt', '-')}); skipped")
                 continue
             jobs.append(job)
     context.log.info(f"{len(jobs)} course job(s): " + ", ".join(f"{j.course_id}#{j.attempt}" for j in jobs))
-    for job in jobs:  # the job row names its run (job status links it in the UI)
-        job_queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run_id)
+    if config.claim_now:  # the job row names its run (job status links it in the UI); the sensor's are stamped
+        job_queue.stamp_course_run(context.run_id, [(j.id, j.attempt) for j in jobs])
     worker = course_worker(queue, storage, model)
     for job in jobs:
         try:
