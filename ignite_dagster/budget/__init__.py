@@ -5,7 +5,7 @@ provider endpoint + model shares across every run, process and daemon; ``org`` t
 daily usage ledger and its budget check. The SQL lives in ``sql/007_budgets_fair_share.sql``.
 """
 
-from ignite_dagster.budget.factory import guarded, image_budget, org_budget, text_budget
+from ignite_dagster.budget.from_settings import guarded, image_budget, org_budget, text_budget
 from ignite_dagster.budget.org import OrgBudget, OrgBudgetExhausted, OrgUsage, next_window, record_org_usage
 from ignite_dagster.budget.rate_limit import (
     BudgetLimits,

@@ -17,7 +17,7 @@ from ignite_dagster.storage.base import (
     StoredObject,
 )
 from ignite_dagster.storage.cas import update_json
-from ignite_dagster.storage.factory import open_store
+from ignite_dagster.storage.from_settings import open_store
 from ignite_dagster.storage.local import LocalObjectStore
 from ignite_dagster.storage.s3 import S3ObjectStore
 
