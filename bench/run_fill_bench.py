@@ -3,8 +3,8 @@ one course alone, against the scripted OpenAI-compatible server at a fixed laten
 
 Both sides run the real Dagster job in process (``execute_in_process``, the in-process executor the
 sensor's runs use) against a real Postgres and local storage; the "one course" side is the baseline.
-Target (issue "The model path proven against a real model server"): 10 courses within 1.3× the wall time
-of one.
+Target (issue 23, at 200 ms per call): 10 courses within 1.5× the wall time of one (an earlier issue asked
+1.3×; what remains is each course's in-process CPU: validation, persist, the run's Dagster events).
 
 ``--unequal``: 4 model-path courses of unequal size (1×4, 2×6, 3×8, 4×12 items) in one run, at a fixed
 latency per call and a client concurrency below the run's calls, so the fills end at different times.
@@ -75,6 +75,7 @@ def run_courses(pg: TestPostgres, server: OpenAICompatServer, n: int, tag: str) 
 
 UNEQUAL = [("volcanoes", 1, 4), ("photosynthesis", 2, 6), ("the solar system", 3, 8), ("fractions", 4, 12)]
 DONE_WITHIN_SECONDS = 3.0
+TARGET_RATIO = 1.5  # 10 courses in one run vs one course, issue 23
 
 
 def unequal_run(pg: TestPostgres, server: OpenAICompatServer, concurrency: int) -> int:
@@ -151,8 +152,8 @@ def main() -> int:
     ratio = many / one
     print(f"{args.courses} model-path courses (4 groups x 12 items, {calls_per_course:.0f} calls each, "
           f"{args.latency * 1000:.0f} ms per call) in one run: {many:.2f} s; one course: {one:.2f} s; "
-          f"ratio {ratio:.2f} (target <= 1.3)")
-    return 0 if ratio <= 1.3 else 1
+          f"ratio {ratio:.2f} (target <= {TARGET_RATIO})")
+    return 0 if ratio <= TARGET_RATIO else 1
 
 
 if __name__ == "__main__":
