@@ -1,5 +1,6 @@
 """A generate_courses run in process against a real Postgres and storage: per-course isolation,
-materializations and checks, and the run-failure sensor's fencing."""
+materializations and checks, a failed course shown on its partition, the run's event count, and the
+run-failure sensor's fencing."""
 
 from __future__ import annotations
 
@@ -57,8 +58,14 @@ def test_one_bad_course_never_fails_its_neighbours(sensor_resources, queue, org_
                        and e.event_specific_data.materialization.asset_key == AssetKey("course_content"))
         preview = content.metadata["preview"].value
         assert preview.startswith("### ") and "**Groups:**" in preview and preview.count("✅") == 3
-        failed_steps = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE}
-        assert failed_steps == {"finish_course[bad_1__" + bad.hex[:8] + "]"}  # its select_strategy stage failed
+        failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+        assert {e.step_key for e in failures} == {"finish_courses"}  # one step reports every course...
+        # ...and fails naming the bad one, whose select_strategy stage failed
+        assert "1 of 3 course(s) failed: bad-1 (job " + str(bad) in failures[0].event_specific_data.error.message
+        observed = {(e.event_specific_data.asset_observation.partition,
+                     e.event_specific_data.asset_observation.metadata["reason_code"].value)
+                    for e in result.all_events if e.event_type == DagsterEventType.ASSET_OBSERVATION}
+        assert observed == {("bad-1", "no_pack")}
 
         # the run-failure sensor then finds nothing to change: every job was marked by the run (fenced)
         fire_failure_sensor(course_run_failure_sensor, instance, result, sensor_resources)
