@@ -112,16 +112,22 @@ def report_courses(worker, works: Iterable, store, *, source: str, log, failures
     """Every course of ``works`` (prepared CourseWorks) as soon as it is done (``in_completion_order``):
     a finished one's materializations and checks, a failed one's observation and one error line in
     ``log``; the failed ones' lines are appended to ``failures`` for the step's Failure. Yielded, not
-    logged: an op's logged events are kept only until its next yield, so a step that then fails would
-    lose them."""
+    logged: ``context.log_event`` events reach the event log only at the op's next yield or return, so
+    those logged before the step's Failure would be lost."""
     settings = settings if settings is not None else load_settings()
     for work, outcome in worker.in_completion_order(works):
         if isinstance(outcome, BaseException):
             failures.append(failure_line(work, outcome))
             log.error(failures[-1])
             yield from failed_course_events(work, outcome, source=source)
-        else:
-            yield from finished_course_events(outcome, store, source=source, settings=settings)
+            continue
+        try:  # built before yielding: a course whose events cannot be built stops no other course's
+            events = finished_course_events(outcome, store, source=source, settings=settings)
+        except Exception as exc:  # noqa: BLE001 - the course is done; the reconciler's drift report shows it later
+            failures.append(f"{work.label}: done, but not reported: {type(exc).__name__}: {exc}")
+            log.error(failures[-1])
+            continue
+        yield from events
 
 
 def courses_failure(failures: list[str], total: int, what: str) -> Failure:
