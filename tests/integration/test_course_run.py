@@ -4,6 +4,7 @@ run-failure sensor's fencing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -21,6 +22,7 @@ from ignite_dagster.defs.run_tags import JOBS_TAG, encode_claims
 from ignite_dagster.queue import JobQueue
 from tests.support.code_location import code_location
 from tests.support.jobs import new_course, set_columns
+from tests.support.openai_server import CHAT, OpenAICompatServer, ScriptedCourseModel
 from tests.support.runs import dying_job, fire_failure_sensor
 
 course_run_failure_sensor = build_course_sensors(1)[1]
@@ -159,3 +161,29 @@ def test_a_course_that_cannot_begin_is_shown_failed_on_its_partition_and_its_nei
         fire_failure_sensor(course_run_failure_sensor, instance, result, sensor_resources)
     assert [queue.get(i).status for i in good] == ["done", "done"]
     assert queue.get(bad).reason_code == "special_requests_missing"
+
+
+def test_model_courses_are_reported_as_each_finishes_not_in_the_runs_plan_order(queue, org_id, monkeypatch):
+    scripted = ScriptedCourseModel()
+
+    def model(request):  # every answer about volcanoes comes late: that course finishes last
+        reply = scripted(request)
+        return dataclasses.replace(reply, delay=0.8) if "Subject: volcanoes" in request.text() else reply
+
+    with OpenAICompatServer() as server:
+        server.respond_with(CHAT, model)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("IGNITE_TEXT_MODEL", "test-model")
+        for course_id, subject in (("slow", "volcanoes"), ("fast-1", "rivers"), ("fast-2", "forests")):
+            queue.enqueue_course(new_course(course_id, subject=subject), organization_id=org_id)
+        jobs = queue.claim_course_jobs("sensor", limit=3)
+        assert [j.course_id for j in jobs][0] == "slow"  # planned first
+        with DagsterInstance.ephemeral() as instance:
+            result = _run_claims(instance, jobs)
+            assert result.success
+    reported = [e.event_specific_data.materialization.partition for e in result.all_events
+                if e.event_type == DagsterEventType.ASSET_MATERIALIZATION
+                and e.event_specific_data.materialization.asset_key == AssetKey("course_content")]
+    assert sorted(reported[:2]) == ["fast-1", "fast-2"] and reported[2:] == ["slow"]
+    assert all(queue.get(j.id).status == "done" for j in jobs)
