@@ -132,7 +132,8 @@ def report_courses(worker, works: Iterable, store, *, source: str, log, failures
 
 def courses_failure(failures: list[str], total: int, what: str) -> Failure:
     """The step's Failure once every course is reported: how many of ``total`` and which, with why."""
-    return Failure(description=f"{len(failures)} of {total} course(s) {what}: " + "; ".join(f[:300] for f in failures[:5]),
+    listed = "; ".join(f[:300] for f in failures[:5])
+    return Failure(description=f"{len(failures)} of {total} course(s) {what}: {listed}",
                    metadata={"failures": MetadataValue.text("\n".join(failures))})
 
 

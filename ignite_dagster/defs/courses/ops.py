@@ -11,10 +11,12 @@ persisted as soon as its own fill and checks are done, whatever the step order.
 Why one reporting step, not a step per course (issue 23): a mapped step cost a course about ten Dagster
 events of bookkeeping (its fan-out output and log line, step start, input loaded and received, a "done"
 line, output, success) around the four that say something (two materializations, two checks): 14.4
-events per course in a 10-course run through the daemon, now 6.1 (``bench/pipeline_bench.py``). ``finish_courses`` takes the courses in the order their finishes complete
-(``CourseWorker.in_completion_order``, not plan order) and yields each course's events the moment it is
-done, so the UI shows a course when it is ready, never behind a slower one; the stage timings and spend
-of the old line ride in the content materialization's metadata (``stage_ms``, tokens, cost). Each
+events per course in a 10-course run through the daemon, now 6.1 (``bench/pipeline_bench.py``).
+``finish_courses`` takes the courses in the order their finishes complete
+(``CourseWorker.in_completion_order``, not plan order) and yields each course's events the moment it
+is done, so the UI shows a course when it is ready, never behind a slower one; the stage timings and
+spend of the old "done" line ride in the content materialization's metadata (``stage_ms``, tokens,
+cost). Each
 course stays visible on its own partition: materializations and checks, or, for a failed course
 (failed to begin, prepare or finish), an observation of its course_content partition stating the
 failure with its job (``events.failed_course_events``) and one error line in the run's logs. Once
