@@ -7,7 +7,7 @@ the UI names the stages the worker runs. Plain Python: no Dagster.
 
 ``PREPARE`` and ``FINISH`` split the chain where a run splits it: the stages that run in
 ``claimed_course_jobs`` (a course's strategy and skeleton) and those that run in the background and
-are collected by ``finish_course`` (``CourseWorker.prepare`` / ``finish``).
+are collected by ``finish_courses`` (``CourseWorker.prepare`` / ``finish``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ course's ``finish`` to the run's background service (``generation/llm/background
 runs the fill (its calls overlap every other course's on one shared client) and then, at once, that
 course's validation, repair and persist. Nothing waits for the other courses of the run: the in-process
 executor runs one step at a time, so a per-stage op layout would validate and persist no course before
-the last fill ended. The ``finish_course`` op only collects the outcome and reports it to Dagster.
+the last fill ended. The ``finish_courses`` step only collects the outcomes (``in_completion_order``)
+and reports each course to Dagster as soon as it is done.
 
 During the fill the job's progress moves from 20 % to 70 % with every answered call ("plan 1/1, study
 texts 2/2, items 5/12"), and the fill's time is the generation's own (first call to last answer).
@@ -27,9 +28,10 @@ completion's bookkeeping (``record_final_spend``). ``tests/integration/test_roun
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -79,7 +81,7 @@ class CourseWork:
     stage_ms: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     pending: Any = None  # the course's finish (fill → persist) running in the background (a Future of CourseWork)
-    error: BaseException | None = None  # prepare failed (the job row already says why); finish_course reports it
+    error: BaseException | None = None  # begin/prepare failed (the job row already says why); collect raises it
     unsent_events: list[UnsentEvent] = field(default_factory=list)  # for the job's next statement (StagedWorker)
 
     @property
@@ -258,7 +260,7 @@ class CourseWorker(StagedWorker):
         own step reports it."""
         try:
             work = self.build_skeleton(self.select_strategy(work))
-        except Exception as exc:  # noqa: BLE001 - JobAborted, LostClaim: reported by finish_course
+        except Exception as exc:  # noqa: BLE001 - JobAborted, LostClaim: raised again by collect
             work.error = exc
         # build_skeleton's success now, not with the fill's start: the finish may wait (a later step, a busy
         # background service), and must not race this thread for the list
@@ -266,9 +268,19 @@ class CourseWorker(StagedWorker):
         if work.error is None:
             try:
                 work = self.start(work)
-            except Exception as exc:  # noqa: BLE001 - reported by finish_course
+            except Exception as exc:  # noqa: BLE001 - raised again by collect
                 work.error = exc
         return work
+
+    def begin_and_prepare(self, job: CourseJob) -> CourseWork:
+        """``begin`` + ``prepare`` that never raise: a job that cannot even begin comes back with its
+        failure on ``work.error`` (the job row already says why), so it is reported like any other failed
+        course (``collect`` raises it)."""
+        try:
+            work = self.begin(job)
+        except Exception as exc:  # noqa: BLE001 - JobAborted, LostClaim, a lease that cannot be taken
+            return CourseWork(job=job, request=None, error=exc)
+        return self.prepare(work)
 
     def start(self, work: CourseWork) -> CourseWork:
         """Hand the course's ``finish`` (fill → validate → repair → persist) to the background service as
@@ -296,6 +308,26 @@ class CourseWorker(StagedWorker):
             pending, work.pending = work.pending, None
             return pending.result()
         return self.finish(work)
+
+    def in_completion_order(self, works: Iterable[CourseWork]) -> Iterator[tuple[CourseWork, CourseWork | Exception]]:
+        """``(work, the finished work or its failure)`` for every course, in the order they are done, not
+        the plan's: one run's courses are reported as each finishes, never behind a slower one planned
+        before it. Those finishing in the background count when their future completes; the others
+        (packs, failed preparations) are ready at once and are finished here, each after the background
+        courses already done."""
+        works = list(works)
+        background = {w.pending: w for w in works if w.pending is not None}
+        here = [w for w in works if w.pending is None]
+        while background or here:
+            done = [f for f in background if f.done()]
+            if not done and not here:
+                ready, _ = concurrent.futures.wait(background, return_when=concurrent.futures.FIRST_COMPLETED)
+                done = [f for f in background if f in ready]  # plan order among those done together
+            for work in [background.pop(f) for f in done] or [here.pop(0)]:
+                try:
+                    yield work, self.collect(work)
+                except Exception as exc:  # noqa: BLE001 - the course's failure, reported with the others
+                    yield work, exc
 
     def fill(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.stages.fill import fill

@@ -18,9 +18,9 @@ def test_the_worker_reports_the_listed_stages_in_order_with_rising_percents():
 def test_the_job_ops_and_asset_describe_the_listed_stages():
     from ignite_dagster.defs.courses.assets import build_generate_course_assets
     from ignite_dagster.defs.courses.jobs import generate_courses
-    from ignite_dagster.defs.courses.ops import claimed_course_jobs, finish_course
+    from ignite_dagster.defs.courses.ops import claimed_course_jobs, finish_courses
 
     for stage in COURSE_STAGES:
         assert f"{stage.name} ({stage.percent} %): {stage.meaning}" in generate_courses.description
         assert f"{stage.name} ({stage.percent} %)" in build_generate_course_assets(1).op.description
-    assert chain(PREPARE) in claimed_course_jobs.description and chain(FINISH) in finish_course.description
+    assert chain(PREPARE) in claimed_course_jobs.description and chain(FINISH) in finish_courses.description

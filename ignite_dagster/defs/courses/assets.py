@@ -7,8 +7,8 @@ heartbeated, so job status, retries, stale detection and dead letter behave as f
 course another worker is generating is waited for, never generated twice.
 
 The queue sensors' runs (``generate_courses``, ``generate_media``) report materializations of the same
-assets from their stage ops, so a partition's history shows every generation whichever path ran it
-(metadata ``source``: queue, materialization or reconciler).
+assets from their ops (through the same ``report_courses`` for courses), so a partition's history shows
+every generation whichever path ran it (metadata ``source``: queue, materialization or reconciler).
 
 A backfill batches partitions into runs the way the sensor batches claims
 (``BackfillPolicy.multi_run`` with IGNITE_COURSES_PER_RUN partitions per run): one run start serves many
@@ -39,7 +39,7 @@ from pydantic import create_model
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.course_jobs.stages import stage_lines
-from ignite_dagster.defs.courses.events import finished_course_events
+from ignite_dagster.defs.courses.events import courses_failure, report_courses
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA, COURSE_METADATA
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import (
@@ -156,46 +156,14 @@ def _generate(context: AssetExecutionContext, queue: QueueResource, storage: Sto
     for job in taken:
         queue.queue.set_run_id(job.id, "ai_course_jobs", job.attempt, context.run.run_id)
 
-    worker = course_worker(queue, storage, model)
-    works = []
     # Prepare every course first (strategy, skeleton) and start its fill → persist in the background, then
-    # report the courses in the order they finish: each is persisted as soon as its own fill is done, and
-    # its materialization is yielded then, not after the slower courses before it.
-    for job in taken:
-        try:
-            work = worker.begin(job)
-        except Exception as exc:  # noqa: BLE001 - the job row carries the failure
-            failures.append(f"{job.course_id}: {exc}")
-            context.log.error(failures[-1])
-            continue
-        works.append(worker.prepare(work))
-    for work, outcome in _in_completion_order(worker, works):
-        if isinstance(outcome, BaseException):
-            failures.append(f"{work.job.course_id}: {outcome}")
-            context.log.error(failures[-1])
-            continue
-        yield from finished_course_events(outcome, storage.store, source="materialization", settings=settings)
-        context.log.info(f"{work.job.course_id}: done (job {work.job.id} attempt {work.job.attempt})")
-
-
-def _in_completion_order(worker, works):
-    """``(work, finished work or its exception)`` per course: those running in the background as they
-    finish, the others (packs, failed preparations) finished here first."""
-    import concurrent.futures
-
-    background = {w.pending: w for w in works if w.pending is not None}
-    for work in works:
-        if work.pending is None:
-            try:
-                yield work, worker.collect(work)
-            except Exception as exc:  # noqa: BLE001
-                yield work, exc
-    for future in concurrent.futures.as_completed(background):
-        work = background[future]
-        try:
-            yield work, worker.collect(work)
-        except Exception as exc:  # noqa: BLE001
-            yield work, exc
+    # report the courses in the order they finish, exactly as generate_courses' finish_courses step does:
+    # each is persisted as soon as its own fill is done, and its materialization is yielded then, not after
+    # the slower courses before it; a failed one is observed failed on its partition.
+    worker = course_worker(queue, storage, model)
+    works = [worker.begin_and_prepare(job) for job in taken]
+    yield from report_courses(worker, works, storage.store, source="materialization", log=context.log,
+                              failures=failures, settings=settings)
 
 
 def build_generate_course_assets(courses_per_run: int):
@@ -225,11 +193,7 @@ def build_generate_course_assets(courses_per_run: int):
         failures: list[str] = []
         yield from _generate(context, queue, storage, model, config, failures)
         if failures:
-            raise Failure(
-                description=f"{len(failures)} of {len(context.partition_keys)} course(s) not generated: "
-                + "; ".join(f[:300] for f in failures[:5]),
-                metadata={"failures": MetadataValue.text("\n".join(failures))},
-            )
+            raise courses_failure(failures, len(context.partition_keys), "not generated")
         yield from ()
 
     return generate_course_assets

@@ -1,10 +1,26 @@
-"""The events a finished course reports: its course_content and course_metadata materializations (the
-content one with a Markdown preview of the course) and the schema and quality checks, built in one place so a sensor-claimed run, a UI materialization and the reconciler tell
-the UI the same things about a partition."""
+"""The events a course reports, built in one place so a sensor-claimed run, a UI materialization and the
+reconciler tell the UI the same things about a partition.
 
+A finished course: its course_content and course_metadata materializations (the content one with a
+Markdown preview of the course, the course's stage timings and spend) and the schema and quality checks.
+A failed course: one observation of its course_content partition saying so (reason code, job, attempt,
+the job's status, the error) and one error line in the run's logs; the step fails after every course
+is reported (``report_courses``). Why an observation: Dagster 1.13 has no public event that marks a
+partition failed from an op, and a failed check would misreport the stored course.json, which a failed
+attempt never touched (an earlier version stays valid and served).
+"""
+
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from dagster import AssetCheckEvaluation, AssetMaterialization, MetadataValue, OpExecutionContext
+from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
+    AssetObservation,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+)
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.defs.checks import (
@@ -54,6 +70,8 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
             "calls": s["calls"], "cache_hits": s["cacheHits"], **cost_metadata(res["cost_usd"], known),
             "duration_ms": res["generation_duration_ms"], "fill_ms": res["latency_ms"] or 0,
             "cas_conflicts": s["casConflicts"],
+            # the stages' own times (what the per-course log line used to say): one event fewer per course
+            "stage_ms": MetadataValue.json(dict(work.stage_ms)), "strategy_reason": str(s.get("reason") or ""),
             **preview_metadata(work.course.to_dict()),
         },
     )
@@ -62,6 +80,61 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
         metadata={**common, "catalog_action": str(res.get("catalog_action")), "media_jobs": len(res.get("media_jobs", []))},
     )
     return [content, metadata, *course_check_events(store, job.course_id, settings)]
+
+
+def failure_line(work, exc: BaseException) -> str:
+    """One line naming a failed course, its job and why (the run's log line and the step's Failure)."""
+    from ignite_dagster.queue.errors import LostClaim
+
+    if isinstance(exc, LostClaim):
+        return f"{work.label}: {exc}; stopped without writing"
+    detail = str(exc) if getattr(exc, "reason_code", None) else f"{type(exc).__name__}: {exc}"
+    return f"{work.label}: {detail}"
+
+
+def failed_course_events(work, exc: BaseException, *, source: str) -> list:
+    """What a failed course shows on its partition: an observation of course_content with the failure
+    (see the module docstring for why not a check or a failed materialization)."""
+    job = work.job
+    reason = getattr(exc, "reason_code", None) or type(exc).__name__
+    status = getattr(exc, "new_status", None)
+    return [AssetObservation(
+        asset_key=COURSE_CONTENT, partition=job.course_id,
+        description=f"generation failed ({reason}); the stored course, if any, is unchanged",
+        metadata={"outcome": "failed", "job_id": str(job.id), "attempt": job.attempt, "reason_code": reason,
+                  "job_status": str(status) if status else "unchanged", "source": source,
+                  "error": MetadataValue.text(getattr(exc, "message", None) or str(exc))},
+    )]
+
+
+def report_courses(worker, works: Iterable, store, *, source: str, log, failures: list[str],
+                   settings=None) -> Iterator:
+    """Every course of ``works`` (prepared CourseWorks) as soon as it is done (``in_completion_order``):
+    a finished one's materializations and checks, a failed one's observation and one error line in
+    ``log``; the failed ones' lines are appended to ``failures`` for the step's Failure. Yielded, not
+    logged: ``context.log_event`` events reach the event log only at the op's next yield or return, so
+    those logged before the step's Failure would be lost."""
+    settings = settings if settings is not None else load_settings()
+    for work, outcome in worker.in_completion_order(works):
+        if isinstance(outcome, BaseException):
+            failures.append(failure_line(work, outcome))
+            log.error(failures[-1])
+            yield from failed_course_events(work, outcome, source=source)
+            continue
+        try:  # built before yielding: a course whose events cannot be built stops no other course's
+            events = finished_course_events(outcome, store, source=source, settings=settings)
+        except Exception as exc:  # noqa: BLE001 - the course is done; the reconciler's drift report shows it later
+            failures.append(f"{work.label}: done, but not reported: {type(exc).__name__}: {exc}")
+            log.error(failures[-1])
+            continue
+        yield from events
+
+
+def courses_failure(failures: list[str], total: int, what: str) -> Failure:
+    """The step's Failure once every course is reported: how many of ``total`` and which, with why."""
+    listed = "; ".join(f[:300] for f in failures[:5])
+    return Failure(description=f"{len(failures)} of {total} course(s) {what}: {listed}",
+                   metadata={"failures": MetadataValue.text("\n".join(failures))})
 
 
 def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, detail: str, settings=None) -> list:
