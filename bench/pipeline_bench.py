@@ -15,7 +15,7 @@ asset backfill launched through the webserver's GraphQL API (the UI's "Launch ba
 prints both wall times and their ratio (target ≤ 1.5x the sensor path).
 
     .venv/bin/python bench/pipeline_bench.py [--burst 100] [--baseline-burst 20] [--backfill 20]
-    .venv/bin/python bench/pipeline_bench.py --only backfill | burst | layouts [--baseline-ref REF]
+    .venv/bin/python bench/pipeline_bench.py --only backfill | latency | burst | layouts [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def main() -> int:
     ap.add_argument("--backfill", type=int, default=20, help="partitions of the backfill vs sensor comparison")
     ap.add_argument("--baseline-ref", default=STAGE_OP_LAYOUT,
                     help="git ref whose layout the burst is compared with (default: the stage-op layout)")
-    ap.add_argument("--only", choices=["backfill", "burst", "layouts"], help="run only this part")
+    ap.add_argument("--only", choices=["backfill", "burst", "layouts", "latency"], help="run only this part")
     ap.add_argument("--json", action="store_true", help="with --only burst: print the result as one BURST_JSON line")
     args = ap.parse_args()
     pg = TestPostgres()
@@ -243,10 +243,12 @@ def main() -> int:
                   f"ratio backfill/sensor {b_wall / s_wall:.2f}x (target ≤ 1.5x)")
         if args.only == "backfill":
             return 0
-        if args.only is None:
+        if args.only in (None, "latency"):
             lat = latency(pg, args.latency_runs)
             print(f"latency enqueue→done (sensor every 5 s): p50 {statistics.median(lat):.1f} s "
                   f"[{', '.join(f'{x:.1f}' for x in lat)}] target ≤ 6 s")
+        if args.only == "latency":
+            return 0
         b = burst(pg, args.burst, args.per_run, args.runs)
         print(describe(f"burst, {args.per_run} per run, {args.runs} concurrent runs (this checkout)", b)
               + "; targets ≤ 120 s, ≤ 0.5 CPU-s per course")
