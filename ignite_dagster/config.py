@@ -102,7 +102,7 @@ class Settings:
     run_dead_after_seconds: float = _env_field("IGNITE_RUN_DEAD_AFTER_SECONDS", 90.0, "A started queue run with no sign of life this long (no heartbeat of its claims, none finished, not just started) is reported failed and frees its run slot; its claims go back to the queue. Keep it above 2 heartbeats.", kind="float")
     backoff_base_seconds: float = _env_field("IGNITE_BACKOFF_BASE_SECONDS", 30.0, "Base of the exponential retry backoff.", kind="float")
     backoff_cap_seconds: float = _env_field("IGNITE_BACKOFF_CAP_SECONDS", 900.0, "Cap of the retry backoff.", kind="float")
-    sensor_interval_seconds: int = _env_field("IGNITE_SENSOR_INTERVAL_SECONDS", 5, "How often the queue sensors look for claimable jobs.", kind="int")
+    sensor_interval_seconds: int = _env_field("IGNITE_SENSOR_INTERVAL_SECONDS", 5, "How often the queue sensors look for claimable jobs, in whole 5 s loops of Dagster's sensor daemon (below 5: every loop).", kind="int")
     max_concurrent_runs: int = _env_field("IGNITE_MAX_CONCURRENT_RUNS", 4, "Run queue limit; sensors claim no more than this allows to start soon.", kind="int")
     courses_per_run: int = _env_field("IGNITE_COURSES_PER_RUN", 10, "Max course jobs one run works (amortises run start-up).", kind="int")
     dagster_ui_url: str | None = _env_field("IGNITE_DAGSTER_UI_URL", None, "Base URL of the Dagster UI (e.g. http://localhost:3000); job status then links each job's run. Unset: no link.")
