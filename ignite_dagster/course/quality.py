@@ -243,7 +243,9 @@ class _Subject:
     anywhere: bool
 
 
-def _subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...] = ()) -> _Subject:
+def subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...] = ()) -> _Subject:
+    """Which parts of ``course`` are on its subject: the gate and the check's figures read one scan (it is
+    the costliest part of a course's quality, a few ms of text matching)."""
     matcher = SubjectMatcher.of(course.subject, terms)
     texts = course.study_texts or []
     texts_on = [matcher.names(st.title) or matcher.names(strip_markers(st.content)) for st in texts]
@@ -261,14 +263,14 @@ def _subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[st
 
 
 def quality_issues(course: Course, skeleton: Skeleton | None, thresholds: QualityThresholds,
-                   subject_terms: tuple[str, ...] = ()) -> list[Issue]:
+                   subject_terms: tuple[str, ...] = (), *, scan: _Subject | None = None) -> list[Issue]:
     """Every quality gate's issues (errors) plus the reading-level warning; see the module docstring.
     ``subject_terms``: words that name the subject besides its own (a pack's aliases and vocabulary:
     "nouns" names "parts of speech")."""
     issues: list[Issue] = []
     _group_gates(course, issues)
     _item_text_gate(course, skeleton, issues)
-    _subject_gate(course, thresholds, issues, subject_terms)
+    _subject_gate(course, thresholds, scan if scan is not None else subject_scan(course, thresholds, subject_terms), issues)
     for item in course.items:
         _numeric_gate(item, skeleton, issues)
         _length_gate(item, thresholds, issues)
@@ -314,8 +316,7 @@ def _same_problem(a: Item, b: Item, skeleton: Skeleton | None) -> bool:
     return bool(_numbers_in(a.text)) and va is not None and vb is not None and _close(va, vb)
 
 
-def _subject_gate(course: Course, thresholds: QualityThresholds, issues: list[Issue], terms: tuple[str, ...]) -> None:
-    scan = _subject_scan(course, thresholds, terms)
+def _subject_gate(course: Course, thresholds: QualityThresholds, scan: _Subject, issues: list[Issue]) -> None:
     subject = course.subject
     if not scan.anywhere:
         issues.append(_err("off_subject", f"the course never names its subject {subject!r} (title, description, "
@@ -413,12 +414,13 @@ def _reading_level(course: Course, thresholds: QualityThresholds, issues: list[I
 # figures and preview
 
 
-def quality_figures(course: Course, thresholds: QualityThresholds, subject_terms: tuple[str, ...] = ()) -> dict[str, Any]:
+def quality_figures(course: Course, thresholds: QualityThresholds, subject_terms: tuple[str, ...] = (), *,
+                    scan: _Subject | None = None) -> dict[str, Any]:
     """The numbers behind the gates, for the ``course_quality`` check's metadata."""
     option_items = [it for it in course.items if it.mode == "options" and it.options]
     distinct = [it for it in option_items if len({o.strip().casefold() for o in it.options or []}) == len(it.options or [])]
     names = [normalized(g.name) for g in course.groups]
-    scan = _subject_scan(course, thresholds, subject_terms)
+    scan = scan if scan is not None else subject_scan(course, thresholds, subject_terms)
     levels = reading_levels(course)
     top = band_top(course.grade_band)
     return {

@@ -272,12 +272,12 @@ def validate_course(
     return issues
 
 
-def schema_issues(doc: Any) -> list[Issue]:
+def schema_issues(doc: Any, parsed: tuple[Course | None, list[Issue]] | None = None) -> list[Issue]:
     """The course schema check of a stored course.json (``course_schema_valid``, and ``ignite demo``'s
     verdict on each course it made): the issues of parsing ``doc`` as Course v2, or when it parses, of
     its structural validation (no skeleton, pack gates or quality thresholds: a file read back from
     storage is judged as a Course v2, not as the draft of one generation path)."""
-    course, issues = parse_course(doc)
+    course, issues = parsed if parsed is not None else parse_course(doc)
     return validate_course(course) if course is not None else issues
 
 

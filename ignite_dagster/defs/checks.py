@@ -45,14 +45,15 @@ def read_stored_course(store, course_id: str) -> dict | None:
         return None
 
 
-def evaluate_schema(store, course_id: str, doc: dict | None = None) -> AssetCheckResult:
-    """The course_schema_valid check for one course (``doc``: the stored course, if already read)."""
+def evaluate_schema(store, course_id: str, doc: dict | None = None, parsed=None) -> AssetCheckResult:
+    """The course_schema_valid check for one course (``doc``: the stored course, if already read;
+    ``parsed``: its ``parse_course`` result, if already parsed)."""
     from ignite_dagster.course.validation import schema_issues
 
     doc = doc if doc is not None else read_stored_course(store, course_id)
     if doc is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
-    issues = schema_issues(doc)
+    issues = schema_issues(doc, parsed)
     errors = [i for i in issues if i.severity == "error"]
     return AssetCheckResult(
         passed=not errors,
@@ -62,26 +63,29 @@ def evaluate_schema(store, course_id: str, doc: dict | None = None) -> AssetChec
     )
 
 
-def evaluate_quality(store, course_id: str, settings, doc: dict | None = None) -> AssetCheckResult:
-    """The course_quality check for one course: gate codes, warnings and the figures behind them."""
+def evaluate_quality(store, course_id: str, settings, doc: dict | None = None, parsed=None) -> AssetCheckResult:
+    """The course_quality check for one course: gate codes, warnings and the figures behind them (``doc``,
+    ``parsed``: as for ``evaluate_schema``). The subject scan is made once for the gates and the figures."""
     from ignite_dagster.course.issues import QUALITY_GATE_CODES
     from ignite_dagster.course.model import parse_course
-    from ignite_dagster.course.quality import QualityThresholds, quality_figures
+    from ignite_dagster.course.quality import QualityThresholds, quality_figures, quality_issues, subject_scan
     from ignite_dagster.course.validation import validate_course
 
     doc = doc if doc is not None else read_stored_course(store, course_id)
     if doc is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
-    course, issues = parse_course(doc)
+    course, issues = parsed if parsed is not None else parse_course(doc)
     if course is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR,
                                 metadata={"error": "course.json is not a Course v2 (see course_schema_valid)"})
     thresholds = QualityThresholds.from_settings(settings)
     gates = _pack_gates((doc.get("generation") or {}).get("packId"))
-    issues = validate_course(course, None, gates, thresholds)
+    terms = tuple(gates.subject_terms) if gates else ()
+    scan = subject_scan(course, thresholds, terms)
+    issues = validate_course(course, None, gates) + quality_issues(course, None, thresholds, terms, scan=scan)
     failed = sorted({i.code for i in issues if i.severity == "error" and i.code in QUALITY_GATE_CODES})
     warned = sorted({i.code for i in issues if i.severity == "warning"})
-    figures = quality_figures(course, thresholds, tuple(gates.subject_terms) if gates else ())
+    figures = quality_figures(course, thresholds, terms, scan=scan)
     metadata: dict[str, Any] = {**figures, "gates_failed": ", ".join(failed) or "none",
                                 "warnings": ", ".join(warned) or "none"}
     return AssetCheckResult(passed=not failed and not warned,

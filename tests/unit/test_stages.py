@@ -10,9 +10,9 @@ def test_the_worker_reports_the_listed_stages_in_order_with_rising_percents():
     names = [s.name for s in COURSE_STAGES]
     assert list(STAGES) == names and CourseWorker.stages is STAGES
     percents = [s.percent for s in COURSE_STAGES]
-    assert percents == sorted(set(percents)) and 0 < percents[0] and percents[-1] < 100
+    assert percents == sorted(set(percents)) and percents[0] > 0 and percents[-1] < 100
     assert all(callable(getattr(CourseWorker, name, None)) for name in names)  # one worker method per stage
-    assert PREPARE + FINISH == tuple(names)
+    assert tuple(names) == PREPARE + FINISH
 
 
 def test_the_job_ops_and_asset_describe_the_listed_stages():

@@ -45,10 +45,16 @@ def preview_metadata(doc: dict) -> dict[str, Any]:
     """``preview``: the course as a reviewer reads it (title, groups, the first study text's opening, three
     items with the correct option marked), so nobody has to open storage to see what was made."""
     from ignite_dagster.course.model import parse_course
-    from ignite_dagster.course.quality import course_preview
 
     course, _ = parse_course(doc)
-    return {"preview": MetadataValue.md(course_preview(course))} if course is not None else {}
+    return course_preview_metadata(course) if course is not None else {}
+
+
+def course_preview_metadata(course) -> dict[str, Any]:
+    """``preview`` of a course already parsed (the worker's own, just persisted)."""
+    from ignite_dagster.course.quality import course_preview
+
+    return {"preview": MetadataValue.md(course_preview(course))}
 
 
 def finished_course_events(work, store, *, source: str, settings=None) -> list:
@@ -72,7 +78,7 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
             "cas_conflicts": s["casConflicts"],
             # the stages' own times (what the per-course log line used to say): one event fewer per course
             "stage_ms": MetadataValue.json(dict(work.stage_ms)), "strategy_reason": str(s.get("reason") or ""),
-            **preview_metadata(work.course.to_dict()),
+            **course_preview_metadata(work.course),
         },
     )
     metadata = AssetMaterialization(
@@ -153,10 +159,14 @@ def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, d
 
 
 def course_check_events(store, course_id: str, settings=None) -> list[AssetCheckEvaluation]:
-    """The schema and quality checks of one course, from one read of its stored course.json."""
+    """The schema and quality checks of one course, from one read and one parse of its stored course.json."""
+    from ignite_dagster.course.model import parse_course
+
     doc = read_stored_course(store, course_id)
-    checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc)),
-              (QUALITY_CHECK, evaluate_quality(store, course_id, settings if settings is not None else load_settings(), doc)))
+    parsed = parse_course(doc) if doc is not None else None  # one parse for both checks
+    settings = settings if settings is not None else load_settings()
+    checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc, parsed)),
+              (QUALITY_CHECK, evaluate_quality(store, course_id, settings, doc, parsed)))
     return [AssetCheckEvaluation(asset_key=COURSE_CONTENT, check_name=name, passed=check.passed, partition=course_id,
                                  metadata=check.metadata, severity=check.severity) for name, check in checks]
 
