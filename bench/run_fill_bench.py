@@ -12,13 +12,19 @@ Prints each course's fill end and done time (seconds from the run's first claim,
 and ``completed_at``); target (issue 20): every course done within a few seconds of its own fill end,
 not when the slowest course of the run is.
 
-    .venv/bin/python bench/run_fill_bench.py [--courses 10] [--latency 0.2]
+The scripted model server runs in a process of its own, as a model server does in production: in the
+bench's own process its JSON and HTTP work (seven answers per course) would share the run's GIL, and the
+10-course side, which has ten times the answers in flight, would pay for the server too
+(``--server-in-process`` measures that way).
+
+    .venv/bin/python bench/run_fill_bench.py [--courses 10] [--latency 0.2] [--server-in-process]
     .venv/bin/python bench/run_fill_bench.py --unequal [--latency 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -78,6 +84,35 @@ DONE_WITHIN_SECONDS = 3.0
 TARGET_RATIO = 1.5  # 10 courses in one run vs one course, issue 23
 
 
+class ServerProcess:
+    """The scripted server (``OpenAICompatServer`` + ``ScriptedCourseModel``) in a forked child process."""
+
+    def __init__(self, latency: float) -> None:
+        self._conn, child = multiprocessing.Pipe()
+        self._proc = multiprocessing.get_context("fork").Process(target=self._serve, args=(child, latency), daemon=True)
+        self._proc.start()
+        self.base_url = self._conn.recv()
+
+    @staticmethod
+    def _serve(conn, latency: float) -> None:
+        with OpenAICompatServer(latency=latency) as server:
+            server.respond_with(CHAT, ScriptedCourseModel())
+            conn.send(server.base_url)
+            while conn.recv() == "count":
+                conn.send(len(server.requests_to(CHAT)))
+
+    def calls(self) -> int:
+        self._conn.send("count")
+        return self._conn.recv()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._conn.send("stop")
+        self._proc.join(timeout=10)
+
+
 def unequal_run(pg: TestPostgres, server: OpenAICompatServer, concurrency: int) -> int:
     """4 courses of unequal size in one run: each course's fill end and done time."""
     db_url = pg.fresh()
@@ -131,6 +166,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
     parser.add_argument("--unequal", action="store_true", help="4 courses of unequal size: fill end vs done per course")
     parser.add_argument("--concurrency", type=int, default=4, help="client concurrency with --unequal")
+    parser.add_argument("--server-in-process", action="store_true",
+                        help="run the scripted model server in this process (it then shares the run's GIL)")
     args = parser.parse_args()
     pg = TestPostgres()
     if args.unequal:
@@ -141,12 +178,18 @@ def main() -> int:
         finally:
             pg.close()
     try:
-        with OpenAICompatServer(latency=args.latency) as server:
-            server.respond_with(CHAT, ScriptedCourseModel())
+        if args.server_in_process:
+            server_cm = OpenAICompatServer(latency=args.latency)
+        else:
+            server_cm = ServerProcess(args.latency)
+        with server_cm as server:
+            if args.server_in_process:
+                server.respond_with(CHAT, ScriptedCourseModel())
             run_courses(pg, server, 1, "warm")  # imports, first connections
             one = run_courses(pg, server, 1, "one")
             many = run_courses(pg, server, args.courses, "many")
-            calls_per_course = len(server.requests_to(CHAT)) / (2 + args.courses)
+            calls = len(server.requests_to(CHAT)) if args.server_in_process else server.calls()
+            calls_per_course = calls / (2 + args.courses)
     finally:
         pg.close()
     ratio = many / one
