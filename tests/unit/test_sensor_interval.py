@@ -12,10 +12,11 @@ import pytest
 from ignite_dagster.defs.queue_sensors import DAEMON_LOOP_SECONDS, minimum_interval
 
 
-def _tick_gaps(every_seconds: int, loops: int = 400, max_delay: float = 2.0, seed: int = 7) -> list[float]:
-    """Seconds between ticks when loops start every 5 s and each tick starts up to ``max_delay`` late."""
+def _tick_gaps(min_interval: int, loops: int = 400, max_delay: float = 2.0, seed: int = 7) -> list[float]:
+    """Seconds between a sensor's ticks when the daemon's loops start every 5 s, the sensor declares
+    ``min_interval`` and each tick starts up to ``max_delay`` after its loop."""
     rng = random.Random(seed)
-    min_interval, last, gaps = minimum_interval(every_seconds), None, []
+    last, gaps = None, []
     for n in range(loops):
         now = n * DAEMON_LOOP_SECONDS
         if last is None or now - last >= min_interval:  # the daemon's check, at the loop's start
@@ -27,24 +28,16 @@ def _tick_gaps(every_seconds: int, loops: int = 400, max_delay: float = 2.0, see
 
 
 def test_every_5_s_ticks_on_every_loop_even_when_ticks_start_late():
-    gaps = _tick_gaps(5)
+    gaps = _tick_gaps(minimum_interval(5))
     assert max(gaps) < 2 * DAEMON_LOOP_SECONDS, "a loop was skipped: the sensor ticked 10 s apart"
 
 
 def test_the_old_mapping_skips_loops():
     """What minimum_interval fixes: minimum_interval_seconds = 5 skipped every loop whose tick had started late."""
-    rng, last, gaps = random.Random(7), None, []
-    for n in range(400):
-        now = n * DAEMON_LOOP_SECONDS
-        if last is None or now - last >= 5:
-            start = now + rng.uniform(0, 2.0)
-            if last is not None:
-                gaps.append(start - last)
-            last = start
-    assert max(gaps) >= 2 * DAEMON_LOOP_SECONDS
+    assert max(_tick_gaps(5)) >= 2 * DAEMON_LOOP_SECONDS
 
 
 @pytest.mark.parametrize(("every", "period"), [(1, 5), (5, 5), (7, 10), (10, 10), (30, 30)])
 def test_an_interval_is_rounded_up_to_whole_loops(every, period):
-    gaps = _tick_gaps(every)
+    gaps = _tick_gaps(minimum_interval(every))
     assert all(period - 2.0 <= g <= period + 2.0 for g in gaps), (every, sorted(set(round(g) for g in gaps)))
