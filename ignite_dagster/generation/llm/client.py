@@ -340,6 +340,11 @@ class StructuredClient:
                 meter.failed_attempts += 1
                 cause = exc
                 outcome = Outcome("connection", detail=type(exc).__name__)
+            except openai.APIError as exc:  # an error event in a stream, after the 200: the server gave up
+                meter.failed_attempts += 1
+                meter.record_response(None, None)  # it had started answering: what it billed is unknown
+                cause = exc
+                outcome = Outcome("connection", detail=f"error event in the stream: {exc.message}")
             else:
                 meter.record_response(answer.usage if answer.body_ok else None, answer.model)
                 read = _read(answer, schema, budget, ceiling)
