@@ -3,7 +3,8 @@
 -- then regenerate this file with `python -m ignite_dagster.db.schema --write`.
 -- Migrations applied: 001_schema, 002_queue_functions, 003_reconcile, 004_reconcile_media,
 --   005_request_fields, 006_media_targets_catalog, 007_budgets_fair_share, 008_claim_liveness,
---   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim, 012_batched_progress.
+--   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim, 012_batched_progress,
+--   013_progress_refinements.
 
 -- ====================================================================================================
 -- Tables (columns in table order; constraints: primary key, unique, check, foreign keys)
@@ -920,6 +921,31 @@ AS $function$
         unpriced_tokens = u.unpriced_tokens + excluded.unpriced_tokens,
         updated_at = now()
 $function$;
+
+-- last defined in 013_progress_refinements.sql
+CREATE OR REPLACE FUNCTION public.refine_job_progress(p_job_table text, p_updates jsonb)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    written int;
+BEGIN
+    IF ignite_check_job_table(p_job_table) = 'ai_course_jobs' THEN
+        UPDATE ai_course_jobs j SET progress_percent = least(100, greatest(0, u.percent)),
+            progress_message = u.message, last_heartbeat = now(), last_event_at = now(), updated_at = now()
+        FROM jsonb_to_recordset(p_updates) AS u(id uuid, attempt int, stage text, percent int, message text)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.status = 'processing'
+          AND j.progress_stage = u.stage AND coalesce(j.progress_percent, 0) <= u.percent;
+    ELSE
+        UPDATE ai_media_jobs j SET progress_percent = least(100, greatest(0, u.percent)),
+            progress_message = u.message, last_heartbeat = now(), last_event_at = now(), updated_at = now()
+        FROM jsonb_to_recordset(p_updates) AS u(id uuid, attempt int, stage text, percent int, message text)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.status = 'processing'
+          AND j.progress_stage = u.stage AND coalesce(j.progress_percent, 0) <= u.percent;
+    END IF;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END $function$;
 
 -- last defined in 008_claim_liveness.sql
 CREATE OR REPLACE FUNCTION public.release_or_fail_claim(p_job_id uuid, p_job_table text, p_attempt integer, p_error text, p_reason_code text, p_backoff_base interval DEFAULT '00:00:30'::interval, p_backoff_cap interval DEFAULT '00:15:00'::interval)

@@ -50,6 +50,7 @@ from ignite_dagster.course_jobs.submit import load_special_requests
 from ignite_dagster.queue import CourseJob, JobQueue
 from ignite_dagster.queue.job_rows import UnsentEvent, add_attempt_spend, complete_job, set_cost_known
 from ignite_dagster.queue.lease import Claim, Lease
+from ignite_dagster.queue.progress import ProgressWriter
 from ignite_dagster.queue.staged import StagedWorker
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.keys import course_path, debug_prefix
@@ -105,8 +106,12 @@ class CourseWorker(StagedWorker):
         llm: Any = None,
         packs: Any = None,
         fills: Any = None,
+        progress: ProgressWriter | None = None,
     ):
         super().__init__(settings, queue, store, lease)
+        # the run's progress writer: a fill's per-answer figures are written in batches, off the model
+        # loop (None: each is written at once, by the thread that reports it)
+        self._progress = progress
         self._llm = llm
         self._connection = connection or queue.connection
         self._packs = packs
@@ -340,9 +345,11 @@ class CourseWorker(StagedWorker):
 
         def on_progress(done: int, total: int, message: str) -> None:
             # 20 % → 70 % with the answered calls; fenced by attempt like every progress write
-            percent = STAGES["fill"] + (span * done) // max(total, 1)
-            self.queue.progress(job.id, TABLE, job.attempt, "fill", min(percent, STAGES["validate_normalize"] - 1),
-                                message)
+            percent = min(STAGES["fill"] + (span * done) // max(total, 1), STAGES["validate_normalize"] - 1)
+            if self._progress is not None:  # called on the model loop every course shares: never wait there
+                self._progress.refine(TABLE, job.id, job.attempt, "fill", percent, message)
+            else:
+                self.queue.progress(job.id, TABLE, job.attempt, "fill", percent, message)
 
         with self.stage(work, "fill", f"fill ({work.choice.kind})"):
             deps = self.deps(work, on_stage, on_progress)

@@ -1,7 +1,8 @@
 """Dagster resources, one per external system the factory talks to, injected where they are used.
 
 * ``QueueResource`` (key ``queue``): Postgres — a connection pool, the ``JobQueue`` over it and, in a run,
-  the heartbeat ``Lease`` of the run's claims (the lease heartbeats through the same pool).
+  the heartbeat ``Lease`` of the run's claims and the ``ProgressWriter`` of its fills (both write through
+  the same pool).
 * ``StorageResource`` (key ``storage``): the object store (local folder or S3) holding course.json and media.
 * ``ModelResource`` (key ``model``): the OpenAI-compatible model — the run's shared background fills, None
   without a model (deterministic runs never import the SDK).
@@ -31,6 +32,7 @@ from pydantic import Field, PrivateAttr
 from ignite_dagster.config import load_settings
 from ignite_dagster.queue import JobQueue
 from ignite_dagster.queue.lease import Lease
+from ignite_dagster.queue.progress import ProgressWriter
 from ignite_dagster.storage.base import ObjectStore
 
 RUN_POOL_MAX = 4
@@ -70,6 +72,7 @@ class QueueResource(ConfigurableResource):
     _queue: JobQueue = PrivateAttr()
     _own_pool: Any = PrivateAttr(default=None)  # a run's pool, closed at teardown (a tick's is the process's)
     _lease: Lease | None = PrivateAttr(default=None)
+    _progress: ProgressWriter | None = PrivateAttr(default=None)
     _heartbeat_seconds: float = PrivateAttr(default=30.0)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -87,6 +90,8 @@ class QueueResource(ConfigurableResource):
         self._heartbeat_seconds = settings.heartbeat_seconds
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._lease is not None:
             self._lease.stop()
         if self._own_pool is not None:
@@ -102,6 +107,13 @@ class QueueResource(ConfigurableResource):
         if self._lease is None:
             self._lease = Lease(self._queue, self._heartbeat_seconds).start()
         return self._lease
+
+    @property
+    def progress(self) -> ProgressWriter:
+        """The run's progress writer (``queue/progress.py``): its thread starts with the first refinement."""
+        if self._progress is None:
+            self._progress = ProgressWriter(self._queue)
+        return self._progress
 
 
 class StorageResource(ConfigurableResource):
@@ -153,7 +165,8 @@ def course_worker(queue: QueueResource, storage: StorageResource, model: ModelRe
     store = storage.store
     # fills are handed over as a factory: the model SDK is imported only when a course is prefilled,
     # never before a claim's first heartbeat
-    return CourseWorker(load_settings(), queue.queue, store, queue.lease, fills=lambda: model.fills(store))
+    return CourseWorker(load_settings(), queue.queue, store, queue.lease, fills=lambda: model.fills(store),
+                        progress=queue.progress)
 
 
 def media_worker(queue: QueueResource, storage: StorageResource):

@@ -263,6 +263,14 @@ class JobQueue:
             )
         )
 
+    def refine_progress(self, table: str, updates: Sequence[tuple[UUID, int, str, int, str | None]]) -> int:
+        """The latest progress of several jobs within their current stage, in one statement
+        (``refine_job_progress``, sql/013): ``(job_id, attempt, stage, percent, message)`` each, written
+        only while that attempt holds the job, its stage is still ``stage`` and the percent does not go
+        back. Returns how many rows were written."""
+        doc = [{"id": str(j), "attempt": a, "stage": st, "percent": p, "message": m} for j, a, st, p, m in updates]
+        return int(self._value("SELECT refine_job_progress(%s, %s)", (_check_table(table), Jsonb(doc))) or 0)
+
     def start_stage(self, job_id: UUID, table: str, attempt: int, stage: str, percent: int,
                     message: str | None = None, events: Sequence[UnsentEvent] = ()) -> bool:
         """A stage transition in one statement (``start_job_stage``, sql/012): the job's ``events`` not yet
