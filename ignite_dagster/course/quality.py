@@ -35,6 +35,7 @@ a short Markdown rendering for the materialization (so a reviewer sees the cours
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ def content_words(text: str | None) -> list[str]:
     return [w for w in words(text) if len(w) >= 4 and w not in _STOPWORDS]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     if word.endswith("'s"):
         word = word[:-2]
@@ -127,6 +129,13 @@ def same_word(a: str, b: str) -> bool:
         return False
     need = max(min(4, shorter), math.ceil(0.75 * shorter))
     return a[:need] == b[:need]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _names_word(word: str, subject_words: tuple[str, ...]) -> bool:
+    """Whether ``word`` is of the family of one of ``subject_words`` (memoized: a course repeats its words,
+    and the subject scan asks about every word of every text)."""
+    return any(same_word(word, s) for s in subject_words)
 
 
 def subject_words(subject: str) -> list[str]:
@@ -153,9 +162,13 @@ class SubjectMatcher:
         return cls(tuple(dict.fromkeys(own + extra)), signs)
 
     def names(self, text: str | None) -> bool:
+        return self.names_words(text, words(text)) if text else False
+
+    def names_words(self, text: str, text_words: list[str]) -> bool:
+        """``names`` for a text already split into ``words``."""
         if not text:
             return False
-        if any(same_word(w, s) for w in words(text) for s in self.words):
+        if any(_names_word(w, self.words) for w in text_words):
             return True
         if self.signs:
             for m in _EXPR_RE.finditer(text):
@@ -247,18 +260,38 @@ def subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str
     """Which parts of ``course`` are on its subject: the gate and the check's figures read one scan (it is
     the costliest part of a course's quality, a few ms of text matching)."""
     matcher = SubjectMatcher.of(course.subject, terms)
+    # a course repeats its texts (options, hints) and words: each text is split, matched and stemmed once
+    seen: dict[str, tuple[bool, set[str]]] = {}
+
+    def read(text: str | None) -> tuple[bool, set[str]]:
+        key = text or ""
+        found = seen.get(key)
+        if found is None:
+            ws = words(key)
+            found = seen[key] = (matcher.names_words(key, ws),
+                                 {_stem(w) for w in ws if len(w) >= 4 and w not in _STOPWORDS})
+        return found
+
+    def names(text: str | None) -> bool:
+        return read(text)[0]
+
+    def stemmed(text: str | None) -> set[str]:
+        return read(text)[1]
+
     texts = course.study_texts or []
-    texts_on = [matcher.names(st.title) or matcher.names(strip_markers(st.content)) for st in texts]
-    vocabulary = {_stem(w) for st, on in zip(texts, texts_on, strict=True) if on
-                  for w in content_words(strip_markers(st.content)) + content_words(st.title)}
-    title_on = matcher.names(course.title) or any(_stem(w) in vocabulary for w in content_words(course.title))
+    texts_on = [names(st.title) or names(strip_markers(st.content)) for st in texts]
+    vocabulary: set[str] = set()
+    for st, on in zip(texts, texts_on, strict=True):
+        if on:
+            vocabulary |= stemmed(strip_markers(st.content)) | stemmed(st.title)
+    title_on = names(course.title) or bool(stemmed(course.title) & vocabulary)
     items_on: dict[int, bool] = {}
     for item in course.items:
         parts = _item_texts(item)
-        shared = {_stem(w) for t in parts for w in content_words(t)} & vocabulary
-        items_on[item.id] = any(matcher.names(t) for t in parts) or len(shared) >= thresholds.min_shared_words
-    anywhere = (matcher.names(course.title) or matcher.names(course.description) or any(texts_on)
-                or any(matcher.names(t) for it in course.items for t in _item_texts(it)))
+        shared = set().union(*(stemmed(t) for t in parts)) & vocabulary
+        items_on[item.id] = any(names(t) for t in parts) or len(shared) >= thresholds.min_shared_words
+    anywhere = (names(course.title) or names(course.description) or any(texts_on)
+                or any(names(t) for it in course.items for t in _item_texts(it)))
     return _Subject(texts_on, title_on, items_on, anywhere)
 
 

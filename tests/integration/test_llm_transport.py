@@ -49,6 +49,21 @@ def test_the_request_is_the_chat_completions_body_we_build(server, stream):
     assert sent.json.get("stream_options") == ({"include_usage": True} if stream else None)
 
 
+def test_calls_one_after_another_reuse_one_connection(server):
+    """A streamed answer is read to the end of its body (past ``[DONE]``), so the HTTP/1.1 connection goes
+    back to the pool: three calls, one connection (closed early, each call would open its own)."""
+    server.respond_with(CHAT, chat_json(GOOD))
+
+    async def run():
+        client = openai.AsyncOpenAI(api_key="k", base_url=server.base_url, max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
+        async with client:
+            for _ in range(3):
+                await send(client, "test-model", MESSAGES, FMT, 321, stream=True)
+    asyncio.run(run())
+    assert len({r.peer for r in server.requests_to(CHAT)}) == 1
+
+
 def test_a_stream_is_read_by_events_not_lines(server):
     """Data split over two ``data`` lines joins with a newline (valid JSON either way), a comment line
     and an ``event``/``id`` field change nothing, and the usage chunk after the finish is kept."""

@@ -72,6 +72,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     received_at: float
+    peer: tuple[str, int] = ("", 0)  # the client's address: one port per connection (reuse shows)
 
     @property
     def json(self) -> Any:
@@ -325,6 +326,7 @@ class OpenAICompatServer:
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
             received_at=time.monotonic(),
+            peer=tuple(handler.client_address[:2]),
         )
         with self._lock:
             self.requests.append(request)

@@ -97,11 +97,15 @@ async def _read_stream(response: httpx2.Response, deadline: Deadline | None) -> 
     parts: list[str] = []
     refusal: list[str] = []
     finish = usage = served = None
+    done = False
     async for data in sse_data(response.aiter_lines()):
         if deadline is not None:
             deadline.touch()  # tokens keep arriving: the fill is alive
-        if data.startswith("[DONE]"):
-            break
+        if done or data.startswith("[DONE]"):
+            # read on to the end of the body: an HTTP/1.1 connection is reused only once its response is
+            # consumed (closed early, every call would open a new connection)
+            done = True
+            continue
         chunk = json.loads(data)
         if not isinstance(chunk, dict):
             continue
