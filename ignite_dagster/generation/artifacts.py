@@ -20,7 +20,8 @@ def save_artifact(deps: GenerationDeps, name: str, payload: Any) -> str | None:
         return None
     key = f"{deps.debug_prefix.rstrip('/')}/{name}"
     data = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str).encode("utf-8")
-    deps.store.put(key, data, content_type="application/json")
+    # best effort: a debug artifact lost to a power cut is not worth a disk flush per write
+    deps.store.put(key, data, content_type="application/json", durable=False)
     return key
 
 

@@ -103,11 +103,15 @@ class ObjectStore(Protocol):
         content_type: str = "application/octet-stream",
         if_version: str | None = None,
         if_absent: bool = False,
+        durable: bool = True,
     ) -> str:
         """Atomically write ``data``; return the new version.
 
         ``if_version``: write only if the current version equals it, else PreconditionFailed.
         ``if_absent``: write only if the key does not exist, else PreconditionFailed.
+        ``durable=False``: the object may be lost (never half-written) if the machine loses power soon
+        after; for what tolerates a loss — the answer cache, debug artifacts — where flushing each write
+        to disk would cost more than the object is worth. Backends that are always durable ignore it.
         """
         ...
 

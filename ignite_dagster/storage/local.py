@@ -11,7 +11,9 @@ Why it is built this way:
 
 * Atomic writes: bytes go to a temp file in the target's directory, are fsynced, and ``os.replace`` swaps
   them in. Any reader, including one that knows nothing of this class (a web server, ``file://``),
-  sees the old file or the new one, never half of one.
+  sees the old file or the new one, never half of one. A ``durable=False`` write (the answer cache,
+  debug artifacts) skips the four fsyncs, which cost about half of a write here: it is still atomic
+  for readers and survives a crash of the process; only a power loss right after may lose it.
 * Compare-and-swap across processes: the version check and the two renames (data, then sidecar) happen
   under an exclusive ``flock`` on the key's lock file; ``get`` takes the shared lock so it always pairs
   bytes with the version that wrote them. ``flock`` locks belong to an open file description, so they
@@ -60,6 +62,7 @@ class LocalObjectStore:
     def __init__(self, root: Path, public_base_url: str | None = None):
         self.root = Path(root).absolute()
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        self._dirs: set[Path] = set()  # folders this store made or found (``_ensure_dir``)
 
     def __repr__(self) -> str:
         return f"LocalObjectStore(root={str(self.root)!r})"
@@ -79,8 +82,13 @@ class LocalObjectStore:
     @contextlib.contextmanager
     def _locked(self, key: str, *, exclusive: bool) -> Iterator[None]:
         path = self._internal_path("locks", key, ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._ensure_dir(path.parent)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder went away since this store made it
+            self._dirs.discard(path.parent)
+            self._ensure_dir(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -127,9 +135,26 @@ class LocalObjectStore:
 
     # --- helpers -----------------------------------------------------------------------------------
 
+    def _ensure_dir(self, directory: Path) -> None:
+        """``mkdir -p``, once per folder and store: a write into a folder made before costs no syscall."""
+        if directory not in self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(directory)
+
+    def _write_new(self, directory: Path, data: bytes, durable: bool) -> tuple[Path, os.stat_result]:
+        """``_write_temp`` into a folder ``_ensure_dir`` made, made again if it went away since (removed
+        by hand or by a test's cleanup)."""
+        try:
+            return self._write_temp(directory, data, durable)
+        except FileNotFoundError:
+            self._dirs.discard(directory)
+            self._ensure_dir(directory)
+            return self._write_temp(directory, data, durable)
+
     @staticmethod
-    def _write_temp(directory: Path, data: bytes) -> tuple[Path, os.stat_result]:
-        """Write ``data`` to a fresh hidden temp file in ``directory``, fsynced; return it and its stat."""
+    def _write_temp(directory: Path, data: bytes, durable: bool = True) -> tuple[Path, os.stat_result]:
+        """Write ``data`` to a fresh hidden temp file in ``directory`` (fsynced when ``durable``); return it
+        and its stat."""
         # The name is random only: appending the target's name could exceed NAME_MAX (255 bytes).
         tmp = directory / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -138,7 +163,8 @@ class LocalObjectStore:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             st = os.fstat(fd)
         except BaseException:
             os.close(fd)
@@ -167,6 +193,7 @@ class LocalObjectStore:
         content_type: str = "application/octet-stream",
         if_version: str | None = None,
         if_absent: bool = False,
+        durable: bool = True,
     ) -> str:
         """Atomically write ``data`` (conditionally, if asked); return the new version."""
         if if_version is not None and if_absent:
@@ -174,20 +201,20 @@ class LocalObjectStore:
         path = self._data_path(key)
         meta_path = self._internal_path("meta", key, ".json")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_dir(path.parent)
+            self._ensure_dir(meta_path.parent)
         except (FileExistsError, NotADirectoryError) as exc:
             raise StorageError(f"cannot store {key!r}: a parent path is an object on the local backend") from exc
 
         version = f"{time.time_ns():x}-{secrets.token_hex(6)}"
         try:
-            tmp_data, st = self._write_temp(path.parent, bytes(data))
+            tmp_data, st = self._write_new(path.parent, bytes(data), durable)
         except OSError as exc:
             raise StorageError(f"cannot store {key!r}: {exc}") from exc
         tmp_meta: Path | None = None
         try:
             meta = {"key": key, "version": version, "content_type": content_type, "identity": self._identity(st)}
-            tmp_meta, _ = self._write_temp(meta_path.parent, json.dumps(meta).encode())
+            tmp_meta, _ = self._write_new(meta_path.parent, json.dumps(meta).encode(), durable)
             # Only the check and the two renames are under the lock: the slow part (writing and fsyncing
             # the bytes) is done, so a writer holds other writers and readers up for microseconds.
             with self._locked(key, exclusive=True):
@@ -206,8 +233,9 @@ class LocalObjectStore:
                 except IsADirectoryError as exc:
                     raise StorageError(f"cannot store {key!r}: it is a folder of other keys on the local backend") from exc
                 os.replace(tmp_meta, meta_path)
-            self._fsync_dir(path.parent)
-            self._fsync_dir(meta_path.parent)
+            if durable:
+                self._fsync_dir(path.parent)
+                self._fsync_dir(meta_path.parent)
         except BaseException as exc:
             for tmp in (tmp_data, tmp_meta):
                 if tmp is not None:

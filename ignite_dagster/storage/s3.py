@@ -141,8 +141,10 @@ class S3ObjectStore:
         content_type: str = "application/octet-stream",
         if_version: str | None = None,
         if_absent: bool = False,
+        durable: bool = True,
     ) -> str:
-        """PutObject (atomic on S3), conditional via If-Match / If-None-Match; returns the new ETag."""
+        """PutObject (atomic on S3), conditional via If-Match / If-None-Match; returns the new ETag. Every
+        S3 write is durable: ``durable`` changes nothing here."""
         if if_version is not None and if_absent:
             raise ValueError("put: pass if_version or if_absent, not both")
         bucket, path = self._locate(key)

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -494,6 +495,50 @@ def test_local_stale_sidecar_cannot_authorize_a_cas(tmp_path):
         store.put(key, b'{"v": 2}', if_version=v1)
     store.put(key, b'{"v": 2}', content_type="application/json", if_version=obj.version)
     assert store.get(key).content_type == "application/json"
+
+
+def test_a_write_that_need_not_be_durable_is_the_same_object(backend: Backend):
+    """``durable=False`` (the answer cache, debug artifacts) changes how hard the backend flushes, not what
+    a reader sees: the bytes, the content type, a new version that a compare-and-swap can name."""
+    key = backend.key("debug/draft.json")
+    first = backend.store.put(key, b'{"v": 1}', content_type="application/json", durable=False)
+    obj = backend.store.get(key)
+    assert (obj.data, obj.version, obj.content_type) == (b'{"v": 1}', first, "application/json")
+    second = backend.store.put(key, b'{"v": 2}', content_type="application/json", if_version=first, durable=False)
+    assert second != first and backend.store.get(key).data == b'{"v": 2}'
+    with pytest.raises(PreconditionFailed):
+        backend.store.put(key, b'{"v": 3}', if_version=first, durable=False)
+
+
+def test_local_durable_writes_are_flushed_and_the_others_are_not(tmp_path, monkeypatch):
+    """A durable write fsyncs its bytes, its sidecar and both folders (a power loss keeps it); one that
+    need not be durable skips all four, which cost about half of a write."""
+    store = LocalObjectStore(tmp_path / "storage")
+    store.put("courses/warm/x.json", b"{}")  # folders made
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    store.put("courses/c/course.json", b"{}")
+    assert len(synced) == 4
+    synced.clear()
+    store.put("courses/debug/jobs/j/draft.json", b"{}", durable=False)
+    assert synced == [] and store.get("courses/debug/jobs/j/draft.json").data == b"{}"
+
+
+def test_local_a_folder_removed_behind_the_stores_back_is_made_again(tmp_path):
+    """The store remembers the folders it made (a write into one costs no mkdir); one removed since, by
+    hand or by a cleanup, is made again rather than failing the write."""
+    root = tmp_path / "storage"
+    store = LocalObjectStore(root)
+    store.put("courses/debug/jobs/j/plan.json", b"{}", durable=False)
+    shutil.rmtree(root)
+    store.put("courses/debug/jobs/j/plan.json", b'{"again": true}', durable=False)
+    assert store.get("courses/debug/jobs/j/plan.json").data == b'{"again": true}'
 
 
 def test_local_object_and_folder_cannot_share_a_name(tmp_path):

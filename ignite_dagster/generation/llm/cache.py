@@ -95,6 +95,8 @@ class LLMCache:
         }
         payload = json.dumps(data, ensure_ascii=False, indent=1).encode()
         try:
-            await asyncio.to_thread(self.store.put, self.path(key), payload, content_type="application/json")
+            # not flushed to disk: a lost or damaged entry is a miss (see above), never a wrong answer
+            await asyncio.to_thread(self.store.put, self.path(key), payload, content_type="application/json",
+                                    durable=False)
         except (StorageError, OSError) as exc:
             log.warning("could not write llm cache entry %s: %s", key, exc)
