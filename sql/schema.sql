@@ -4,7 +4,7 @@
 -- Migrations applied: 001_schema, 002_queue_functions, 003_reconcile, 004_reconcile_media,
 --   005_request_fields, 006_media_targets_catalog, 007_budgets_fair_share, 008_claim_liveness,
 --   009_materialization, 010_one_claim_per_table, 011_fast_fair_claim, 012_batched_progress,
---   013_progress_refinements.
+--   013_progress_refinements, 014_fair_claim_reads_its_share.
 
 -- ====================================================================================================
 -- Tables (columns in table order; constraints: primary key, unique, check, foreign keys)
@@ -482,7 +482,7 @@ BEGIN
     ) SELECT (u.job).* FROM u ORDER BY u.nr;
 END $function$;
 
--- last defined in 011_fast_fair_claim.sql
+-- last defined in 014_fair_claim_reads_its_share.sql
 CREATE OR REPLACE FUNCTION public.claim_course_jobs(p_limit integer, p_worker_id text DEFAULT NULL::text, p_org_cap integer DEFAULT NULL::integer)
  RETURNS SETOF ai_course_jobs
  LANGUAGE plpgsql
@@ -500,17 +500,21 @@ DECLARE
     courses text[] := '{}';
     k int;
     i int;
+    full_read boolean := p_org_cap IS NOT NULL;  -- with a cap, every organization's p_limit + 1 as before
+    truncated boolean;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RETURN;
     END IF;
+    LOOP
     -- the candidates in fair order, rows locked SKIP LOCKED, no advisory lock taken yet; cand_first marks
     -- each course's first candidate
     SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
            coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
            coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}')
-      INTO cand_ids, cand_orgs, cand_courses, cand_first
+           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}'),
+           coalesce(bool_or(f.rn = f.lim), false)
+      INTO cand_ids, cand_orgs, cand_courses, cand_first, truncated
     FROM (
         WITH RECURSIVE orgs(org) AS (
             (SELECT organization_id FROM ai_course_jobs WHERE status IN ('pending', 'failed', 'stale')
@@ -527,10 +531,23 @@ BEGIN
                                ELSE (SELECT count(*) FROM ai_course_jobs p
                                      WHERE p.organization_id = o.org AND p.status = 'processing') END AS busy
             FROM o
+        ), w AS MATERIALIZED (  -- the water level: the slot the p_limit-th job of the fair order reaches
+            SELECT min(ceil((p_limit + lv.busy_sum)::numeric / lv.n_orgs)) AS level
+            FROM (SELECT row_number() OVER (ORDER BY busy) AS n_orgs,
+                         sum(busy) OVER (ORDER BY busy ROWS UNBOUNDED PRECEDING) AS busy_sum,
+                         lead(busy) OVER (ORDER BY busy) AS next_busy
+                  FROM b) lv
+            WHERE lv.next_busy IS NULL OR ceil((p_limit + lv.busy_sum)::numeric / lv.n_orgs) <= lv.next_busy
+        ), bl AS MATERIALIZED (  -- rows to read per organization: up to the level, or all a claim could take
+            SELECT b.org, b.busy,
+                   CASE WHEN full_read THEN p_limit + 1
+                        ELSE greatest(0, least(p_limit, (SELECT level FROM w)::int - b.busy)) END AS lim
+            FROM b
         ), cand AS (
-            SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at,
+            SELECT x.id, x.organization_id, x.course_id, x.priority, x.created_at, b.lim,
+                   row_number() OVER (PARTITION BY x.organization_id ORDER BY x.priority, x.created_at) AS rn,
                    b.busy + row_number() OVER (PARTITION BY x.organization_id ORDER BY x.priority, x.created_at) AS slot
-            FROM b CROSS JOIN LATERAL (
+            FROM bl b CROSS JOIN LATERAL (
                 SELECT j.id, j.organization_id, j.course_id, j.priority, j.created_at FROM ai_course_jobs j
                 WHERE j.organization_id = b.org
                   AND j.status IN ('pending', 'failed', 'stale')
@@ -540,7 +557,7 @@ BEGIN
                   AND NOT EXISTS (SELECT 1 FROM ai_course_jobs p
                                   WHERE p.course_id = j.course_id AND p.status = 'processing' OFFSET 0)
                 ORDER BY j.priority, j.created_at
-                LIMIT p_limit + 1
+                LIMIT b.lim
                 FOR UPDATE OF j SKIP LOCKED
             ) x
             WHERE p_org_cap IS NULL OR b.busy < p_org_cap
@@ -548,7 +565,7 @@ BEGIN
         SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
         FROM cand
     ) f;
-    IF cardinality(cand_ids) = 0 THEN
+    IF cardinality(cand_ids) = 0 AND NOT truncated THEN
         RETURN;
     END IF;
     IF p_org_cap IS NULL THEN
@@ -578,6 +595,13 @@ BEGIN
             room[k] := room[k] - 1;
         END LOOP;
     END IF;
+    -- fewer than asked although an organization had more rows than were read (its rows were taken by
+    -- other claimers, or repeat a course): read again as 011 did, every organization's p_limit + 1
+    EXIT WHEN full_read OR cardinality(ids) >= p_limit OR NOT truncated;
+    full_read := true;
+    ids := '{}';
+    courses := '{}';
+    END LOOP;
     IF cardinality(ids) > 0 THEN
         -- a new statement: its snapshot sees every claim committed before our course locks were taken
         RETURN QUERY SELECT * FROM claim_course_job_ids(ids, p_worker_id);

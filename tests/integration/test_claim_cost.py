@@ -1,5 +1,6 @@
-"""The fair-share claim's cost (sql/011): the rows one claim reads stay the same however many finished rows
-and jobs in flight the table holds, and the capped claim fills organizations in fair order up to their cap.
+"""The fair-share claim's cost (sql/011, sql/014): the rows one claim reads stay the same however many
+finished rows and jobs in flight the table holds, a claim over several organizations reads about its own
+share of each, and the capped claim fills organizations in fair order up to their cap.
 
 Cost is counted as rows read, not time (exact on a busy machine): the index entries and table rows the
 claim's transaction read, as Postgres counts them for that transaction. Real Postgres.
@@ -95,3 +96,40 @@ def test_with_a_cap_one_job_per_course_and_call_still_holds(db_url):
     assert queue.claim_course_jobs("w", limit=5) == []
     assert queue.complete(claimed[0].id, "ai_course_jobs", claimed[0].attempt, {})
     assert [j.course_id for j in queue.claim_course_jobs("w", limit=5)] == ["same-course"]
+
+
+def claim_order(conn: psycopg.Connection, limit: int) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT course_id FROM claim_course_jobs(%s, 'w', NULL)", (limit,)).fetchall()]
+
+
+def test_a_batch_over_three_organizations_reads_its_share_of_each_not_a_batch_of_each(db_url):
+    """Three organizations with 400 claimable jobs each and 0, 10 and 20 in flight: a claim of 90 takes the
+    slots up to the water level (40: A 40, B 30, C 20), reading 90 candidates. sql/011 read and locked
+    p_limit + 1 of each organization (273 candidates) to keep 90."""
+    orgs = [new_org(db_url, name) for name in "ABC"]
+    for org, (prefix, busy) in zip(orgs, [("a", 0), ("b", 10), ("c", 20)], strict=True):
+        seed(db_url, org, prefix, 400, "pending")
+        seed(db_url, org, f"{prefix}-flight", busy, "processing")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE ai_course_jobs")
+        claimed, rows = claim_rows(conn, 90, None)
+        assert claimed == 90
+        counts = conn.execute("SELECT left(course_id, 1), count(*) FROM ai_course_jobs WHERE status = 'processing' "
+                              "AND course_id NOT LIKE '%-flight-%' GROUP BY 1 ORDER BY 1").fetchall()
+    assert counts == [("a", 40), ("b", 30), ("c", 20)]
+    # measured: 213 rows (the candidates, each one's course probe, the claim by id); sql/011 read 396 here
+    print(f"\nrows read by a claim of 90 over three organizations: {rows}")
+    assert rows <= 300, rows
+
+
+def test_a_share_that_falls_short_is_read_again_so_the_batch_is_full(db_url):
+    """A's share at the level is 3 rows, all jobs of one course (one per course and call):
+    the claim reads again, every organization in full, and still takes 6 jobs in fair order."""
+    a, b = new_org(db_url, "A"), new_org(db_url, "B")
+    add_jobs(db_url, a, "a", 4, course="same-course")
+    add_jobs(db_url, a, "a-other", 3)
+    add_jobs(db_url, b, "b", 3)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        taken = claim_order(conn, 6)
+    assert len(taken) == 6 and len(set(taken)) == 6
+    assert taken.count("same-course") == 1 and sum(c.startswith("b-") for c in taken) == 3
