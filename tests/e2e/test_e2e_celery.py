@@ -111,13 +111,28 @@ def test_celery_workers_execute_every_run_and_a_killed_worker_costs_nothing(cele
                 return None
             return run_on(WORKERS[0]) or run_on(WORKERS[1])
 
+        def frozen_with_work_left():
+            """The worker of a run seen in progress, stopped (SIGSTOP: at once, every process of it) while
+            that run still holds a claim; resumed and looked for again if its courses finished between the
+            look and the stop (a pack course takes milliseconds: a plain look-then-kill often killed an
+            idle worker)."""
+            run = mid_burst()
+            if run is None:
+                return None
+            name = next(n for n in WORKERS if _run_pid(instance, run.run_id) in seen[n])
+            group = os.getpgid(roots[name])
+            os.killpg(group, signal.SIGSTOP)
+            if any(queue.get(job_id).status == "processing" for job_id, _ in decode_claims(run.tags[JOBS_TAG])):
+                return run, name, group
+            os.killpg(group, signal.SIGCONT)
+            return None
+
         # Mid-run: the first worker seen executing a course run with work left is the one that dies.
-        victim_run = wait_until(mid_burst, 300, "a course run in progress on a worker, a quarter of the burst done",
-                                poll=0.1, stack=stack)
-        victim = next(n for n in WORKERS if _run_pid(instance, victim_run.run_id) in seen[n])
+        victim_run, victim, pgid = wait_until(frozen_with_work_left, 300,
+                                              "a course run in progress on a worker, a quarter of the burst done",
+                                              poll=0.1, stack=stack)
         survivor = next(n for n in WORKERS if n != victim)
         look()
-        pgid = os.getpgid(roots[victim])
         os.killpg(pgid, signal.SIGKILL)
         killed_at = time.monotonic()
         stack.procs.pop(victim).wait(10)  # not restarted: the survivor has to finish the burst
