@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from ignite_dagster.generation.llm.transport import request_body, send, sse_data, tls_context
-from tests.support.openai_server import CHAT, OpenAICompatServer, Reply, chat_json
 from tests.integration.test_llm_provider import GOOD, Answer, call, config
+from tests.support.openai_server import CHAT, OpenAICompatServer, Reply, chat_json
 
 FMT = {"type": "json_schema", "json_schema": {"name": "Answer", "strict": True, "schema": {"type": "object"}}}
 MESSAGES = [{"role": "user", "content": "Give me a word and a number."}]
