@@ -5,10 +5,12 @@
 -- slots after its jobs in flight (slot = busy + n), so the p_limit-th job of the order sits at a level
 -- known before any candidate is read: the smallest L with sum(max(0, L - busy)) >= p_limit, over the
 -- organizations' counts. Each organization now reads at most L - busy rows (none when it is busy beyond
--- the level), about p_limit in all. When that yields fewer than p_limit jobs although an organization had
--- more rows than were read (others' locks, several jobs of one course), the call reads again as 011 did,
--- so what it claims is what 011 would have claimed. With a cap, the read is 011's (the cap, not the
--- level, decides there). Nothing else changes: same order, same locks, same claim.
+-- the level), about p_limit in all. When that yields fewer than p_limit jobs although an organization may
+-- hold rows that were not read (it gave all its share: others' locks, several jobs of one course; or it
+-- had no share and those below the level had too little: their jobs wait out a backoff, their courses
+-- are being generated), the call reads again as 011 did, so what it claims is what 011 would have
+-- claimed. With a cap, the read is 011's (the cap, not the level, decides there). Nothing else changes:
+-- same order, same locks, same claim.
 
 CREATE OR REPLACE FUNCTION claim_course_jobs(p_limit int, p_worker_id text DEFAULT NULL, p_org_cap int DEFAULT NULL)
 RETURNS SETOF ai_course_jobs LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
@@ -32,11 +34,13 @@ BEGIN
     LOOP
     -- the candidates in fair order, rows locked SKIP LOCKED, no advisory lock taken yet; cand_first marks
     -- each course's first candidate
-    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(bool_or(f.rn = f.lim), false)
+    -- truncated: an organization may hold rows this read did not reach (it gave all its share, or it had
+    -- none: busy beyond the level)
+    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(bool_or(f.rn = f.lim), false) OR coalesce(bool_or(f.unread), false)
       INTO cand_ids, cand_orgs, cand_courses, cand_first, truncated
     FROM (
         WITH RECURSIVE orgs(org) AS (
@@ -85,8 +89,10 @@ BEGIN
             ) x
             WHERE p_org_cap IS NULL OR b.busy < p_org_cap
         )
-        SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
-        FROM cand
+        SELECT c.*, u.unread
+        FROM (SELECT bool_or(bl.lim = 0) AS unread FROM bl) u  -- one row even when no candidate was read
+        LEFT JOIN (SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
+                   FROM cand) c ON true
     ) f;
     IF cardinality(cand_ids) = 0 AND NOT truncated THEN
         RETURN;

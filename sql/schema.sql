@@ -509,11 +509,13 @@ BEGIN
     LOOP
     -- the candidates in fair order, rows locked SKIP LOCKED, no advisory lock taken yet; cand_first marks
     -- each course's first candidate
-    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at), '{}'),
-           coalesce(bool_or(f.rn = f.lim), false)
+    -- truncated: an organization may hold rows this read did not reach (it gave all its share, or it had
+    -- none: busy beyond the level)
+    SELECT coalesce(array_agg(f.id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.organization_id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.course_id ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(array_agg(f.nth = 1 ORDER BY f.slot, f.priority, f.created_at) FILTER (WHERE f.id IS NOT NULL), '{}'),
+           coalesce(bool_or(f.rn = f.lim), false) OR coalesce(bool_or(f.unread), false)
       INTO cand_ids, cand_orgs, cand_courses, cand_first, truncated
     FROM (
         WITH RECURSIVE orgs(org) AS (
@@ -562,8 +564,10 @@ BEGIN
             ) x
             WHERE p_org_cap IS NULL OR b.busy < p_org_cap
         )
-        SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
-        FROM cand
+        SELECT c.*, u.unread
+        FROM (SELECT bool_or(bl.lim = 0) AS unread FROM bl) u  -- one row even when no candidate was read
+        LEFT JOIN (SELECT cand.*, row_number() OVER (PARTITION BY course_id ORDER BY slot, priority, created_at) AS nth
+                   FROM cand) c ON true
     ) f;
     IF cardinality(cand_ids) = 0 AND NOT truncated THEN
         RETURN;

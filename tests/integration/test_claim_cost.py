@@ -133,3 +133,18 @@ def test_a_share_that_falls_short_is_read_again_so_the_batch_is_full(db_url):
         taken = claim_order(conn, 6)
     assert len(taken) == 6 and len(set(taken)) == 6
     assert taken.count("same-course") == 1 and sum(c.startswith("b-") for c in taken) == 3
+
+
+def test_an_organization_beyond_the_level_is_read_when_those_below_it_have_nothing_to_give(db_url):
+    """A has nothing in flight, so the level of a claim of one is A's first slot and B (5 in flight) gets no
+    share; but A's jobs wait out a backoff. The claim must still take B's job, not come back empty (a
+    queue that stalls while another organization has work)."""
+    a, b = new_org(db_url, "A"), new_org(db_url, "B")
+    add_jobs(db_url, a, "a", 3)
+    seed(db_url, b, "b-flight", 5, "processing")
+    add_jobs(db_url, b, "b", 2)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE ai_course_jobs SET next_attempt_at = now() + interval '1 hour' "
+                     "WHERE organization_id = %s", (a,))
+        assert claim_order(conn, 1) == ["b-0"]
+        assert claim_order(conn, 5) == ["b-1"]
