@@ -105,7 +105,12 @@ def words(text: str | None) -> list[str]:
 
 def content_words(text: str | None) -> list[str]:
     """Words that carry meaning: four letters or more, not a stop word."""
-    return [w for w in words(text) if len(w) >= 4 and w not in _STOPWORDS]
+    return meaningful(words(text))
+
+
+def meaningful(text_words: list[str]) -> list[str]:
+    """``content_words`` of a text already split into ``words``."""
+    return [w for w in text_words if len(w) >= 4 and w not in _STOPWORDS]
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -268,8 +273,7 @@ def subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str
         found = seen.get(key)
         if found is None:
             ws = words(key)
-            found = seen[key] = (matcher.names_words(key, ws),
-                                 {_stem(w) for w in ws if len(w) >= 4 and w not in _STOPWORDS})
+            found = seen[key] = (matcher.names_words(key, ws), {_stem(w) for w in meaningful(ws)})
         return found
 
     def names(text: str | None) -> bool:

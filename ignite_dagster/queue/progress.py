@@ -52,7 +52,7 @@ class ProgressWriter:
             self._wake.notify()
 
     def flush(self) -> None:
-        """Wait until every refinement recorded so far is written (tests; ``close``)."""
+        """Wait until every refinement recorded so far is written (``close`` writes them too, then stops)."""
         with self._lock:
             while self._pending or self._writing:
                 self._wake.wait()

@@ -41,6 +41,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from ignite_dagster.storage.base import (
@@ -54,6 +55,7 @@ from ignite_dagster.storage.base import (
 
 _INTERNAL = ".ignite"
 _TMP_PREFIX = ".tmp-"
+T = TypeVar("T")
 
 
 class LocalObjectStore:
@@ -82,13 +84,7 @@ class LocalObjectStore:
     @contextlib.contextmanager
     def _locked(self, key: str, *, exclusive: bool) -> Iterator[None]:
         path = self._internal_path("locks", key, ".lock")
-        self._ensure_dir(path.parent)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the folder went away since this store made it
-            self._dirs.discard(path.parent)
-            self._ensure_dir(path.parent)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._in_dir(path.parent, lambda: os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -141,15 +137,16 @@ class LocalObjectStore:
             directory.mkdir(parents=True, exist_ok=True)
             self._dirs.add(directory)
 
-    def _write_new(self, directory: Path, data: bytes, durable: bool) -> tuple[Path, os.stat_result]:
-        """``_write_temp`` into a folder ``_ensure_dir`` made, made again if it went away since (removed
-        by hand or by a test's cleanup)."""
+    def _in_dir(self, directory: Path, create: Callable[[], T]) -> T:
+        """``create`` a file in ``directory`` (made once by ``_ensure_dir``), again after making the folder
+        anew if it went away since (removed by hand or by a test's cleanup)."""
+        self._ensure_dir(directory)
         try:
-            return self._write_temp(directory, data, durable)
+            return create()
         except FileNotFoundError:
             self._dirs.discard(directory)
             self._ensure_dir(directory)
-            return self._write_temp(directory, data, durable)
+            return create()
 
     @staticmethod
     def _write_temp(directory: Path, data: bytes, durable: bool = True) -> tuple[Path, os.stat_result]:
@@ -208,13 +205,14 @@ class LocalObjectStore:
 
         version = f"{time.time_ns():x}-{secrets.token_hex(6)}"
         try:
-            tmp_data, st = self._write_new(path.parent, bytes(data), durable)
+            tmp_data, st = self._in_dir(path.parent, lambda: self._write_temp(path.parent, bytes(data), durable))
         except OSError as exc:
             raise StorageError(f"cannot store {key!r}: {exc}") from exc
         tmp_meta: Path | None = None
         try:
             meta = {"key": key, "version": version, "content_type": content_type, "identity": self._identity(st)}
-            tmp_meta, _ = self._write_new(meta_path.parent, json.dumps(meta).encode(), durable)
+            tmp_meta, _ = self._in_dir(meta_path.parent,
+                                       lambda: self._write_temp(meta_path.parent, json.dumps(meta).encode(), durable))
             # Only the check and the two renames are under the lock: the slow part (writing and fsyncing
             # the bytes) is done, so a writer holds other writers and readers up for microseconds.
             with self._locked(key, exclusive=True):

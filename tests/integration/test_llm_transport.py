@@ -111,6 +111,19 @@ def test_an_error_event_every_time_ends_provider_unavailable_naming_it(server):
     assert meter.calls == 2
 
 
+def test_an_event_that_is_not_json_makes_the_answer_malformed_retried_and_unpriced(server):
+    """A stream whose event cannot be parsed is not trusted whatever the other events said: the attempt is
+    a malformed answer (retried within the malformed budget), its cost unknown."""
+    good = "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": json.dumps(GOOD)}}]}) + "\n\n"
+    server.enqueue(CHAT, sse(good, "data: {not json\n\n", "data: [DONE]\n\n"), chat_json(GOOD))
+    result, meter = call(config(server, stream=True))
+    assert result == Answer(**GOOD)
+    assert (meter.calls, meter.failed_attempts) == (2, 1) and meter.cost_usd is None
+    server.respond_with(CHAT, sse("data: {not json\n\n", "data: [DONE]\n\n"))
+    result, _ = call(config(server, stream=True, malformed_retries=0))
+    assert result.reason_code == "provider_error" and "an event of its stream) is not JSON" in result.message
+
+
 def test_sse_data_follows_the_event_stream_format():
     async def lines(*items: str):
         for item in items:

@@ -16,8 +16,7 @@ events per course in a 10-course run through the daemon, now 6.1 (``bench/pipeli
 (``CourseWorker.in_completion_order``, not plan order) and yields each course's events the moment it
 is done, so the UI shows a course when it is ready, never behind a slower one; the stage timings and
 spend of the old "done" line ride in the content materialization's metadata (``stage_ms``, tokens,
-cost). Each
-course stays visible on its own partition: materializations and checks, or, for a failed course
+cost). Each course stays visible on its own partition: materializations and checks, or, for a failed course
 (failed to begin, prepare or finish), an observation of its course_content partition stating the
 failure with its job (``events.failed_course_events``) and one error line in the run's logs. Once
 every course is reported the step raises ``Failure`` naming the failed courses and their reasons, so

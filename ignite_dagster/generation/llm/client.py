@@ -388,7 +388,8 @@ def _read(answer: Answer, schema: type[T], budget: int, ceiling: int | None) -> 
     content = answer.content
     try:
         if not isinstance(content, str) or not content.strip():
-            raise ValueError("no content in the answer" if answer.body_ok else "the response body is not a JSON object")
+            raise ValueError("no content in the answer" if answer.body_ok
+                             else "the response body (or an event of its stream) is not JSON")
         return schema.model_validate_json(content)
     except ValueError as exc:  # pydantic.ValidationError is a ValueError: malformed JSON or schema mismatch
         return Outcome("malformed", detail=_short(exc))

@@ -97,7 +97,7 @@ async def _read_stream(response: httpx2.Response, deadline: Deadline | None) -> 
     parts: list[str] = []
     refusal: list[str] = []
     finish = usage = served = None
-    done = False
+    done = broken = False
     async for data in sse_data(response.aiter_lines()):
         if deadline is not None:
             deadline.touch()  # tokens keep arriving: the fill is alive
@@ -106,7 +106,11 @@ async def _read_stream(response: httpx2.Response, deadline: Deadline | None) -> 
             # consumed (closed early, every call would open a new connection)
             done = True
             continue
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError:  # the answer cannot be trusted: read on (the connection), then say so
+            broken = True
+            continue
         if not isinstance(chunk, dict):
             continue
         if chunk.get("error"):  # a failure sent as an event, after the 200
@@ -126,6 +130,8 @@ async def _read_stream(response: httpx2.Response, deadline: Deadline | None) -> 
                     refusal.append(delta["refusal"])
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+    if broken:  # a malformed answer, retried as one (``client._read``); what it cost is not known
+        return Answer(None, None, None, None, served, body_ok=False)
     return Answer("".join(parts), finish, "".join(refusal) or None, usage, served)
 
 
