@@ -188,6 +188,8 @@ class StructuredClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.cache is not None:
+            await self.cache.flush()  # the answers' entries are written behind
         if self._client is not None:
             await self._client.close()
         self._client = None
@@ -349,7 +351,7 @@ class StructuredClient:
                 meter.record_response(answer.usage if answer.body_ok else None, answer.model)
                 read = _read(answer, schema, budget, ceiling)
                 if not isinstance(read, Outcome):
-                    await self._store(key, read, answer)
+                    self._store(key, read, answer)
                     meter.last_answer_at = time.monotonic()
                     return read
                 meter.failed_attempts += 1
@@ -365,11 +367,11 @@ class StructuredClient:
             budget = decision.budget or budget
             await self._wait(decision, purpose)
 
-    async def _store(self, key: str | None, parsed: BaseModel, answer: Answer) -> None:
+    def _store(self, key: str | None, parsed: BaseModel, answer: Answer) -> None:
         if self.cache is None or key is None:
             return
         counts = answer.usage or {}
-        await self.cache.put(
+        self.cache.put(
             key, parsed,
             tokens_in=int(counts.get("prompt_tokens") or 0),
             tokens_out=int(counts.get("completion_tokens") or 0),
