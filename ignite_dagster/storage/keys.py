@@ -10,7 +10,8 @@ below is the single source for docs/architecture.md's storage section and for do
     courses/<courseId>/versions/<version>.json          published snapshots (catalog.publishing)
     courses/debug/jobs/<jobId>/special_requests.json    notes / study text saved at enqueue
     courses/debug/jobs/<jobId>/<artifact>.json          debugging artifacts of one generation
-    courses/debug/llm-cache/<ab>/<sha256>.json          cached structured model answers
+    courses/debug/llm-cache/fills/<ab>/<sha256>.json    cached model answers of one fill (cache.FillCache)
+    courses/debug/llm-cache/<ab>/<sha256>.json          a cached answer of a call made outside a fill
     courses/debug/health/probe.json                     the readiness probe's write test
 
 ``media-library`` bucket::

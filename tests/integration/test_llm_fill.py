@@ -257,6 +257,34 @@ def test_cache_second_run_makes_no_provider_calls(server, tmp_path: Path, run):
     assert list(tmp_path.joinpath("courses/debug/llm-cache").rglob("*.json"))
 
 
+def test_a_fills_answers_are_one_cache_object_and_a_failed_fill_keeps_those_it_got(server, tmp_path: Path, run):
+    """The answers of a fill are read and written as one object (not one per call), and a fill that fails
+    still saves the answers it had: the rerun asks the model only for the calls that had not answered."""
+    store = LocalObjectStore(tmp_path)
+    model, seen = ScriptedCourseModel(), []
+
+    def third_refused(request):
+        seen.append(request)
+        return chat_refusal("not this one") if len(seen) == 3 else model(request)
+
+    server.respond_with(CHAT, third_refused)
+    filler = ModelWriter(settings_for(server, llm_concurrency=1), store, sleep=NoSleep())  # calls in order
+    with pytest.raises(GenerationFailed) as err:
+        run(arithmetic_request(), filler, store)
+    assert err.value.reason_code == "content_refused"
+    cache_root = tmp_path / "courses/debug/llm-cache"
+    assert [p.relative_to(cache_root).parts[0] for p in cache_root.rglob("*.json")] == ["fills"]
+
+    server.respond_with(CHAT, model)
+    before = len(server.requests_to(CHAT))
+    again = run(arithmetic_request(), ModelWriter(settings_for(server, llm_concurrency=1), store, sleep=NoSleep()), store)
+    total = len(ModelWriter(settings_for(server), store).plan(again.work.skeleton))
+    assert again.telemetry.cache_hits >= 1  # at least the overview, answered before the refusal
+    assert again.telemetry.calls + again.telemetry.cache_hits == total
+    assert len(server.requests_to(CHAT)) - before == again.telemetry.calls
+    assert len(list(cache_root.rglob("*.json"))) == 1  # the same fill's object, rewritten
+
+
 def test_quota_fails_fast_with_clear_code(server, run):
     server.enqueue(CHAT, quota_exceeded())
     server.respond_with(CHAT, ScriptedCourseModel())

@@ -71,7 +71,7 @@ from ignite_dagster.budget import BudgetWaitTooLong, ProviderBudget, estimate_to
 from ignite_dagster.budget.rate_limit import reported_tokens
 from ignite_dagster.budget.retry_after import parse_retry_after
 from ignite_dagster.config import ConfigError, Settings
-from ignite_dagster.generation.llm.cache import LLMCache, cache_key
+from ignite_dagster.generation.llm.cache import FillCache, LLMCache, cache_key
 from ignite_dagster.generation.llm.deadline import Deadline, within
 from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.schemas import SchemaPolicy
@@ -187,6 +187,10 @@ class StructuredClient:
         self._fatal = None
         return self
 
+    async def fill_cache(self, key: str) -> FillCache | None:
+        """The answers stored for one fill (``cache.fill_key``); None without a cache."""
+        return await self.cache.fill(key) if self.cache is not None else None
+
     async def __aexit__(self, *exc: object) -> None:
         if self.cache is not None:
             await self.cache.flush()  # the answers' entries are written behind
@@ -232,11 +236,12 @@ class StructuredClient:
                 f"{purpose}: the fill deadline ({self.config.fill_deadline_seconds:.0f}s) passed before this call finished",
             )
 
-    async def _cached(self, key: str | None, schema: type[T], meter: UsageMeter, purpose: str) -> T | None:
+    async def _cached(self, cache: LLMCache | FillCache | None, key: str | None, schema: type[T], meter: UsageMeter,
+                      purpose: str) -> T | None:
         """The cached answer for ``key`` if it still fits ``schema`` (None: not cached, or stale)."""
-        if self.cache is None or key is None:
+        if cache is None or key is None:
             return None
-        entry = await self.cache.get(key)
+        entry = await cache.get(key)
         if entry is None:
             return None
         try:
@@ -297,13 +302,15 @@ class StructuredClient:
         json_schema: dict[str, Any] | None = None,
         schema_name: str | None = None,
         deadline: Deadline | None = None,
+        cache: FillCache | None = None,
     ) -> T:
         """One structured answer parsed into ``schema``, or GenerationFailed with a reason code.
 
         ``json_schema`` is the wire schema (built per call from the skeleton, see ``schemas``); without
         it the pydantic model's strict schema is sent. ``deadline`` (see ``new_deadline``) bounds every
         attempt and wait of this call; it starts with the first attempt of its fill. ``use_cache=False`` skips the answer cache for
-        this call (repairs: asking again must be able to give a different answer). Each failed attempt
+        this call (repairs: asking again must be able to give a different answer). ``cache``: the fill's
+        own answers (``LLMCache.fill``), looked up and kept there instead of in an object per answer. Each failed attempt
         is an ``Outcome``; whether and how it is retried is ``queue.retry.decide``.
         """
         if self._client is None or self._semaphore is None:
@@ -311,8 +318,9 @@ class StructuredClient:
         name = schema_name or schema.__name__
         wire = json_schema if json_schema is not None else model_schema(schema)
         fmt = response_format(name, wire, self.config.schema_policy)
-        key = cache_key(self.config.model, prompt_version, fmt, messages) if self.cache and use_cache else None
-        cached = await self._cached(key, schema, meter, purpose)
+        answers = (cache if cache is not None else self.cache) if use_cache else None
+        key = cache_key(self.config.model, prompt_version, fmt, messages) if answers is not None else None
+        cached = await self._cached(answers, key, schema, meter, purpose)
         if cached is not None:
             return cached
 
@@ -351,7 +359,7 @@ class StructuredClient:
                 meter.record_response(answer.usage if answer.body_ok else None, answer.model)
                 read = _read(answer, schema, budget, ceiling)
                 if not isinstance(read, Outcome):
-                    self._store(key, read, answer)
+                    self._store(answers, key, read, answer)
                     meter.last_answer_at = time.monotonic()
                     return read
                 meter.failed_attempts += 1
@@ -367,11 +375,11 @@ class StructuredClient:
             budget = decision.budget or budget
             await self._wait(decision, purpose)
 
-    def _store(self, key: str | None, parsed: BaseModel, answer: Answer) -> None:
-        if self.cache is None or key is None:
+    def _store(self, cache: LLMCache | FillCache | None, key: str | None, parsed: BaseModel, answer: Answer) -> None:
+        if cache is None or key is None:
             return
         counts = answer.usage or {}
-        self.cache.put(
+        cache.put(
             key, parsed,
             tokens_in=int(counts.get("prompt_tokens") or 0),
             tokens_out=int(counts.get("completion_tokens") or 0),

@@ -54,7 +54,7 @@ from ignite_dagster.course.issues import Issue
 from ignite_dagster.course.quality import normalized
 from ignite_dagster.course.request import CourseRequest
 from ignite_dagster.course.skeleton import Skeleton, SkeletonItem, StudyTextSlot
-from ignite_dagster.generation.llm.cache import LLMCache
+from ignite_dagster.generation.llm.cache import LLMCache, fill_key
 from ignite_dagster.generation.llm.client import PROVIDER_NAME, ProviderConfig, StructuredClient, run_all
 from ignite_dagster.generation.llm.item_repair import repair_items
 from ignite_dagster.generation.llm.meter import UsageMeter
@@ -360,12 +360,14 @@ class ModelWriter:
         by_id = {it.id: it for it in skeleton.items}
         plan: CoursePlan | None = None
         progress = FillProgress(self.plan(skeleton), on_progress)
+        # the fill's answers in one cache object (see cache); saved however the fill ends
+        stored = await client.fill_cache(self._fill_key(client, skeleton, request)) if use_cache else None
         try:
             if skeleton.needs_plan:
                 plan = await client.parse(
                     plan_messages(skeleton, request), CoursePlan, json_schema=plan_schema(skeleton),
                     schema_name="CoursePlan", meter=meter, prompt_version=PROMPT_VERSION,
-                    purpose=f"{skeleton.course_id}: plan", deadline=deadline, use_cache=use_cache,
+                    purpose=f"{skeleton.course_id}: plan", deadline=deadline, use_cache=use_cache, cache=stored,
                 )
                 await progress.finished(PlannedCall("plan"))
                 skeleton = apply_plan(skeleton, plan)
@@ -379,7 +381,7 @@ class ModelWriter:
                 return await client.parse(
                     overview_messages(skeleton, request), CourseOverview, json_schema=overview_schema(),
                     schema_name="CourseOverview", meter=meter, prompt_version=PROMPT_VERSION,
-                    purpose=f"{skeleton.course_id}: overview", deadline=deadline, use_cache=use_cache,
+                    purpose=f"{skeleton.course_id}: overview", deadline=deadline, use_cache=use_cache, cache=stored,
                 )
 
             async def study_text(slot: StudyTextSlot) -> StudyTextOut:
@@ -391,7 +393,7 @@ class ModelWriter:
                                         other_titles=others or None),
                     StudyTextOut, json_schema=study_text_schema(slot.wants_image), schema_name="StudyTextOut",
                     meter=meter, prompt_version=PROMPT_VERSION, purpose=f"{skeleton.course_id}: study text {slot.id}",
-                    deadline=deadline, use_cache=use_cache,
+                    deadline=deadline, use_cache=use_cache, cache=stored,
                 )
 
             async def items(group_id: int, batch: list[SkeletonItem]) -> ItemBatch:
@@ -400,7 +402,7 @@ class ModelWriter:
                     item_batch_messages(skeleton, request, names.get(group_id, str(group_id)), batch, objectives,
                                         slot_titles.get(text_id) if text_id else None),
                     ItemBatch, json_schema=item_batch_schema(skeleton.mode, len(batch)), schema_name="ItemBatch",
-                    meter=meter, prompt_version=PROMPT_VERSION, deadline=deadline, use_cache=use_cache,
+                    meter=meter, prompt_version=PROMPT_VERSION, deadline=deadline, use_cache=use_cache, cache=stored,
                     purpose=f"{skeleton.course_id}: items {batch[0].id}-{batch[-1].id} of group {group_id}",
                 )
 
@@ -421,12 +423,20 @@ class ModelWriter:
         except GenerationFailed as exc:
             exc.usage = to_usage(meter)[0]  # type: ignore[attr-defined]
             raise
+        finally:
+            if stored is not None:
+                stored.save()
         course = self._assemble(skeleton, calls, answers, group_texts)
         result = self._result(course, meter)
         if plan is not None:
             result.skeleton = skeleton
             result.plan = plan.model_dump()
         return result
+
+    @staticmethod
+    def _fill_key(client: StructuredClient, skeleton: Skeleton, request: CourseRequest) -> str:
+        return fill_key(client.config.model, PROMPT_VERSION, skeleton.model_dump(mode="json"),
+                        request.model_dump(mode="json"))
 
     def _assemble(
         self, skeleton: Skeleton, plan: list[PlannedCall], answers: list[Any], group_texts: dict[int, str]
