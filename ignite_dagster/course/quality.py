@@ -38,6 +38,8 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -261,9 +263,36 @@ class _Subject:
     anywhere: bool
 
 
+_SCANS_KEPT = 64  # recent scans, by the texts they read (see subject_scan)
+_scans: OrderedDict[tuple, _Subject] = OrderedDict()
+_scans_lock = threading.Lock()
+
+
 def subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...] = ()) -> _Subject:
     """Which parts of ``course`` are on its subject: the gate and the check's figures read one scan (it is
-    the costliest part of a course's quality, a few ms of text matching)."""
+    the costliest part of a course's quality, a few ms of text matching).
+
+    A course is scanned by the worker's gates and again, as stored, by its ``course_quality`` check in
+    the run's reporting step; the second scan of the same texts is the one kept from the first (the
+    result depends only on the texts, the subject and the thresholds read, which make the key). The
+    result is shared: callers only read it."""
+    key = (course.subject, terms, thresholds.min_shared_words, course.title, course.description,
+           tuple((st.title, st.content) for st in course.study_texts or []),
+           tuple((item.id, *_item_texts(item)) for item in course.items))
+    with _scans_lock:
+        found = _scans.get(key)
+        if found is not None:
+            _scans.move_to_end(key)
+            return found
+    scan = _scan(course, thresholds, terms)
+    with _scans_lock:
+        _scans[key] = scan
+        while len(_scans) > _SCANS_KEPT:
+            _scans.popitem(last=False)
+    return scan
+
+
+def _scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...]) -> _Subject:
     matcher = SubjectMatcher.of(course.subject, terms)
     # a course repeats its texts (options, hints) and words: each text is split, matched and stemmed once
     seen: dict[str, tuple[bool, set[str]]] = {}

@@ -81,6 +81,7 @@ class CourseWork:
     repair_rounds: int = 0
     stage_ms: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, Any] | None = None  # the course.json document persist wrote (its checks read it)
     pending: Any = None  # the course's finish (fill → persist) running in the background (a Future of CourseWork)
     error: BaseException | None = None  # begin/prepare failed (the job row already says why); collect raises it
     unsent_events: list[UnsentEvent] = field(default_factory=list)  # for the job's next statement (StagedWorker)
@@ -379,7 +380,8 @@ class CourseWorker(StagedWorker):
             deps = self.deps(work, on_stage, on_progress)
             fills = self.fills() if work.choice.kind == "llm" else None
             if fills is not None:  # the run's shared client: this course's calls overlap the others'
-                future = fills.submit(work.skeleton, work.request, on_progress=on_progress, use_cache=deps.use_cache)
+                future = fills.submit(work.skeleton, work.request, on_progress=on_progress, use_cache=deps.use_cache,
+                                      progress_on_loop=self._progress is not None)  # refine() never blocks
                 self.save_artifacts(work)  # prepare's, while the model answers
                 result = future.result()  # the fill's result or its coded failure
             else:
@@ -445,6 +447,7 @@ class CourseWorker(StagedWorker):
             doc, version, conflicts = write_course_json(
                 self.store, work.course.to_dict(), guard=lambda: self.lease.check(job.id)
             )
+            work.stored = doc
             work.result = self._result(work, doc, conflicts)
             with self._connection() as conn:
                 recorded = record_course(conn, job_id=job.id, organization_id=job.organization_id, course_doc=doc,

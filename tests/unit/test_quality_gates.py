@@ -11,7 +11,7 @@ import pytest
 from ignite_dagster.course.issues import QUALITY_GATE_CODES, Issue
 from ignite_dagster.course.model import Course, parse_course
 from ignite_dagster.course.normalize import normalize_course
-from ignite_dagster.course.quality import QualityThresholds, course_preview, quality_figures
+from ignite_dagster.course.quality import QualityThresholds, course_preview, quality_figures, subject_scan
 from ignite_dagster.course.skeleton import ArithmeticMeta, Skeleton, SkeletonItem
 from ignite_dagster.course.validation import is_quality_failure, validate_course
 from tests.unit.test_packs import PACKS, compile_for, modes_of
@@ -254,3 +254,17 @@ def test_the_course_quality_check_is_an_error_for_a_gate_and_a_warning_for_a_war
     assert meta(bad, "gates_failed") == "duplicate_group_names" and meta(bad, "distinct_group_names") == "1/2"
     assert not warned.passed and warned.severity == AssetCheckSeverity.WARN
     assert meta(warned, "warnings") == "reading_level_off_band" and meta(warned, "reading_level_ok") is False
+
+
+def test_a_course_scanned_again_as_stored_reuses_the_scan_and_a_changed_text_does_not():
+    """The worker's gates and the course's check scan the same texts: the second scan is the first's. Any
+    text, the subject or the shared-words threshold read by the scan is part of what it is kept by."""
+    first = subject_scan(load(good()), Q)
+    assert subject_scan(load(good()), Q) is first  # another parse of the same document
+    changed = good()
+    changed["items"][0]["hint"] = "Count the petals of a sunflower."
+    assert subject_scan(load(changed), Q) is not first
+    assert subject_scan(load(good()), QualityThresholds(min_shared_words=9)) is not first
+    other = good()
+    other["subject"] = "fractions"
+    assert subject_scan(load(other), Q).anywhere is False  # a real scan, not the kept one

@@ -85,7 +85,8 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
         asset_key=COURSE_METADATA, partition=job.course_id,
         metadata={**common, "catalog_action": str(res.get("catalog_action")), "media_jobs": len(res.get("media_jobs", []))},
     )
-    return [content, metadata, *course_check_events(store, job.course_id, settings)]
+    # the document persist wrote, not read back: the stored bytes are its JSON (storage.cas.dump_json)
+    return [content, metadata, *course_check_events(store, job.course_id, settings, doc=work.stored)]
 
 
 def failure_line(work, exc: BaseException) -> str:
@@ -158,11 +159,12 @@ def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, d
     return [content, metadata, *course_check_events(store, course_id, settings)]
 
 
-def course_check_events(store, course_id: str, settings=None) -> list[AssetCheckEvaluation]:
-    """The schema and quality checks of one course, from one read and one parse of its stored course.json."""
+def course_check_events(store, course_id: str, settings=None, doc: dict | None = None) -> list[AssetCheckEvaluation]:
+    """The schema and quality checks of one course, from one read and one parse of its stored course.json
+    (``doc``: that document, when the caller has just written it)."""
     from ignite_dagster.course.model import parse_course
 
-    doc = read_stored_course(store, course_id)
+    doc = doc if doc is not None else read_stored_course(store, course_id)
     parsed = parse_course(doc) if doc is not None else None  # one parse for both checks
     settings = settings if settings is not None else load_settings()
     checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc, parsed)),

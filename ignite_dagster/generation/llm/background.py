@@ -61,14 +61,17 @@ class BackgroundFills:
                 self._client = await client.__aenter__()
             return self._client
 
-    async def _fill(self, skeleton: Skeleton, request: CourseRequest, on_progress: Any, use_cache: bool) -> LLMFillResult:
+    async def _fill(self, skeleton: Skeleton, request: CourseRequest, on_progress: Any, use_cache: bool,
+                    progress_on_loop: bool) -> LLMFillResult:
         client = await self._shared_client()
-        return await self.filler.fill_with(client, skeleton, request, on_progress=on_progress, use_cache=use_cache)
+        return await self.filler.fill_with(client, skeleton, request, on_progress=on_progress, use_cache=use_cache,
+                                           progress_on_loop=progress_on_loop)
 
     def submit(self, skeleton: Skeleton, request: CourseRequest, *, on_progress: Any = None,
-               use_cache: bool = True) -> concurrent.futures.Future[Any]:
-        """Start filling now; the future holds the LLMFillResult or the coded GenerationFailed."""
-        return asyncio.run_coroutine_threadsafe(self._fill(skeleton, request, on_progress, use_cache),
+               use_cache: bool = True, progress_on_loop: bool = False) -> concurrent.futures.Future[Any]:
+        """Start filling now; the future holds the LLMFillResult or the coded GenerationFailed
+        (``progress_on_loop``: see ``ModelWriter.fill_with``)."""
+        return asyncio.run_coroutine_threadsafe(self._fill(skeleton, request, on_progress, use_cache, progress_on_loop),
                                                 self._ensure_loop())
 
     def run(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:

@@ -136,8 +136,9 @@ class FillProgress:
     Items are counted by item, the rest by call: "plan 1/1, study texts 1/2, items 5/12". A report
     that fails is logged and forgotten: progress never fails a fill."""
 
-    def __init__(self, calls: list[PlannedCall], on_progress: OnProgress | None) -> None:
+    def __init__(self, calls: list[PlannedCall], on_progress: OnProgress | None, *, on_loop: bool = False) -> None:
         self.on_progress = on_progress
+        self.on_loop = on_loop  # on_progress never blocks: called here, not in a thread
         self.total_calls = len(calls)
         self.done_calls = 0
         self.totals: dict[str, int] = {}
@@ -154,7 +155,10 @@ class FillProgress:
         if self.on_progress is None:
             return
         try:
-            await asyncio.to_thread(self.on_progress, self.done_calls, self.total_calls, self.message())
+            if self.on_loop:
+                self.on_progress(self.done_calls, self.total_calls, self.message())
+            else:
+                await asyncio.to_thread(self.on_progress, self.done_calls, self.total_calls, self.message())
         except Exception as exc:  # noqa: BLE001 - progress is best effort
             log.warning("fill progress not reported: %s", exc)
 
@@ -348,18 +352,20 @@ class ModelWriter:
         return out
 
     async def fill_with(self, client: StructuredClient, skeleton: Skeleton, request: CourseRequest, *,
-                        on_progress: OnProgress | None = None, use_cache: bool = True) -> LLMFillResult:
+                        on_progress: OnProgress | None = None, use_cache: bool = True,
+                        progress_on_loop: bool = False) -> LLMFillResult:
         """One course filled through an open client (shared with other courses: see ``background``).
 
         ``on_progress(done, total, message)`` is called (in a thread: it may write to the database) each
         time one of the fill's calls has answered, e.g. ``(4, 7, "plan 1/1, study texts 2/2, items
-        4/12")``. ``use_cache=False`` asks the model afresh (a retry after ``quality_failed``: the cached
-        answers are the ones that failed)."""
+        4/12")``; with ``progress_on_loop`` it never blocks (it records the figure for a writer of its own)
+        and is called on the event loop, saving a thread hop per answer. ``use_cache=False`` asks the
+        model afresh (a retry after ``quality_failed``: the cached answers are the ones that failed)."""
         meter = client.new_meter()
         deadline = client.new_deadline()
         by_id = {it.id: it for it in skeleton.items}
         plan: CoursePlan | None = None
-        progress = FillProgress(self.plan(skeleton), on_progress)
+        progress = FillProgress(self.plan(skeleton), on_progress, on_loop=progress_on_loop)
         # the fill's answers in one cache object (see cache); saved however the fill ends
         stored = await client.fill_cache(self._fill_key(client, skeleton, request)) if use_cache else None
         try:
