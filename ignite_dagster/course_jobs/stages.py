@@ -26,8 +26,10 @@ COURSE_STAGES: tuple[Stage, ...] = (
     Stage("select_strategy", 5, "choose a pack or the model for the request"),
     Stage("build_skeleton", 10, "lay out groups, items and study-text slots"),
     Stage("fill", 20, "write the texts and items through the model (progress rises with every answered call)"),
-    Stage("validate_normalize", 70, "validate against Course v2 and normalize"),
-    Stage("repair", 80, "bounded repair rounds for what failed validation"),
+    Stage("validate_normalize", 70, "validate against Course v2 and normalize (milliseconds: its start is not "
+                                    "written as progress; its event is)"),
+    Stage("repair", 80, "bounded repair rounds for what failed validation (progress per round; nothing when "
+                        "nothing failed)"),
     Stage("persist", 90, "write course.json, the metadata row and the catalog update"),
 )
 

@@ -408,7 +408,7 @@ class CourseWorker(StagedWorker):
     def validate_normalize(self, work: CourseWork) -> CourseWork:
         from ignite_dagster.generation.stages.validate_normalize import validate_and_normalize
 
-        with self.stage(work, "validate_normalize"):
+        with self.stage(work, "validate_normalize", quiet=True):  # pure CPU, milliseconds
             gates = work.pack.gates if work.pack is not None else None
             work.course, work.issues = validate_and_normalize(work.draft, work.skeleton, gates,
                                                               self.deps(work).quality)
@@ -421,7 +421,10 @@ class CourseWorker(StagedWorker):
             percent = min(STAGES["persist"] - 1, STAGES["repair"] + round_no)
             self.queue.progress(work.job.id, TABLE, work.job.attempt, "repair", percent, f"repair round {round_no}")
 
-        with self.stage(work, "repair"):
+        from ignite_dagster.course.validation import errors_of
+
+        # nothing to repair: the stage writes and spends nothing, its start would only be a round trip
+        with self.stage(work, "repair", quiet=not errors_of(work.issues)):
             gates = work.pack.gates if work.pack is not None else None
             outcome = asyncio.run(
                 repair_until_valid(work.draft, work.course, work.issues, work.skeleton, work.request, gates,

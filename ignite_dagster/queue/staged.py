@@ -10,6 +10,12 @@ event on the work (``unsent_events``) instead of writing it alone: the next stag
 same statement as its fenced progress (``JobQueue.start_stage``, sql/012), and the worker writes what is
 left where no stage follows (``send_events``). Every event that is written goes through that list, so the
 rows keep the order in which they were decided.
+
+A *quiet* stage (``stage(..., quiet=True)``) writes no progress when it starts: for a stage that writes
+nothing and takes milliseconds (validation; a repair with nothing to repair), whose start would be a
+round trip of its own on the course's way to done and shows for too short a time to be read. Its
+success or failure event is written as any stage's; the claim is confirmed by the next stage's start,
+before anything is written.
 """
 
 from __future__ import annotations
@@ -134,9 +140,10 @@ class StagedWorker:
             self.lease.check(job.id)  # marks the claim lost and raises LostClaim
 
     @contextmanager
-    def stage(self, work: Any, name: str, message: str | None = None) -> Iterator[None]:
+    def stage(self, work: Any, name: str, message: str | None = None, *, quiet: bool = False) -> Iterator[None]:
         job, percent = work.job, self.stages[name]
-        self._start(work, name, percent, message or name.replace("_", " "))
+        if not quiet:
+            self._start(work, name, percent, message or name.replace("_", " "))
         t0 = time.monotonic()
         try:
             yield
