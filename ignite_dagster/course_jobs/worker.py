@@ -82,6 +82,7 @@ class CourseWork:
     stage_ms: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     stored: dict[str, Any] | None = None  # the course.json document persist wrote (its checks read it)
+    report: Any = None  # what the caller's on_persisted built from the finished course (a run: its events)
     pending: Any = None  # the course's finish (fill → persist) running in the background (a Future of CourseWork)
     error: BaseException | None = None  # begin/prepare failed (the job row already says why); collect raises it
     unsent_events: list[UnsentEvent] = field(default_factory=list)  # for the job's next statement (StagedWorker)
@@ -110,6 +111,7 @@ class CourseWorker(StagedWorker):
         packs: Any = None,
         fills: Any = None,
         progress: ProgressWriter | None = None,
+        on_persisted: Callable[[CourseWork], None] | None = None,
     ):
         super().__init__(settings, queue, store, lease)
         # the run's progress writer: a fill's per-answer figures are written in batches, off the model
@@ -121,6 +123,10 @@ class CourseWorker(StagedWorker):
         # BackgroundFills shared by the courses of a run, or a callable returning it on first use (None: the
         # fill runs inside its own stage)
         self._fills = fills
+        # the caller's work on a persisted course, run where the course finished (a run builds the
+        # course's report there, on the course's own thread, not one course after another on the
+        # thread that reports them); best effort: what it does not set, the caller builds later
+        self._on_persisted = on_persisted
 
     @property
     def packs(self):
@@ -328,7 +334,13 @@ class CourseWorker(StagedWorker):
                 work = step(work)
         finally:
             self.save_artifacts(work)  # prepare's, if the fill did not get to write them
-        return self.persist(work)
+        work = self.persist(work)
+        if self._on_persisted is not None:
+            try:
+                self._on_persisted(work)
+            except Exception as exc:  # noqa: BLE001 - the course is done; its report is built again later
+                log.warning("job %s: on_persisted failed (%s); reported without it", work.job.id, exc)
+        return work
 
     def collect(self, work: CourseWork) -> CourseWork:
         """The finished course: the background outcome, or ``finish`` run here (raises the course's failure)."""
@@ -393,16 +405,14 @@ class CourseWorker(StagedWorker):
 
     def take_fill(self, work: CourseWork, result: Any) -> None:
         """Keep a fill's draft (and the skeleton as its plan named it) and save the debug artifacts."""
-        from ignite_dagster.generation.artifacts import save_artifact
-
         work.draft = result.course
         work.usage = result.usage
         work.provider, work.model, work.prompt_version = result.provider, result.model, result.prompt_version
         if result.skeleton is not None:
             work.skeleton = result.skeleton
         if result.plan is not None:
-            self.best_effort(save_artifact, self.deps(work), "plan.json", result.plan)
-        self.best_effort(save_artifact, self.deps(work), "draft.json", work.draft)
+            self.save_artifact(work, "plan.json", result.plan)
+        self.save_artifact(work, "draft.json", work.draft)
         return work
 
     def validate_normalize(self, work: CourseWork) -> CourseWork:
@@ -556,6 +566,6 @@ class CourseWorker(StagedWorker):
             work = self.build_skeleton(self.select_strategy(work))
             for step in (self.fill, self.validate_normalize, self.repair):
                 work = step(work)
+            return self.persist(work, now)
         finally:
             self.save_artifacts(work)  # prepare's (a failed prepare's too)
-        return self.persist(work, now)

@@ -158,15 +158,15 @@ class ModelResource(ConfigurableResource):
             return self._fills
 
 
-def course_worker(queue: QueueResource, storage: StorageResource, model: ModelResource):
-    """The staged course worker over the run's resources."""
+def course_worker(queue: QueueResource, storage: StorageResource, model: ModelResource, on_persisted=None):
+    """The staged course worker over the run's resources (``on_persisted``: see ``CourseWorker``)."""
     from ignite_dagster.course_jobs.worker import CourseWorker
 
     store = storage.store
     # fills are handed over as a factory: the model SDK is imported only when a course is prefilled,
     # never before a claim's first heartbeat
     return CourseWorker(load_settings(), queue.queue, store, queue.lease, fills=lambda: model.fills(store),
-                        progress=queue.progress)
+                        progress=queue.progress, on_persisted=on_persisted)
 
 
 def media_worker(queue: QueueResource, storage: StorageResource):

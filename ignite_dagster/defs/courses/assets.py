@@ -39,7 +39,7 @@ from pydantic import create_model
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.course_jobs.stages import stage_lines
-from ignite_dagster.defs.courses.events import courses_failure, report_courses
+from ignite_dagster.defs.courses.events import courses_failure, report_builder, report_courses
 from ignite_dagster.defs.courses.keys import COURSE_CONTENT, COURSE_MEDIA, COURSE_METADATA
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import (
@@ -160,7 +160,8 @@ def _generate(context: AssetExecutionContext, queue: QueueResource, storage: Sto
     # report the courses in the order they finish, exactly as generate_courses' finish_courses step does:
     # each is persisted as soon as its own fill is done, and its materialization is yielded then, not after
     # the slower courses before it; a failed one is observed failed on its partition.
-    worker = course_worker(queue, storage, model)
+    worker = course_worker(queue, storage, model,
+                           on_persisted=report_builder(storage.store, source="materialization", settings=settings))
     works = [worker.begin_and_prepare(job) for job in taken]
     yield from report_courses(worker, works, storage.store, source="materialization", log=context.log,
                               failures=failures, settings=settings)

@@ -89,6 +89,19 @@ def finished_course_events(work, store, *, source: str, settings=None) -> list:
     return [content, metadata, *course_check_events(store, job.course_id, settings, doc=work.stored)]
 
 
+def report_builder(store, *, source: str, settings=None):
+    """``CourseWorker(on_persisted=…)``: a persisted course's events built where it finished (its own
+    thread, for a course finishing in the background), kept on ``work.report`` for ``report_courses``.
+    Why: the reporting step logs the courses one after another; with their checks evaluated there too,
+    the courses of a run that finish together waited in line for each other's checks."""
+    settings = settings if settings is not None else load_settings()
+
+    def build(work) -> None:
+        work.report = finished_course_events(work, store, source=source, settings=settings)
+
+    return build
+
+
 def failure_line(work, exc: BaseException) -> str:
     """One line naming a failed course, its job and why (the run's log line and the step's Failure)."""
     from ignite_dagster.queue.errors import LostClaim
@@ -129,7 +142,8 @@ def report_courses(worker, works: Iterable, store, *, source: str, log, failures
             yield from failed_course_events(work, outcome, source=source)
             continue
         try:  # built before yielding: a course whose events cannot be built stops no other course's
-            events = finished_course_events(outcome, store, source=source, settings=settings)
+            events = outcome.report if outcome.report is not None else \
+                finished_course_events(outcome, store, source=source, settings=settings)
         except Exception as exc:  # noqa: BLE001 - the course is done; the reconciler's drift report shows it later
             failures.append(f"{work.label}: done, but not reported: {type(exc).__name__}: {exc}")
             log.error(failures[-1])

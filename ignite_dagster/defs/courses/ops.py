@@ -37,7 +37,7 @@ from pydantic import Field
 
 from ignite_dagster.config import load_settings
 from ignite_dagster.course_jobs.stages import FINISH, PREPARE, chain
-from ignite_dagster.defs.courses.events import courses_failure, report_courses
+from ignite_dagster.defs.courses.events import courses_failure, report_builder, report_courses
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import ModelResource, QueueResource, StorageResource, course_worker
 from ignite_dagster.defs.run_process import freeze_long_lived_once
@@ -77,7 +77,7 @@ def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, 
     context.log.info(f"{len(jobs)} course job(s): " + ", ".join(f"{j.course_id}#{j.attempt}" for j in jobs))
     if config.claim_now:  # the job row names its run (job status links it in the UI); the sensor's are stamped
         job_queue.stamp_course_run(context.run_id, [(j.id, j.attempt) for j in jobs])
-    worker = course_worker(queue, storage, model)
+    worker = course_worker(queue, storage, model, on_persisted=report_builder(storage.store, source="queue"))
     works = [worker.begin_and_prepare(job) for job in jobs]  # a failure stays on work.error: reported later
     prepared = [w for w in works if w.error is None]
     if prepared:  # one line for the run, not one per course
