@@ -397,6 +397,7 @@ class CourseWorker(StagedWorker):
                 self.save_artifacts(work)  # prepare's, while the model answers
                 result = future.result()  # the fill's result or its coded failure
             else:
+                self.save_artifacts(work)  # prepare's (process(): none were written yet)
                 result = asyncio.run(fill(work.skeleton, work.request, work.choice, deps, work.pack))
             self.take_fill(work, result)
         if result.generation_ms is not None:

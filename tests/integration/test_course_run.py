@@ -163,7 +163,8 @@ def test_a_course_that_cannot_begin_is_shown_failed_on_its_partition_and_its_nei
     assert queue.get(bad).reason_code == "special_requests_missing"
 
 
-def test_model_courses_are_reported_as_each_finishes_not_in_the_runs_plan_order(queue, org_id, monkeypatch):
+def test_model_courses_are_reported_as_each_finishes_not_in_the_runs_plan_order(queue, org_id, monkeypatch,
+                                                                                 tmp_path):
     scripted = ScriptedCourseModel()
 
     def model(request):  # every answer about volcanoes comes late: that course finishes last
@@ -187,3 +188,8 @@ def test_model_courses_are_reported_as_each_finishes_not_in_the_runs_plan_order(
                 and e.event_specific_data.materialization.asset_key == AssetKey("course_content")]
     assert sorted(reported[:2]) == ["fast-1", "fast-2"] and reported[2:] == ["slow"]
     assert all(queue.get(j.id).status == "done" for j in jobs)
+    # prepare's artifacts are written by each course's own thread while its model calls are in flight
+    for job in jobs:
+        debug = tmp_path / "storage" / f"courses/debug/jobs/{job.id}"
+        assert {p.name for p in debug.glob("*.json")} >= {"strategy.json", "skeleton.json", "plan.json", "draft.json",
+                                                          "summary.json"}
