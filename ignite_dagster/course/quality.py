@@ -38,8 +38,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -263,37 +261,23 @@ class _Subject:
     anywhere: bool
 
 
-_SCANS_KEPT = 64  # recent scans, by the texts they read (see subject_scan)
-_scans: OrderedDict[tuple, _Subject] = OrderedDict()
-_scans_lock = threading.Lock()
-
-
 def subject_scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...] = ()) -> _Subject:
     """Which parts of ``course`` are on its subject: the gate and the check's figures read one scan (it is
     the costliest part of a course's quality, a few ms of text matching).
 
     A course is scanned by the worker's gates and again, as stored, by its ``course_quality`` check in
-    the run's reporting step; the second scan of the same texts is the one kept from the first (the
-    result depends only on the texts, the subject and the thresholds read, which make the key). The
-    result is shared: callers only read it."""
-    key = (course.subject, terms, thresholds.min_shared_words, course.title, course.description,
-           tuple((st.title, st.content) for st in course.study_texts or []),
-           tuple((item.id, *_item_texts(item)) for item in course.items))
-    with _scans_lock:
-        found = _scans.get(key)
-        if found is not None:
-            _scans.move_to_end(key)
-            return found
-    scan = _scan(course, thresholds, terms)
-    with _scans_lock:
-        _scans[key] = scan
-        while len(_scans) > _SCANS_KEPT:
-            _scans.popitem(last=False)
-    return scan
+    the run's reporting step: the scan is a function of the texts it reads, the subject and the shared-words
+    threshold, and the last scans are kept by those (``_scan``), so the second scan is the first's.
+    The result is shared: callers only read it."""
+    return _scan(course.subject, terms, thresholds.min_shared_words, course.title, course.description,
+                 tuple((st.title, st.content) for st in course.study_texts or []),
+                 tuple((item.id, tuple(_item_texts(item))) for item in course.items))
 
 
-def _scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...]) -> _Subject:
-    matcher = SubjectMatcher.of(course.subject, terms)
+@functools.lru_cache(maxsize=64)
+def _scan(subject: str, terms: tuple[str, ...], min_shared_words: int, title: str, description: str | None,
+          study_texts: tuple[tuple[str, str], ...], items: tuple[tuple[int, tuple[str, ...]], ...]) -> _Subject:
+    matcher = SubjectMatcher.of(subject, terms)
     # a course repeats its texts (options, hints) and words: each text is split, matched and stemmed once
     seen: dict[str, tuple[bool, set[str]]] = {}
 
@@ -311,20 +295,18 @@ def _scan(course: Course, thresholds: QualityThresholds, terms: tuple[str, ...])
     def stemmed(text: str | None) -> set[str]:
         return read(text)[1]
 
-    texts = course.study_texts or []
-    texts_on = [names(st.title) or names(strip_markers(st.content)) for st in texts]
+    texts_on = [names(st_title) or names(strip_markers(content)) for st_title, content in study_texts]
     vocabulary: set[str] = set()
-    for st, on in zip(texts, texts_on, strict=True):
+    for (st_title, content), on in zip(study_texts, texts_on, strict=True):
         if on:
-            vocabulary |= stemmed(strip_markers(st.content)) | stemmed(st.title)
-    title_on = names(course.title) or bool(stemmed(course.title) & vocabulary)
+            vocabulary |= stemmed(strip_markers(content)) | stemmed(st_title)
+    title_on = names(title) or bool(stemmed(title) & vocabulary)
     items_on: dict[int, bool] = {}
-    for item in course.items:
-        parts = _item_texts(item)
+    for item_id, parts in items:
         shared = set().union(*(stemmed(t) for t in parts)) & vocabulary
-        items_on[item.id] = any(names(t) for t in parts) or len(shared) >= thresholds.min_shared_words
-    anywhere = (names(course.title) or names(course.description) or any(texts_on)
-                or any(names(t) for it in course.items for t in _item_texts(it)))
+        items_on[item_id] = any(names(t) for t in parts) or len(shared) >= min_shared_words
+    anywhere = (names(title) or names(description) or any(texts_on)
+                or any(names(t) for _, parts in items for t in parts))
     return _Subject(texts_on, title_on, items_on, anywhere)
 
 
