@@ -15,7 +15,6 @@ module only orders them, so the order above is readable in one place.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from ignite_dagster.queue.errors import LostClaim
 from ignite_dagster.queue.job_rows import request_columns
 from ignite_dagster.storage.base import ObjectStore
 from ignite_dagster.storage.cas import update_json
+from ignite_dagster.storage.json_codec import dump_compact, load
 from ignite_dagster.storage.keys import course_path
 
 
@@ -51,7 +51,7 @@ def write_course_json(
     def mutate(current: dict | None) -> dict:
         if guard is not None:
             guard()
-        return merge_attached_media(json.loads(json.dumps(course_doc)), current)
+        return merge_attached_media(load(dump_compact(course_doc)), current)  # a fresh copy per attempt
 
     return update_json(store, course_path(course_doc["id"]), mutate)
 

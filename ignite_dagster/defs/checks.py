@@ -45,15 +45,17 @@ def read_stored_course(store, course_id: str) -> dict | None:
         return None
 
 
-def evaluate_schema(store, course_id: str, doc: dict | None = None, parsed=None) -> AssetCheckResult:
+def evaluate_schema(store, course_id: str, doc: dict | None = None, parsed=None, structural=None) -> AssetCheckResult:
     """The course_schema_valid check for one course (``doc``: the stored course, if already read;
-    ``parsed``: its ``parse_course`` result, if already parsed)."""
+    ``parsed``: its ``parse_course`` result, if already parsed; ``structural``: ``validate_course`` of
+    that parsed course, if already made)."""
     from ignite_dagster.course.validation import schema_issues
 
     doc = doc if doc is not None else read_stored_course(store, course_id)
     if doc is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
-    issues = schema_issues(doc, parsed)
+    parsed_course = parsed[0] if parsed is not None else None
+    issues = structural if parsed_course is not None and structural is not None else schema_issues(doc, parsed)
     errors = [i for i in issues if i.severity == "error"]
     return AssetCheckResult(
         passed=not errors,
@@ -63,9 +65,11 @@ def evaluate_schema(store, course_id: str, doc: dict | None = None, parsed=None)
     )
 
 
-def evaluate_quality(store, course_id: str, settings, doc: dict | None = None, parsed=None) -> AssetCheckResult:
+def evaluate_quality(store, course_id: str, settings, doc: dict | None = None, parsed=None,
+                     structural=None) -> AssetCheckResult:
     """The course_quality check for one course: gate codes, warnings and the figures behind them (``doc``,
-    ``parsed``: as for ``evaluate_schema``). The subject scan is made once for the gates and the figures."""
+    ``parsed``, ``structural``: as for ``evaluate_schema``; the latter stands for this check's own
+    validation when no pack gates apply). The subject scan is made once for the gates and the figures."""
     from ignite_dagster.course.issues import QUALITY_GATE_CODES
     from ignite_dagster.course.model import parse_course
     from ignite_dagster.course.quality import QualityThresholds, quality_figures, quality_issues, subject_scan
@@ -82,7 +86,8 @@ def evaluate_quality(store, course_id: str, settings, doc: dict | None = None, p
     gates = _pack_gates((doc.get("generation") or {}).get("packId"))
     terms = tuple(gates.subject_terms) if gates else ()
     scan = subject_scan(course, thresholds, terms)
-    issues = validate_course(course, None, gates) + quality_issues(course, None, thresholds, terms, scan=scan)
+    base = structural if structural is not None and gates is None else validate_course(course, None, gates)
+    issues = base + quality_issues(course, None, thresholds, terms, scan=scan)
     failed = sorted({i.code for i in issues if i.severity == "error" and i.code in QUALITY_GATE_CODES})
     warned = sorted({i.code for i in issues if i.severity == "warning"})
     figures = quality_figures(course, thresholds, terms, scan=scan)

@@ -6,12 +6,12 @@ effort for the stages that write them and never change the course itself.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
 from ignite_dagster.course.issues import Issue
 from ignite_dagster.generation.types import GenerationDeps
+from ignite_dagster.storage.json_codec import dump_document
 
 
 def save_artifact(deps: GenerationDeps, name: str, payload: Any) -> str | None:
@@ -19,7 +19,7 @@ def save_artifact(deps: GenerationDeps, name: str, payload: Any) -> str | None:
     if deps.store is None or not deps.debug_prefix:
         return None
     key = f"{deps.debug_prefix.rstrip('/')}/{name}"
-    data = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str).encode("utf-8")
+    data = dump_document(payload, sort_keys=True, default=str)
     # best effort: a debug artifact lost to a power cut is not worth a disk flush per write
     deps.store.put(key, data, content_type="application/json", durable=False)
     return key

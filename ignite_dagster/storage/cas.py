@@ -8,20 +8,20 @@ No writer's change is lost, and no writer waits on a lock held by a crashed proc
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ignite_dagster.storage.base import NotFound, ObjectStore, PreconditionFailed, StorageError
+from ignite_dagster.storage.json_codec import dump_document, load
 
 JSON_CONTENT_TYPE = "application/json"
 
 
 def dump_json(doc: Any) -> bytes:
-    """The one JSON encoding for stored documents (stable, human-readable, UTF-8)."""
-    return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=False).encode("utf-8")
+    """The one JSON encoding for stored documents (stable, human-readable, UTF-8; see ``json_codec``)."""
+    return dump_document(doc)
 
 
 def _read(store: ObjectStore, key: str) -> tuple[dict | None, bytes | None, str | None]:
@@ -30,8 +30,8 @@ def _read(store: ObjectStore, key: str) -> tuple[dict | None, bytes | None, str 
     except NotFound:
         return None, None, None
     try:
-        doc = json.loads(obj.data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = load(obj.data)
+    except ValueError as exc:  # not UTF-8 or not JSON
         raise StorageError(f"{key!r} is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise StorageError(f"{key!r} holds JSON {type(doc).__name__}, expected an object")
@@ -69,7 +69,7 @@ def update_json(
         new_doc = mutate(current)
         if not isinstance(new_doc, dict):
             raise TypeError(f"update_json: mutate returned {type(new_doc).__name__}, expected dict")
-        if raw is not None and version is not None and json.loads(raw) == new_doc:
+        if raw is not None and version is not None and load(raw) == new_doc:
             return new_doc, version, conflicts
         try:
             if version is None:

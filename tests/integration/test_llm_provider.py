@@ -178,6 +178,15 @@ def test_timeout_and_dropped_connection_are_retried(server):
     assert meter.calls == 3 and meter.failed_attempts == 2
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_server_that_hangs_up_is_a_connection_failure_not_a_slow_model(server, stream):
+    # the aiohttp transport reports a dropped connection as a connect timeout; transport.send says what it was
+    server.respond_with(CHAT, Reply(drop=True))
+    exc, meter = call(config(server, max_retries=2, stream=stream))
+    assert exc.reason_code == "provider_unavailable" and exc.retryable is True, exc.message
+    assert "timeout" not in exc.message.lower() and meter.failed_attempts == 3
+
+
 def test_client_error_is_not_retried(server):
     server.enqueue(CHAT, api_error(400, "model 'nope' does not exist", code="model_not_found", type_="invalid_request_error"))
     exc, _ = call(config(server))

@@ -46,6 +46,7 @@ def test_the_request_is_the_chat_completions_body_we_build(server, stream):
     sent = server.requests_to(CHAT)[0]
     assert sent.json == request_body("test-model", MESSAGES, FMT, 321, stream=stream)
     assert sent.headers["authorization"] == "Bearer k"
+    assert sent.headers["content-type"] == "application/json"  # the body goes as bytes we encoded: still JSON
     assert sent.json.get("stream_options") == ({"include_usage": True} if stream else None)
 
 

@@ -268,3 +268,26 @@ def test_a_course_scanned_again_as_stored_reuses_the_scan_and_a_changed_text_doe
     other = good()
     other["subject"] = "fractions"
     assert subject_scan(load(other), Q).anywhere is False  # a real scan, not the kept one
+
+
+def test_a_runs_checks_of_a_course_are_the_checks_the_ui_evaluates_on_demand(tmp_path):
+    """``course_check_events`` validates a stored course once for both checks; what it reports is what each
+    check says evaluated on its own (the asset checks' Execute in the UI), passing or failing."""
+    from ignite_dagster.config import Settings
+    from ignite_dagster.defs.checks import evaluate_quality, evaluate_schema
+    from ignite_dagster.defs.courses.events import course_check_events
+    from ignite_dagster.storage.local import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path)
+    repeated = good()
+    repeated["groups"][1]["name"] = "What a volcano is"
+    no_answer = good()
+    no_answer["items"][0]["correctIndex"] = 9
+    for course_id, doc in (("fine", good()), ("repeated", repeated), ("broken", no_answer)):
+        store.put(f"courses/{course_id}/course.json", json.dumps({**doc, "id": course_id}).encode())
+        schema, quality = course_check_events(store, course_id, Settings())
+        alone = (evaluate_schema(store, course_id), evaluate_quality(store, course_id, Settings()))
+        for reported, own in zip((schema, quality), alone, strict=True):
+            assert (reported.passed, reported.severity) == (own.passed, own.severity), course_id
+            assert reported.metadata == own.metadata, course_id
+    assert not schema.passed  # the broken course fails its schema check either way

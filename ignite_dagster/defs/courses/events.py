@@ -174,15 +174,18 @@ def reconciled_course_events(course_id: str, job_id: str, doc: dict, store, *, d
 
 
 def course_check_events(store, course_id: str, settings=None, doc: dict | None = None) -> list[AssetCheckEvaluation]:
-    """The schema and quality checks of one course, from one read and one parse of its stored course.json
-    (``doc``: that document, when the caller has just written it)."""
+    """The schema and quality checks of one course, from one read, one parse and one structural validation
+    of its stored course.json (``doc``: that document, when the caller has just written it)."""
     from ignite_dagster.course.model import parse_course
+    from ignite_dagster.course.validation import validate_course
 
     doc = doc if doc is not None else read_stored_course(store, course_id)
     parsed = parse_course(doc) if doc is not None else None  # one parse for both checks
+    # the schema check's validation is the quality check's too, when no pack gates apply (one pass, not two)
+    structural = validate_course(parsed[0]) if parsed is not None and parsed[0] is not None else None
     settings = settings if settings is not None else load_settings()
-    checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc, parsed)),
-              (QUALITY_CHECK, evaluate_quality(store, course_id, settings, doc, parsed)))
+    checks = ((SCHEMA_CHECK, evaluate_schema(store, course_id, doc, parsed, structural)),
+              (QUALITY_CHECK, evaluate_quality(store, course_id, settings, doc, parsed, structural)))
     return [AssetCheckEvaluation(asset_key=COURSE_CONTENT, check_name=name, passed=check.passed, partition=course_id,
                                  metadata=check.metadata, severity=check.severity) for name, check in checks]
 

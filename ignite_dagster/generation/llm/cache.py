@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ignite_dagster.storage.base import NotFound, ObjectStore, StorageError
+from ignite_dagster.storage.json_codec import dump_compact, load
 from ignite_dagster.storage.keys import LLM_CACHE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ def _entry(data: Any) -> CacheEntry:
 
 
 def _dump(data: dict[str, Any]) -> bytes:
-    # compact: an indent makes json use its pure-Python encoder (3x the CPU, on the model loop)
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    # compact: read by machines (json_codec: orjson, on the model loop)
+    return dump_compact(data)
 
 
 class LLMCache:
@@ -140,7 +141,7 @@ class LLMCache:
         except NotFound:
             return None
         try:
-            return json.loads(obj.data)
+            return load(obj.data)
         except ValueError as exc:
             log.warning("ignoring damaged llm cache object %s: %s", path, exc)
             return None

@@ -76,7 +76,7 @@ from ignite_dagster.generation.llm.deadline import Deadline, within
 from ignite_dagster.generation.llm.meter import UsageMeter
 from ignite_dagster.generation.llm.schemas import SchemaPolicy
 from ignite_dagster.generation.llm.slots import ServerSlots, discover_slots, output_budget
-from ignite_dagster.generation.llm.transport import Answer, send, tls_context
+from ignite_dagster.generation.llm.transport import Answer, http_client, send
 from ignite_dagster.generation.llm.wire import model_schema, response_format
 from ignite_dagster.generation.types import GenerationFailed
 from ignite_dagster.queue.retry import CALL_BACKOFF, Attempts, Backoff, CallLimits, Decision, Outcome, decide
@@ -177,7 +177,7 @@ class StructuredClient:
             base_url=self.config.base_url,
             timeout=timeout,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+            http_client=http_client(),
         )
         server = (await discover_slots(self.config.base_url, self.config.api_key) if self.config.discover_slots
                   else ServerSlots())
