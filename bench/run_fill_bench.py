@@ -15,7 +15,8 @@ not when the slowest course of the run is.
 The scripted model server runs in a process of its own, as a model server does in production: in the
 bench's own process its JSON and HTTP work (seven answers per course) would share the run's GIL, and the
 10-course side, which has ten times the answers in flight, would pay for the server too
-(``--server-in-process`` measures that way).
+(``--server-in-process`` measures that way). Each run starts from a collected heap, as a run's own process
+does: in this one process a full collection of earlier runs' objects could land in either side's run.
 
     .venv/bin/python bench/run_fill_bench.py [--courses 10] [--latency 0.2] [--repeat 5] [--server-in-process]
     .venv/bin/python bench/run_fill_bench.py --unequal [--latency 0.5]
@@ -24,6 +25,7 @@ bench's own process its JSON and HTTP work (seven answers per course) would shar
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import statistics
@@ -68,6 +70,9 @@ def run_courses(pg: TestPostgres, server: OpenAICompatServer, n: int, tag: str) 
                                     items_per_group=12, groups_count=4)
             ids.append(submit_course_request(queue, store, request, organization_id=org).job.id)
         with DagsterInstance.ephemeral() as instance:
+            # a run's process starts without earlier runs' garbage (each is a fresh process): collected
+            # here, so no run of this process pays a full collection of another's objects
+            gc.collect()
             t0 = time.monotonic()
             result = defs().resolve_job_def(GENERATE_JOB).execute_in_process(
                 instance=instance, raise_on_error=False,
