@@ -54,8 +54,7 @@ def evaluate_schema(store, course_id: str, doc: dict | None = None, parsed=None,
     doc = doc if doc is not None else read_stored_course(store, course_id)
     if doc is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata=_MISSING)
-    parsed_course = parsed[0] if parsed is not None else None
-    issues = structural if parsed_course is not None and structural is not None else schema_issues(doc, parsed)
+    issues = structural if structural is not None else schema_issues(doc, parsed)
     errors = [i for i in issues if i.severity == "error"]
     return AssetCheckResult(
         passed=not errors,

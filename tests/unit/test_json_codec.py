@@ -38,6 +38,7 @@ def test_what_orjson_refuses_is_still_encoded_with_the_same_layout():
 def test_an_artifact_default_applies_to_what_json_cannot_hold():
     doc = {"cost": Decimal("0.0125"), "at": datetime(2026, 12, 3, tzinfo=UTC)}
     assert load(dump_document(doc, default=str))["cost"] == "0.0125"
+    assert dump_document(doc, default=str) == json.dumps(doc, ensure_ascii=False, indent=2, default=str).encode()
 
 
 def test_text_that_is_not_json_is_a_value_error():

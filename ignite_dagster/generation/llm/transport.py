@@ -104,7 +104,7 @@ async def send(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, 
         # the aiohttp transport reports every aiohttp connection error (a server that hung up, a reset)
         # as httpx2.ConnectTimeout: said here as what it was, so the retry policy reads a connection
         # failure, not a slow model
-        raise httpx2.RemoteProtocolError(f"connection failed: {_root(exc)!r}") from exc
+        raise httpx2.NetworkError(f"connection failed: {_root(exc)!r}") from exc
 
 
 def _root(exc: BaseException) -> BaseException:
