@@ -49,7 +49,7 @@ from ignite_dagster.defs.resources import (
     course_worker,
     media_worker,
 )
-from ignite_dagster.defs.run_process import freeze_long_lived_once
+from ignite_dagster.defs.run_process import settle_run_process
 from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, encode_claims
 from ignite_dagster.storage.keys import course_media_prefix, course_path
 
@@ -121,7 +121,7 @@ def _generate(context: AssetExecutionContext, queue: QueueResource, storage: Sto
     course's events as it finishes (yielded, not logged: events logged before a step fails are lost);
     appends a line per course that was not generated to ``failures``."""
     from ignite_dagster.course_jobs.materialize import take_course
-    freeze_long_lived_once()  # as generate_courses' first step does (see run_process)
+    settle_run_process(context.instance)  # as generate_courses' first step does (see run_process)
     overrides = {k: v for k, v in config.model_dump().items() if v is not None}
     settings = load_settings()
     worker_id = f"dagster:{context.run.run_id}"

@@ -40,7 +40,7 @@ from ignite_dagster.course_jobs.stages import FINISH, PREPARE, chain
 from ignite_dagster.defs.courses.events import courses_failure, report_builder, report_courses
 from ignite_dagster.defs.partitions import courses_partitions
 from ignite_dagster.defs.resources import ModelResource, QueueResource, StorageResource, course_worker
-from ignite_dagster.defs.run_process import freeze_long_lived_once
+from ignite_dagster.defs.run_process import settle_run_process
 from ignite_dagster.defs.run_tags import JOBS_TAG, course_run_tags, decode_claims, encode_claims
 
 
@@ -55,7 +55,7 @@ class ClaimedJobsConfig(Config):
                 f"{chain(FINISH)} in the background; finish_courses reports them.")
 def claimed_course_jobs(context: OpExecutionContext, config: ClaimedJobsConfig, queue: QueueResource,
                         storage: StorageResource, model: ModelResource) -> list:
-    freeze_long_lived_once()  # before the courses' threads start allocating (see run_process)
+    settle_run_process(context.instance)  # before the courses' threads start allocating (see run_process)
     job_queue = queue.queue
     if config.claim_now:
         jobs = job_queue.claim_course_jobs(f"dagster:{context.run_id}", limit=config.claim_now)
