@@ -246,7 +246,8 @@ def main() -> int:
         many, one = statistics.median(m for m, _ in pairs[kind]), statistics.median(o for _, o in pairs[kind])
         print(f"{args.courses} model-path courses (4 groups x 12 items, {calls_per_course:.0f} calls each, "
               f"{args.latency * 1000:.0f} ms per call) in one run, {kind} instance: {many:.2f} s; one course: "
-              f"{one:.2f} s; ratio {ratio:.2f} (median of {len(pairs[kind])} pairs; target <= {TARGET_RATIO})")
+              f"{one:.2f} s; ratio {ratio:.2f} (median of {len(pairs[kind])} pairs; target <= {TARGET_RATIO}); "
+              f"{(many - one) / max(args.courses - 1, 1) * 1000:.0f} ms per course beyond the first")
     if stolen is not None:
         print(f"  the machine's CPU stolen by its hypervisor meanwhile: {stolen:.0%} of its busy time (the 10-course "
               "side is CPU-bound, one course mostly waits: steal raises the ratio)")
