@@ -22,6 +22,14 @@ instance whose storage is not Postgres (a test's in-memory one) is left as it is
 connection that Postgres dropped (a restart) fails the one call that finds it, where a fresh connection
 per call would have found the server back; the pool then replaces it, and a run that failed so is
 handed back like any failed run (``defs/queue_sensors``' run-failure sensor).
+
+A process that runs many runs (a Celery worker: a new instance per run) would keep each finished run's
+pooled connections until a garbage collection found the instance: Dagster's ``dispose`` leaves the
+engines open, and the instance sits in reference cycles. So holding a run's connections first closes
+those the process held for earlier runs (``release_storage_connections``; an engine whose pool is
+closed opens new connections if its run still calls, so this is safe while one still runs): a process
+keeps at most one finished run's idle connections, measured in
+``tests/integration/test_run_storage_connections.py``.
 """
 
 from __future__ import annotations
@@ -70,13 +78,26 @@ def on_postgres(instance: Any) -> bool:
 
 
 def hold_storage_connections(instance: Any) -> bool:
-    """Pool the instance's Postgres storage connections, the first time it is called for ``instance``;
-    True when it did (see the module docstring)."""
+    """Pool the instance's Postgres storage connections, the first time it is called for ``instance``,
+    after closing those held for earlier instances of this process; True when it did (see the module
+    docstring)."""
     with _lock:
         if instance in _held or not on_postgres(instance):
             return False
+        for earlier in list(_held):
+            release_storage_connections(earlier)
+            _held.discard(earlier)
         # statement_timeout 0: a run's calls keep Postgres' own (none), as they had without the pool
         instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS,
                                         max_overflow=POOL_MAX_OVERFLOW)
         _held.add(instance)
         return True
+
+
+def release_storage_connections(instance: Any) -> None:
+    """Close the idle connections of the instance's storage engines (``Engine.dispose``: the engine stays
+    usable). Dagster has no public call for it: the storages' engines are their ``_engine``."""
+    for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+        engine = getattr(storage, "_engine", None)
+        if engine is not None:
+            engine.dispose()

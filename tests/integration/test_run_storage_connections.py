@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 import sqlalchemy
 from dagster import DagsterInstance
@@ -85,3 +86,21 @@ def test_an_instances_connections_are_held_once_and_only_on_postgres(run_env):
         assert isinstance(pool, sqlalchemy.pool.QueuePool)
     with DagsterInstance.ephemeral() as memory:
         assert hold_storage_connections(memory) is False
+
+
+def test_a_process_keeps_the_idle_connections_of_no_more_than_its_latest_run(db_url, run_env):
+    def connections() -> int:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()").fetchone()[0]
+
+    finished = []  # kept, as the reference cycles a finished run's instance sits in keep it until a collection
+    for _ in range(4):  # a Celery worker's process: one instance per run, one run after another
+        with DagsterInstance.from_config(run_env) as instance:
+            hold_storage_connections(instance)
+            instance.get_runs(limit=1)
+            instance.event_log_storage.get_logs_for_run("no-such-run")
+            during = connections()
+        finished.append(instance)
+    assert 1 <= during <= 3
+    assert connections() <= during, "the earlier runs' pooled connections are still open"
